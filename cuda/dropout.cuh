@@ -1,0 +1,41 @@
+/*
+Inverted dropout with train_bert.c's counter-based masks: element i of a tensor is kept
+iff dropout_uniform(stream, i) >= p, so forward, backward and the CPU agree exactly.
+*/
+#pragma once
+#include "common.cuh"
+
+namespace cu {
+
+// out = dropout(inp) (+ residual if not NULL); out may alias inp
+__global__ void dropout_forward_kernel(float* out, const float* inp, const float* residual, size_t N, float p,
+                                       float pscale, uint64_t stream) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) { return; }
+    float x = inp[i];
+    if (p > 0.0f) { x = dropout_uniform_cu(stream, i) >= p ? x * pscale : 0.0f; }
+    out[i] = residual != NULL ? x + residual[i] : x;
+}
+
+// dinp += mask * dout
+__global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t N, float p, float pscale, uint64_t stream) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) { return; }
+    float d = dout[i];
+    if (p > 0.0f) { d = dropout_uniform_cu(stream, i) >= p ? d * pscale : 0.0f; }
+    dinp[i] += d;
+}
+
+void dropout_forward(float* out, const float* inp, const float* residual, size_t N, float p, uint64_t stream) {
+    if (N == 0) { return; }
+    dropout_forward_kernel<<<ceil_div(N, 256), 256>>>(out, inp, residual, N, p, 1.0f / (1.0f - p), stream);
+    cudaCheck(cudaGetLastError());
+}
+
+void dropout_backward(float* dinp, const float* dout, size_t N, float p, uint64_t stream) {
+    if (N == 0) { return; }
+    dropout_backward_kernel<<<ceil_div(N, 256), 256>>>(dinp, dout, N, p, 1.0f / (1.0f - p), stream);
+    cudaCheck(cudaGetLastError());
+}
+
+} // namespace cu

@@ -1,0 +1,105 @@
+/*
+nn.LayerNorm over the last dim (biased variance), forward and backward, one warp per row.
+Statistics in fp32 with the CPU's two-pass formula (mean, then mean of squared deviations).
+The forward can apply dropout to its output (the embeddings: hs[0] = dropout(LN(encoded))).
+*/
+#pragma once
+#include "common.cuh"
+
+namespace cu {
+
+// out (N, C) = dropout((x - mean) * rstd * w + b); mean, rstd (N). One warp per row.
+__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                         const float* bias, int N, int C, float eps, float p, float pscale, uint64_t stream) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= N) { return; }
+    const float* x = inp + (size_t)row * C;
+    float sum = 0.0f;
+    for (int i = lane; i < C; i += 32) { sum += x[i]; }
+    float m = warp_sum(sum) / C;
+    float sq = 0.0f;
+    for (int i = lane; i < C; i += 32) { float d = x[i] - m; sq += d * d; }
+    float s = 1.0f / sqrtf(warp_sum(sq) / C + eps);
+    float* o = out + (size_t)row * C;
+    for (int i = lane; i < C; i += 32) {
+        float y = (x[i] - m) * s * weight[i] + bias[i];
+        if (p > 0.0f) { y = dropout_uniform_cu(stream, (size_t)row * C + i) >= p ? y * pscale : 0.0f; }
+        o[i] = y;
+    }
+    if (lane == 0) { mean[row] = m; rstd[row] = s; }
+}
+
+// dinp += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dout * w. One warp per row.
+__global__ void layernorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
+                                          const float* mean, const float* rstd, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= N) { return; }
+    const float* d = dout + (size_t)row * C;
+    const float* x = inp + (size_t)row * C;
+    float m = mean[row], s = rstd[row];
+    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+    for (int i = lane; i < C; i += 32) {
+        float norm = (x[i] - m) * s;
+        float dnorm = weight[i] * d[i];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += dnorm * norm;
+    }
+    dnorm_mean = warp_sum(dnorm_mean) / C;
+    dnorm_norm_mean = warp_sum(dnorm_norm_mean) / C;
+    float* dx = dinp + (size_t)row * C;
+    for (int i = lane; i < C; i += 32) {
+        float norm = (x[i] - m) * s;
+        float dnorm = weight[i] * d[i];
+        dx[i] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+    }
+}
+
+// dweight[i] += sum_n norm[n, i] * dout[n, i], dbias[i] += sum_n dout[n, i].
+// Block (32, LN_ROWS): x picks the column, y strides the rows; a fixed-order shared
+// reduction over y keeps it deterministic.
+#define LN_ROWS 8
+__global__ void layernorm_param_backward_kernel(float* dweight, float* dbias, const float* dout, const float* inp,
+                                                const float* mean, const float* rstd, int N, int C) {
+    __shared__ float sw[LN_ROWS][33], sb[LN_ROWS][33];
+    int i = blockIdx.x * 32 + threadIdx.x;
+    float dw = 0.0f, db = 0.0f;
+    if (i < C) {
+        for (int n = threadIdx.y; n < N; n += LN_ROWS) {
+            float d = dout[(size_t)n * C + i];
+            dw += (inp[(size_t)n * C + i] - mean[n]) * rstd[n] * d;
+            db += d;
+        }
+    }
+    sw[threadIdx.y][threadIdx.x] = dw;
+    sb[threadIdx.y][threadIdx.x] = db;
+    __syncthreads();
+    if (threadIdx.y == 0 && i < C) {
+        for (int y = 1; y < LN_ROWS; y++) { dw += sw[y][threadIdx.x]; db += sb[y][threadIdx.x]; }
+        dweight[i] += dw;
+        dbias[i] += db;
+    }
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int N, int C, float eps, float p, uint64_t stream) {
+    const int block = 256;
+    layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, mean, rstd, inp, weight, bias, N, C, eps, p,
+                                                                  1.0f / (1.0f - p), stream);
+    cudaCheck(cudaGetLastError());
+}
+
+// dweight / dbias may be NULL (frozen)
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp, const float* weight,
+                        const float* mean, const float* rstd, int N, int C) {
+    const int block = 256;
+    layernorm_backward_kernel<<<ceil_div(N, block / 32), block>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+    cudaCheck(cudaGetLastError());
+    if (dweight != NULL) {
+        layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
+        cudaCheck(cudaGetLastError());
+    }
+}
+
+} // namespace cu
