@@ -103,13 +103,27 @@ test-c: $(CPU_TARGETS) reference
 clean:
 	rm -f $(CPU_TARGETS) train_bertcu test_bertcu dev/bench_step *.out
 
-# every .cu file must compile for Hopper and Ampere, warnings on, even where no GPU runs
-CU_SOURCES = $(wildcard *.cu)
+# ---------------------------------------------------------------------------
+# the GPU trainer (needs nvcc and cuBLAS; runs on sm_90 by default, override NVCC_ARCH)
+
+NVCC_ARCH ?= sm_90
+NVCCFLAGS = -O3 -std=c++17 -Xcompiler -Wall,-Wextra,-fopenmp -DOMP
+CU_HEADERS = $(wildcard cuda/*.cuh)
+train_bertcu: train_bert.cu train_bert.c tokenizer.h unicode_tables.h $(CU_HEADERS)
+	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+test_bertcu: test_bert.cu train_bert.cu train_bert.c tokenizer.h unicode_tables.h $(CU_HEADERS)
+	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+
+# every .cu file must compile for Hopper and Ampere with warnings on, even where no GPU runs
+CU_SOURCES = train_bert.cu test_bert.cu
 cuda-check:
 ifeq ($(HAS_NVCC),1)
 	@for f in $(CU_SOURCES); do for arch in sm_90 sm_80; do \
-		echo "nvcc -arch=$$arch $$f"; $(NVCC) -O3 -arch=$$arch -Xcompiler -Wall,-Wextra -c $$f -o /dev/null || exit 1; \
-	done; done
+		echo "nvcc -arch=$$arch $$f"; \
+		$(NVCC) $(NVCCFLAGS) -arch=$$arch -c $$f -o /dev/null 2>&1 | tee cuda-check.out; \
+		if [ -s cuda-check.out ]; then echo "✗ $$f: nvcc printed warnings or errors"; rm -f cuda-check.out; exit 1; fi; \
+	done; done; rm -f cuda-check.out
+	$(MAKE) -B -C dev/cuda ARCH=sm_90 && $(MAKE) -B -C dev/cuda ARCH=sm_80 && $(MAKE) -C dev/cuda clean
 else
 	@echo "✗ nvcc not found: CUDA compile check skipped"
 endif
@@ -123,3 +137,5 @@ data/bench_bert_base.bin: prepro_emotion.py
 	$(PYTHON) prepro_emotion.py --random-init bert-base --no-splits --model-out $@
 bench: dev/bench_step data/model.bin data/bench_bert_base.bin
 	$(PYTHON) dev/bench_step.py --model data/model.bin --model data/bench_bert_base.bin
+compare: train_bert data/model.bin
+	$(PYTHON) dev/compare.py

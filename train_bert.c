@@ -21,6 +21,7 @@ Run: make train_bert && ./train_bert -s full      (see -h for every flag)
 #include <time.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #ifdef OMP
 #include <omp.h>
 #endif
@@ -28,6 +29,12 @@ Run: make train_bert && ./train_bert -s full      (see -h for every flag)
 // This is the one file that defines the implementation.
 #define STB_DS_IMPLEMENTATION
 #include <stb/stb_ds.h>
+#undef STB_DS_IMPLEMENTATION
+// the WordPiece tokenizer, for classify mode (-t). Not in C++ builds: tokenizer.h assigns
+// malloc's void* without a cast, and the GPU trainer (train_bert.cu) does not classify.
+#ifndef __cplusplus
+#include "tokenizer.h"
+#endif
 
 // ----------------------------------------------------------------------------
 // checked I/O and allocation: every failure names the file and line and exits
@@ -1192,6 +1199,39 @@ void bert_load_checkpoint(Bert* model, const char* path) {
     fcloseCheck(fp, path);
 }
 
+// Build a model for inference from a checkpoint alone: the strategy, LoRA rank and alpha
+// come from its header. No gradients or optimizer state are allocated.
+void bert_build_from_checkpoint(Bert* model, const char* path) {
+    FILE* fp;
+    fopenCheck(&fp, path, "rb");
+    int32_t header[HEADER_INTS];
+    if (file_size_(fp) < (long)sizeof(header)) {
+        fprintf(stderr, "Error: %s is too small to be a checkpoint\n", path);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(header, sizeof(int32_t), HEADER_INTS, fp, path);
+    if (header[0] != MODEL_MAGIC || header[14] != CHECKPOINT_KIND || header[15] < 0 || header[15] > 2 ||
+        (header[15] == STRATEGY_LORA && header[16] < 1)) {
+        fprintf(stderr, "Error: %s is not a train_bert checkpoint (magic %d, header[14] %d, strategy %d)\n"
+                "---> HINT: pass out/checkpoint_best.bin (or _last) written by ./train_bert\n", path, header[0], header[14], header[15]);
+        exit(EXIT_FAILURE);
+    }
+    model->strategy = header[15];
+    model->lora_r = header[16];
+    model->lora_alpha = bits_to_float_(header[17]);
+    bert_build_from_file(model, path); // checks the size, reads the base parameters
+    if (model->strategy == STRATEGY_LORA) {
+        fill_in_lora_sizes(model->lora_info, &model->config, model->lora_r);
+        size_t lsizes[NUM_LORA_TENSORS];
+        table_sizes_(lsizes, model->lora_info, NUM_LORA_TENSORS, 0);
+        model->lora_memory = malloc_and_point((float**)&model->lora, lsizes, NUM_LORA_TENSORS);
+        model->num_lora_parameters = lsizes[0] + lsizes[1];
+        fseek(fp, (long)(sizeof(header) + model->num_parameters * sizeof(float)), SEEK_SET);
+        freadCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path);
+    }
+    fcloseCheck(fp, path);
+}
+
 // ----------------------------------------------------------------------------
 // data: a tokenized split, and a loader that shuffles and pads per batch
 
@@ -1477,16 +1517,311 @@ int early_stopping_update(EarlyStopping* es, float f1, int epoch) {
 int early_stopping_should_stop(const EarlyStopping* es) { return es->patience > 0 && es->bad_epochs >= es->patience; }
 
 // ----------------------------------------------------------------------------
-// main training loop
-#ifndef TESTING
+// TensorBoard event files, written by hand: a TFRecord stream of Event protobufs.
+// https://github.com/tensorflow/tensorflow/blob/master/tensorflow/core/util/event.proto
+// Each record is: uint64 length, uint32 masked CRC-32C of the length, the bytes, masked CRC-32C of the bytes.
+
+// CRC-32C (Castagnoli), bit by bit: slow, but the records are a few dozen bytes
+uint32_t crc32c(const uint8_t* data, size_t n) {
+    uint32_t crc = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= data[i];
+        for (int k = 0; k < 8; k++) { crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u))); }
+    }
+    return crc ^ 0xffffffffu;
+}
+
+// TFRecord's masking, so that a CRC of data containing CRCs stays well distributed
+static uint32_t crc32c_masked_(const uint8_t* data, size_t n) {
+    uint32_t crc = crc32c(data, n);
+    return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+// protobuf wire format: varints, and (field << 3 | wire type) keys
+static size_t pb_varint_(uint8_t* out, uint64_t x) {
+    size_t n = 0;
+    while (x >= 0x80) { out[n++] = (uint8_t)(x | 0x80); x >>= 7; }
+    out[n++] = (uint8_t)x;
+    return n;
+}
+static size_t pb_bytes_(uint8_t* out, int field, const void* data, size_t len) { // wire type 2
+    size_t n = pb_varint_(out, (uint64_t)field << 3 | 2);
+    n += pb_varint_(out + n, len);
+    memcpy(out + n, data, len);
+    return n + len;
+}
+
+typedef struct {
+    FILE* fp;
+    char path[4096];
+} EventWriter;
+
+static void events_write_record_(EventWriter* w, const uint8_t* data, size_t len) {
+    uint8_t head[12];
+    uint64_t len64 = len;
+    memcpy(head, &len64, 8); // little-endian, as every file here
+    uint32_t crc = crc32c_masked_(head, 8);
+    memcpy(head + 8, &crc, 4);
+    fwriteCheck(head, 1, 12, w->fp, w->path);
+    fwriteCheck(data, 1, len, w->fp, w->path);
+    crc = crc32c_masked_(data, len);
+    fwriteCheck(&crc, 4, 1, w->fp, w->path);
+    fflush(w->fp);
+}
+
+// Event { double wall_time = 1; int64 step = 2; oneof { string file_version = 3; Summary summary = 5; SessionLog session_log = 6; } }
+static size_t event_head_(uint8_t* out, double wall_time, int64_t step) {
+    size_t n = 0;
+    out[n++] = 1 << 3 | 1; // wall_time, fixed64
+    memcpy(out + n, &wall_time, 8);
+    n += 8;
+    out[n++] = 2 << 3 | 0; // step, varint
+    return n + pb_varint_(out + n, (uint64_t)step);
+}
+
+static double wall_time_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// a new events.out.tfevents.<seconds>.<pid> file in dir, starting with the file_version event
+void events_open(EventWriter* w, const char* dir) {
+    snprintf(w->path, sizeof(w->path), "%s/events.out.tfevents.%ld.bert_c.%ld", dir, (long)time(NULL), (long)getpid());
+    fopenCheck(&w->fp, w->path, "wb");
+    uint8_t buf[64];
+    size_t n = event_head_(buf, wall_time_(), 0);
+    n += pb_bytes_(buf + n, 3, "brain.Event:2", 13);
+    events_write_record_(w, buf, n);
+}
+
+// Summary { repeated Value value = 1; }, Value { string tag = 1; float simple_value = 2; }
+void events_add_scalar(EventWriter* w, const char* tag, int64_t step, float value) {
+    uint8_t val[320], summary[340], buf[400];
+    size_t tag_len = strlen(tag) < 256 ? strlen(tag) : 256;
+    size_t nv = pb_bytes_(val, 1, tag, tag_len);
+    val[nv++] = 2 << 3 | 5; // simple_value, fixed32
+    memcpy(val + nv, &value, 4);
+    nv += 4;
+    size_t ns = pb_bytes_(summary, 1, val, nv);
+    size_t n = event_head_(buf, wall_time_(), step);
+    n += pb_bytes_(buf + n, 5, summary, ns);
+    events_write_record_(w, buf, n);
+}
+
+// SessionLog { status = START (1) }: TensorBoard then drops what an earlier, interrupted
+// run logged at steps >= step (EventAccumulator's purge_orphaned_data), as TF does on restart
+void events_add_restart(EventWriter* w, int64_t step) {
+    uint8_t buf[64], slog[2] = {1 << 3 | 0, 1};
+    size_t n = event_head_(buf, wall_time_(), step);
+    n += pb_bytes_(buf + n, 6, slog, 2);
+    events_write_record_(w, buf, n);
+}
+
+void events_close(EventWriter* w) { fcloseCheck(w->fp, w->path); }
+
+// ----------------------------------------------------------------------------
+// resumable training state (dev/FORMATS.md, "Training state"): everything a run needs to
+// continue bit for bit. Dropout masks depend on (seed, step) and the shuffle on (seed, epoch),
+// so besides weights and AdamW moments the state is a few counters.
+
+#define TRAIN_STATE_MAGIC 20261131
+#define TRAIN_STATE_VERSION 1   // version 1: the first layout
+#define HISTORY_INTS 10         // one per-epoch row in the state file
 
 typedef struct {
     int epoch;
+    int step;        // optimizer steps at the end of the epoch
     float train_loss;
     Metrics val;
     double seconds;
     int best;
 } EpochRecord;
+
+typedef struct {
+    int epoch;       // the epoch in progress, 1-based
+    int pos;         // examples of it already trained on (the loader's position)
+    int nsteps;      // steps of it so far
+    double loss_sum; // sum of their losses, for the epoch's mean train loss
+    int done;        // training has ended (max steps or early stopping); only the test split remains
+} TrainProgress;
+
+// the settings a state only resumes under; header ints [20..32]
+#define NUM_TRAIN_SETTINGS 13
+typedef struct {
+    int32_t v[NUM_TRAIN_SETTINGS]; // floats as their bits
+} TrainSettings;
+static const char* TRAIN_SETTING_NAMES[NUM_TRAIN_SETTINGS] = {"strategy (-s)", "seed (-r)", "batch size (-b)", "epochs (-e)",
+    "number of train examples", "LoRA rank (-k)", "learning rate (-l)", "warmup (-u)", "weight decay (-w)", "max grad norm (-g)",
+    "dropout (-q)", "LoRA alpha (-a)", "LoRA dropout (-z)"};
+
+// Written to path.tmp and renamed, so a kill at any moment leaves the previous state or the new one.
+void train_state_save(const char* path, const Bert* model, const TrainSettings* set, const TrainProgress* pr,
+                      const EarlyStopping* es, const EpochRecord* history, int nhistory) {
+    int32_t h[HEADER_INTS] = {0};
+    size_t ntrain = bert_num_trainable(model);
+    h[0] = TRAIN_STATE_MAGIC; h[1] = TRAIN_STATE_VERSION;
+    h[2] = model->step; h[3] = pr->epoch; h[4] = pr->pos; h[5] = pr->nsteps; h[6] = pr->done;
+    memcpy(&h[7], &pr->loss_sum, 8);
+    h[9] = es->has_best; h[10] = float_to_bits_(es->best_f1); h[11] = es->best_epoch; h[12] = es->bad_epochs;
+    h[13] = nhistory;
+    h[14] = (int32_t)model->num_parameters; h[15] = (int32_t)model->num_lora_parameters; h[16] = (int32_t)ntrain;
+    memcpy(&h[20], set->v, sizeof(set->v));
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE* fp;
+    fopenCheck(&fp, tmp, "wb");
+    fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, tmp);
+    fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, fp, tmp);
+    if (model->num_lora_parameters > 0) { fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, tmp); }
+    fwriteCheck(model->m_memory, sizeof(float), ntrain, fp, tmp);
+    fwriteCheck(model->v_memory, sizeof(float), ntrain, fp, tmp);
+    for (int i = 0; i < nhistory; i++) {
+        const EpochRecord* r = &history[i];
+        int32_t row[HISTORY_INTS] = {r->epoch, r->step, r->best, float_to_bits_(r->train_loss), float_to_bits_(r->val.loss),
+            float_to_bits_(r->val.accuracy), float_to_bits_(r->val.precision), float_to_bits_(r->val.recall),
+            float_to_bits_(r->val.f1), float_to_bits_((float)r->seconds)};
+        fwriteCheck(row, sizeof(int32_t), HISTORY_INTS, fp, tmp);
+    }
+    fflush(fp);
+    fcloseCheck(fp, tmp);
+    if (rename(tmp, path) != 0) {
+        fprintf(stderr, "Error: could not rename %s to %s: %s\n", tmp, path, strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+}
+
+// Read a state into a model set up by bert_init_training with the same settings. Returns the
+// per-epoch history (stb_ds list; each row's Metrics has only the weighted numbers).
+EpochRecord* train_state_load(const char* path, Bert* model, const TrainSettings* set, TrainProgress* pr, EarlyStopping* es) {
+    FILE* fp;
+    fopenCheck(&fp, path, "rb");
+    long fsize = file_size_(fp);
+    int32_t h[HEADER_INTS];
+    if (fsize < (long)sizeof(h)) {
+        fprintf(stderr, "Error: %s is too small to be a training state (%ld bytes)\n", path, fsize);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(h, sizeof(int32_t), HEADER_INTS, fp, path);
+    if (h[0] != TRAIN_STATE_MAGIC || h[1] != TRAIN_STATE_VERSION) {
+        fprintf(stderr, "Error: %s is not a training state of version %d (magic %d, version %d)\n"
+                "---> HINT: start afresh without -R, or with another -o\n", path, TRAIN_STATE_VERSION, h[0], h[1]);
+        exit(EXIT_FAILURE);
+    }
+    for (int i = 0; i < NUM_TRAIN_SETTINGS; i++) {
+        if (h[20 + i] != set->v[i]) {
+            fprintf(stderr, "Error: %s was written with another %s (%d there, %d now)\n"
+                    "---> HINT: resume with the flags of the interrupted run\n", path, TRAIN_SETTING_NAMES[i], h[20 + i], set->v[i]);
+            exit(EXIT_FAILURE);
+        }
+    }
+    size_t ntrain = bert_num_trainable(model);
+    int nhistory = h[13];
+    long want = (long)(sizeof(h) + (model->num_parameters + model->num_lora_parameters + 2 * ntrain) * sizeof(float) +
+                       (size_t)nhistory * HISTORY_INTS * sizeof(int32_t));
+    if ((size_t)h[14] != model->num_parameters || (size_t)h[15] != model->num_lora_parameters || (size_t)h[16] != ntrain ||
+        nhistory < 0 || fsize != want) {
+        fprintf(stderr, "Error: training state %s has %ld bytes and %d/%d/%d parameters; this model needs %ld bytes and %zu/%zu/%zu\n",
+                path, fsize, h[14], h[15], h[16], want, model->num_parameters, model->num_lora_parameters, ntrain);
+        exit(EXIT_FAILURE);
+    }
+    model->step = h[2];
+    pr->epoch = h[3]; pr->pos = h[4]; pr->nsteps = h[5]; pr->done = h[6];
+    memcpy(&pr->loss_sum, &h[7], 8);
+    es->has_best = h[9]; es->best_f1 = bits_to_float_(h[10]); es->best_epoch = h[11]; es->bad_epochs = h[12];
+    freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
+    if (model->num_lora_parameters > 0) { freadCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path); }
+    freadCheck(model->m_memory, sizeof(float), ntrain, fp, path);
+    freadCheck(model->v_memory, sizeof(float), ntrain, fp, path);
+    EpochRecord* history = NULL;
+    for (int i = 0; i < nhistory; i++) {
+        int32_t row[HISTORY_INTS];
+        freadCheck(row, sizeof(int32_t), HISTORY_INTS, fp, path);
+        EpochRecord r;
+        memset(&r, 0, sizeof(r));
+        r.epoch = row[0]; r.step = row[1]; r.best = row[2]; r.train_loss = bits_to_float_(row[3]);
+        metrics_init(&r.val, model->config.NC);
+        r.val.loss = bits_to_float_(row[4]); r.val.accuracy = bits_to_float_(row[5]); r.val.precision = bits_to_float_(row[6]);
+        r.val.recall = bits_to_float_(row[7]); r.val.f1 = bits_to_float_(row[8]); r.seconds = bits_to_float_(row[9]);
+        arrput(history, r);
+    }
+    fcloseCheck(fp, path);
+    return history;
+}
+
+// ----------------------------------------------------------------------------
+// main training loop
+#ifndef TESTING
+
+// progress within an epoch: redrawn in place on a terminal, a plain line every `every` steps otherwise
+static void progress_print_(int tty, int every, int epoch, int done, int total, int examples, double seconds) {
+    if (!tty && (every <= 0 || done % every != 0)) { return; }
+    double rate = seconds > 0.0 ? examples / seconds : 0.0;
+    double eta = done > 0 ? seconds / done * (total - done) : 0.0;
+    printf("%sprogress | epoch %d | step %d/%d (%.1f%%) | %.1f examples/s | ETA %02d:%02d:%02d%s", tty ? "\r\033[K" : "",
+           epoch, done, total, 100.0 * done / total, rate, (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60, tty ? "" : "\n");
+    fflush(stdout);
+}
+
+// Classify mode: one line per text, "label | name prob | ...", dropout off, B = 1, no padding.
+// The tokenizer truncates to the model's P positions, as prepro_emotion.py does.
+static int classify_main_(const char* ckpt_path, const char* strategy_name, const char* vocab_path, const char* text,
+                          int print_logits) {
+    Bert model = {0};
+    bert_build_from_checkpoint(&model, ckpt_path);
+    const BertConfig* cfg = &model.config;
+    if (strategy_name != NULL && strcmp(strategy_name, STRATEGY_NAMES[model.strategy]) != 0) {
+        fprintf(stderr, "Error: %s is a %s checkpoint, not %s\n", ckpt_path, STRATEGY_NAMES[model.strategy], strategy_name);
+        exit(EXIT_FAILURE);
+    }
+    Tokenizer tok;
+    tokenizer_init(&tok, vocab_path, cfg->lower);
+    if (tok.V != cfg->V) {
+        fprintf(stderr, "Error: vocabulary %s has %d tokens, the model has V %d\n---> HINT: pass the model's vocab.txt with -v\n",
+                vocab_path, tok.V, cfg->V);
+        exit(EXIT_FAILURE);
+    }
+    bert_alloc_activations(&model, 1, cfg->P);
+    fprintf(stderr, "classify | %s checkpoint %s (%s, epoch %d) | vocab %s\n", STRATEGY_NAMES[model.strategy], ckpt_path,
+            cfg->name, 0, vocab_path);
+    int NC = cfg->NC;
+    float* probs = (float*)mallocCheck(NC * sizeof(float));
+    char* line = NULL;
+    size_t cap = 0;
+    int from_stdin = strcmp(text, "-") == 0;
+    while (1) {
+        const char* t = text;
+        if (from_stdin) {
+            ssize_t n = getline(&line, &cap, stdin);
+            if (n < 0) { break; }
+            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) { line[--n] = '\0'; }
+            t = line;
+        }
+        int T = tokenizer_encode(&tok, t, model.ids, cfg->P);
+        model.lengths[0] = T;
+        bert_forward(&model, 1, T, NULL, 0);
+        const float* z = model.acts.logits;
+        int best = 0;
+        float maxval = z[0], sum = 0.0f;
+        for (int c = 1; c < NC; c++) { if (z[c] > maxval) { maxval = z[c]; best = c; } }
+        for (int c = 0; c < NC; c++) { probs[c] = expf(z[c] - maxval); sum += probs[c]; }
+        printf("%s", label_name(best, NC));
+        for (int c = 0; c < NC; c++) { printf(" | %s %.4f", label_name(c, NC), probs[c] / sum); }
+        printf("\n");
+        if (print_logits) {
+            printf("logits");
+            for (int c = 0; c < NC; c++) { printf(" %.9g", z[c]); }
+            printf("\n");
+        }
+        fflush(stdout);
+        if (!from_stdin) { break; }
+    }
+    free(line);
+    free(probs);
+    tokenizer_free(&tok);
+    bert_free(&model);
+    return 0;
+}
 
 static void usage_(void) {
     fprintf(stderr, "Usage:   ./train_bert [options]\n");
@@ -1510,6 +1845,16 @@ static void usage_(void) {
     fprintf(stderr, "  -a <float>  LoRA alpha (default 32)\n");
     fprintf(stderr, "  -z <float>  LoRA dropout (default 0.1)\n");
     fprintf(stderr, "  -f <int>    print a step line every this many steps (default 1)\n");
+    fprintf(stderr, "  -P <int>    progress line every this many steps when stdout is not a terminal, 0 = off (default 100;\n");
+    fprintf(stderr, "              on a terminal it is redrawn in place every step)\n");
+    fprintf(stderr, "  -S <int>    also save the resumable state every this many steps, 0 = only at epoch ends (default 0)\n");
+    fprintf(stderr, "  -R <int>    1 = resume from <output dir>/state.bin, with the flags of the interrupted run (default 0)\n");
+    fprintf(stderr, "  -X <int>    tests only: exit (code 3) right after this step, as if killed (default off)\n");
+    fprintf(stderr, "Classify mode (no training): ./train_bert -C out/checkpoint_best.bin -t \"i feel wonderful today\"\n");
+    fprintf(stderr, "  -C <string> checkpoint to classify with; its header gives the strategy (-s, if given, must agree)\n");
+    fprintf(stderr, "  -t <string> text to classify, or - for one text per line from stdin\n");
+    fprintf(stderr, "  -v <string> WordPiece vocabulary (default data/vocab.txt)\n");
+    fprintf(stderr, "  -y <int>    1 = also print the logits, %%.9g (default 0)\n");
     fprintf(stderr, "  -h          this help\n");
     exit(EXIT_FAILURE);
 }
@@ -1520,12 +1865,16 @@ int main(int argc, char** argv) {
     const char* data_dir = "data";
     const char* out_dir = "out";
     int epochs = 50, B = 16, warmup = 0, patience = 3, seed = 42, max_steps = -1, lora_r = 8, print_every = 1;
+    int progress_every = 100, save_every = 0, resume = 0, exit_after = -1, print_logits = 0, strategy_given = 0;
+    const char* classify_path = NULL;
+    const char* classify_text = NULL;
+    const char* vocab_path = "data/vocab.txt";
     float lr = 5e-5f, weight_decay = 0.0f, max_norm = 1.0f, dropout = 0.1f, lora_alpha = 32.0f, lora_dropout = 0.1f;
     for (int i = 1; i < argc; i += 2) {
         if (argv[i][0] != '-' || strlen(argv[i]) != 2 || argv[i][1] == 'h' || i + 1 >= argc) { usage_(); }
         char f = argv[i][1];
         const char* v = argv[i + 1];
-        if (f == 's') { strategy_name = v; }
+        if (f == 's') { strategy_name = v; strategy_given = 1; }
         else if (f == 'm') { model_path = v; }
         else if (f == 'd') { data_dir = v; }
         else if (f == 'o') { out_dir = v; }
@@ -1543,13 +1892,25 @@ int main(int argc, char** argv) {
         else if (f == 'a') { lora_alpha = atof(v); }
         else if (f == 'z') { lora_dropout = atof(v); }
         else if (f == 'f') { print_every = atoi(v); }
+        else if (f == 'P') { progress_every = atoi(v); }
+        else if (f == 'S') { save_every = atoi(v); }
+        else if (f == 'R') { resume = atoi(v); }
+        else if (f == 'X') { exit_after = atoi(v); }
+        else if (f == 'C') { classify_path = v; }
+        else if (f == 't') { classify_text = v; }
+        else if (f == 'v') { vocab_path = v; }
+        else if (f == 'y') { print_logits = atoi(v); }
         else { usage_(); }
+    }
+    if (classify_path != NULL || classify_text != NULL) {
+        if (classify_path == NULL || classify_text == NULL) { fprintf(stderr, "Error: classify mode needs both -C and -t\n"); usage_(); }
+        return classify_main_(classify_path, strategy_given ? strategy_name : NULL, vocab_path, classify_text, print_logits);
     }
     int strategy = -1;
     for (int s = 0; s < 3; s++) { if (strcmp(strategy_name, STRATEGY_NAMES[s]) == 0) { strategy = s; } }
     if (strategy < 0) { fprintf(stderr, "Error: unknown strategy '%s' (full, frozen or lora)\n", strategy_name); usage_(); }
     if (epochs < 1 || B < 1 || lr <= 0.0f || warmup < 0 || dropout < 0.0f || dropout >= 1.0f || lora_r < 1 ||
-        lora_dropout < 0.0f || lora_dropout >= 1.0f || print_every < 1) {
+        lora_dropout < 0.0f || lora_dropout >= 1.0f || print_every < 1 || progress_every < 0 || save_every < 0) {
         fprintf(stderr, "Error: a setting is out of range (see -h)\n");
         usage_();
     }
@@ -1604,6 +1965,8 @@ int main(int argc, char** argv) {
     printf("| early stop patience   | %-50d |\n", patience);
     printf("| seed                  | %-50d |\n", seed);
     printf("| max steps             | %-50d |\n", max_steps);
+    printf("| state every (steps)   | %-50s |\n", save_every > 0 ? "" : "epoch ends only");
+    printf("| resume                | %-50s |\n", resume ? "yes, from state.bin" : "no");
     if (strategy == STRATEGY_LORA) {
         printf("| LoRA r, alpha, dropout| %d, %g, %-40g |\n", lora_r, lora_alpha, lora_dropout);
     }

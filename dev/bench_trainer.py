@@ -56,13 +56,11 @@ def collate(pad_id):
     return f
 
 
-def run(args, strategy, precision, train, val, cfg):
-    from transformers import Trainer, TrainerCallback, TrainingArguments
-    cuda = torch.cuda.is_available()
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as train_bertcu
-    torch.backends.cudnn.allow_tf32 = False
+def build_model(model_bin, strategy, attn="sdpa"):
+    """the reference experiment's model for a strategy: dropout 0.1; frozen trains the classifier
+    only; lora is PEFT r 8, alpha 32, dropout 0.1 on query/key/value (+ the classifier)"""
     torch.manual_seed(42)
-    model = prepro.model_from_bin(args.model_bin, dropout=0.1, attn_implementation=args.attn)
+    model = prepro.model_from_bin(model_bin, dropout=0.1, attn_implementation=attn)
     if strategy == "frozen":
         for n, p in model.named_parameters():
             p.requires_grad_(not n.startswith("bert."))
@@ -70,6 +68,15 @@ def run(args, strategy, precision, train, val, cfg):
         from peft import LoraConfig, TaskType, get_peft_model
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=32, lora_dropout=0.1,
                                                  target_modules=["query", "key", "value"]))
+    return model
+
+
+def run(args, strategy, precision, train, val, cfg):
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    cuda = torch.cuda.is_available()
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as train_bertcu
+    torch.backends.cudnn.allow_tf32 = False
+    model = build_model(args.model_bin, strategy, args.attn)
 
     class Clock(TrainerCallback):
         def __init__(self):
