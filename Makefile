@@ -139,3 +139,12 @@ bench: dev/bench_step data/model.bin data/bench_bert_base.bin
 	$(PYTHON) dev/bench_step.py --model data/model.bin --model data/bench_bert_base.bin
 compare: train_bert data/model.bin
 	$(PYTHON) dev/compare.py
+
+# ---------------------------------------------------------------------------
+# text in, models out: classify mode, dev/export_hf.py, TensorBoard events, progress line, resume
+# (tests/test_text_in_models_out.py runs ./train_bert on the tiny model; `make test` includes it)
+
+test-python: train_bert data/ref_tiny_model.bin
+.PHONY: test-features
+test-features: train_bert data/ref_tiny_model.bin
+	$(PYTHON) -m pytest -q tests/test_text_in_models_out.py

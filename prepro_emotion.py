@@ -1,6 +1,6 @@
 """
 Prepares everything train_bert.c reads: the emotion dataset, tokenized, and a
-BERT model, as the binary files described in dev/FORMATS.md.
+BERT model, as the binary files described in README.md ("File formats").
 
 It writes into --out-dir (default data/):
     emotion_{train,validation,test}.bin  token ids, lengths and labels per split
@@ -41,7 +41,7 @@ import tempfile
 import numpy as np
 
 # -----------------------------------------------------------------------------
-# constants, see dev/FORMATS.md
+# constants, see README.md ("File formats")
 
 HEADER_INTS = 256
 MODEL_MAGIC, MODEL_VERSION = 20261127, 1
@@ -73,7 +73,7 @@ def bits_float(i):
 
 
 # -----------------------------------------------------------------------------
-# the model's tensor table (dev/FORMATS.md, "Model")
+# the model's tensor table (README.md, "File formats", "Model")
 
 def model_table(cfg):
     """(name, shape) of every parameter tensor, in file order"""

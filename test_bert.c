@@ -38,7 +38,7 @@ static int compare_tensor_(const char* label, const float* got, const float* ref
 }
 
 // ----------------------------------------------------------------------------
-// reference states (dev/FORMATS.md, "Reference state")
+// reference states (README.md, "File formats", "Reference state")
 
 #define STATE_MAGIC 20261129
 #define STATE_VERSION 1
@@ -260,7 +260,7 @@ static void test_loader_(const Dataset* ds, int pad_id) {
 
 // metrics against scikit-learn: dev/reference.py --metrics writes predictions, labels and
 // sklearn's accuracy / weighted precision, recall, F1 / per-class values / confusion matrix
-#define METRICS_MAGIC 20261131
+#define METRICS_MAGIC 20261132
 static void test_metrics_(const char* path) {
     printf("\n== metrics against scikit-learn (%s)\n", path);
     FILE* fp;
@@ -435,6 +435,81 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     remove(bad);
 }
 
+// CRC-32C check value (RFC 3720), and one TFRecord read back by hand: length, masked CRCs, the Event bytes
+static void test_events_(void) {
+    check_(crc32c((const uint8_t*)"123456789", 9) == 0xe3069283u, "crc32c check value");
+    char dir[] = "/tmp/test_bert_events_XXXXXX";
+    if (mkdtemp(dir) == NULL) { check_(0, "mkdtemp"); return; }
+    EventWriter w;
+    events_open(&w, dir);
+    long start = ftell(w.fp);
+    events_add_scalar(&w, "eval/f1", 7, 0.5f);
+    events_close(&w);
+    FILE* fp;
+    fopenCheck(&fp, w.path, "rb");
+    uint8_t buf[256];
+    fseek(fp, start, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof(buf), fp);
+    fclose(fp);
+    uint64_t len;
+    memcpy(&len, buf, 8);
+    uint32_t crc_len, crc_data;
+    memcpy(&crc_len, buf + 8, 4);
+    int ok = n == 12 + len + 4;
+    if (ok) { memcpy(&crc_data, buf + 12 + len, 4); }
+    ok = ok && crc_len == crc32c_masked_(buf, 8) && crc_data == crc32c_masked_(buf + 12, len);
+    // step 7 as a varint after the 9 bytes of wall_time, the tag after the Summary and Value heads; the float 0.5 closes the record
+    float v;
+    memcpy(&v, buf + 12 + len - 4, 4);
+    ok = ok && buf[12 + 9] == (2 << 3) && buf[12 + 10] == 7 && v == 0.5f && memcmp(buf + 12 + 17, "eval/f1", 7) == 0;
+    check_(ok, "a TensorBoard scalar record: length, masked CRCs, step and value");
+    remove(w.path);
+    rmdir(dir);
+}
+
+// a training state saved and loaded again gives back the same weights, moments, counters and history
+static void test_train_state_(const char* model_path) {
+    Bert a = {0}, b = {0};
+    a.strategy = b.strategy = STRATEGY_LORA;
+    a.lora_r = b.lora_r = 4;
+    a.lora_alpha = b.lora_alpha = 8.0f;
+    bert_build_from_file(&a, model_path);
+    bert_build_from_file(&b, model_path);
+    bert_init_training(&a);
+    bert_init_training(&b);
+    size_t ntrain = bert_num_trainable(&a);
+    for (size_t i = 0; i < ntrain; i++) { a.m_memory[i] = 0.001f * (float)(i % 97); a.v_memory[i] = 1e-6f * (float)(i % 89); }
+    for (size_t i = 0; i < a.num_lora_parameters; i++) { a.lora_memory[i] = 0.01f * (float)(i % 13); }
+    a.params_memory[5] = 42.0f;
+    a.step = 1234;
+    TrainSettings set = {{2, 42, 16, 3, 100, 4, 1, 0, 0, 0, 0, 0, 0}};
+    TrainProgress pr = {3, 48, 3, 5.25, 0}, pr2 = {0};
+    EarlyStopping es = {2, 1, 0.75f, 2, 1}, es2 = {0};
+    EpochResult* hist = NULL;
+    EpochResult r;
+    memset(&r, 0, sizeof(r));
+    r.epoch = 1; r.step = 10; r.train_loss = 1.5f; r.val.f1 = 0.5f; r.seconds = 2.0; r.best = 1;
+    arrput(hist, r);
+    char path[] = "/tmp/test_bert_state_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) { close(fd); }
+    train_state_save(path, &a, &set, &pr, &es, hist, 1);
+    EpochResult* hist2 = train_state_load(path, &b, &set, &pr2, &es2);
+    int ok = b.step == 1234 && pr2.epoch == 3 && pr2.pos == 48 && pr2.nsteps == 3 && pr2.loss_sum == 5.25 && !pr2.done &&
+             es2.has_best == 1 && es2.best_f1 == 0.75f && es2.best_epoch == 2 && es2.bad_epochs == 1 &&
+             arrlen(hist2) == 1 && hist2[0].step == 10 && hist2[0].val.f1 == 0.5f && hist2[0].train_loss == 1.5f &&
+             memcmp(a.params_memory, b.params_memory, a.num_parameters * sizeof(float)) == 0 &&
+             memcmp(a.lora_memory, b.lora_memory, a.num_lora_parameters * sizeof(float)) == 0 &&
+             memcmp(a.m_memory, b.m_memory, ntrain * sizeof(float)) == 0 && memcmp(a.v_memory, b.v_memory, ntrain * sizeof(float)) == 0;
+    check_(ok, "training state: save, load, same weights, moments, counters and history");
+    metrics_free(&hist2[0].val);
+    arrfree(hist2);
+    arrfree(hist);
+    remove(path);
+    bert_free(&a);
+    bert_free(&b);
+}
+
 int main(int argc, char** argv) {
     const char* data = argc > 1 ? argv[1] : "data";
     char model_path[1024], state_path[1024], path[1024];
@@ -465,6 +540,8 @@ int main(int argc, char** argv) {
     }
     snprintf(path, sizeof(path), "%s/emotion_validation.bin", data);
     test_bad_inputs_(path, model_path, &model.config);
+    test_events_();
+    test_train_state_(model_path);
     dataset_free(&train);
     bert_free(&model);
 

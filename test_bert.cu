@@ -48,7 +48,7 @@ static int compare_norm_(const char* label, const float* got, const float* ref, 
 }
 
 // ----------------------------------------------------------------------------
-// reference states (dev/FORMATS.md, "Reference state"), read as test_bert.c reads them
+// reference states (README.md, "File formats", "Reference state"), read as test_bert.c reads them
 
 #define STATE_MAGIC 20261129
 #define STATE_VERSION 1

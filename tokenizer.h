@@ -213,7 +213,7 @@ void tokenizer_init(Tokenizer* t, const char* vocab_path, int do_lower_case) {
     if (size < 0) { tokenizer_fail_(vocab_path, "cannot tell size", NULL); }
     if (size == 0) { tokenizer_fail_(vocab_path, "file is empty", NULL); }
     rewind(f);
-    t->file_text = malloc((size_t)size + 1);
+    t->file_text = (char*)malloc((size_t)size + 1);
     if (t->file_text == NULL) { tokenizer_fail_(vocab_path, "out of memory", NULL); }
     if (fread(t->file_text, 1, (size_t)size, f) != (size_t)size) { tokenizer_fail_(vocab_path, "short read", NULL); }
     fclose(f);
@@ -223,7 +223,7 @@ void tokenizer_init(Tokenizer* t, const char* vocab_path, int do_lower_case) {
     char* line = t->file_text;
     char* end = t->file_text + size;
     while (line < end) {
-        char* nl = memchr(line, '\n', (size_t)(end - line));
+        char* nl = (char*)memchr(line, '\n', (size_t)(end - line));
         if (nl == NULL) { nl = end; }
         *nl = '\0';
         if (nl > line && nl[-1] == '\r') { nl[-1] = '\0'; }

@@ -30,11 +30,7 @@ Run: make train_bert && ./train_bert -s full      (see -h for every flag)
 #define STB_DS_IMPLEMENTATION
 #include <stb/stb_ds.h>
 #undef STB_DS_IMPLEMENTATION
-// the WordPiece tokenizer, for classify mode (-t). Not in C++ builds: tokenizer.h assigns
-// malloc's void* without a cast, and the GPU trainer (train_bert.cu) does not classify.
-#ifndef __cplusplus
-#include "tokenizer.h"
-#endif
+#include "tokenizer.h" // defines: tokenizer_init, tokenizer_encode, tokenizer_free (classify mode, -t)
 
 // ----------------------------------------------------------------------------
 // checked I/O and allocation: every failure names the file and line and exits
@@ -575,7 +571,7 @@ void lora_backward(float* dx, float* dA, float* dBw, float* du_scratch, float* x
 // BERT model definition
 
 #define MODEL_MAGIC 20261127
-#define MODEL_VERSION 1     // version 1: the first layout (see dev/FORMATS.md)
+#define MODEL_VERSION 1     // version 1: the first layout (README.md, "File formats")
 #define SPLIT_MAGIC 20261128
 #define SPLIT_VERSION 1
 #define HEADER_INTS 256
@@ -1569,7 +1565,7 @@ static void events_write_record_(EventWriter* w, const uint8_t* data, size_t len
     fflush(w->fp);
 }
 
-// Event { double wall_time = 1; int64 step = 2; oneof { string file_version = 3; Summary summary = 5; SessionLog session_log = 6; } }
+// Event { double wall_time = 1; int64 step = 2; oneof { string file_version = 3; Summary summary = 5; SessionLog session_log = 7; } }
 static size_t event_head_(uint8_t* out, double wall_time, int64_t step) {
     size_t n = 0;
     out[n++] = 1 << 3 | 1; // wall_time, fixed64
@@ -1614,14 +1610,14 @@ void events_add_scalar(EventWriter* w, const char* tag, int64_t step, float valu
 void events_add_restart(EventWriter* w, int64_t step) {
     uint8_t buf[64], slog[2] = {1 << 3 | 0, 1};
     size_t n = event_head_(buf, wall_time_(), step);
-    n += pb_bytes_(buf + n, 6, slog, 2);
+    n += pb_bytes_(buf + n, 7, slog, 2);
     events_write_record_(w, buf, n);
 }
 
 void events_close(EventWriter* w) { fcloseCheck(w->fp, w->path); }
 
 // ----------------------------------------------------------------------------
-// resumable training state (dev/FORMATS.md, "Training state"): everything a run needs to
+// resumable training state (README.md, "File formats", "Training state"): everything a run needs to
 // continue bit for bit. Dropout masks depend on (seed, step) and the shuffle on (seed, epoch),
 // so besides weights and AdamW moments the state is a few counters.
 
@@ -1636,7 +1632,7 @@ typedef struct {
     Metrics val;
     double seconds;
     int best;
-} EpochRecord;
+} EpochResult;
 
 typedef struct {
     int epoch;       // the epoch in progress, 1-based
@@ -1657,7 +1653,7 @@ static const char* TRAIN_SETTING_NAMES[NUM_TRAIN_SETTINGS] = {"strategy (-s)", "
 
 // Written to path.tmp and renamed, so a kill at any moment leaves the previous state or the new one.
 void train_state_save(const char* path, const Bert* model, const TrainSettings* set, const TrainProgress* pr,
-                      const EarlyStopping* es, const EpochRecord* history, int nhistory) {
+                      const EarlyStopping* es, const EpochResult* history, int nhistory) {
     int32_t h[HEADER_INTS] = {0};
     size_t ntrain = bert_num_trainable(model);
     h[0] = TRAIN_STATE_MAGIC; h[1] = TRAIN_STATE_VERSION;
@@ -1677,7 +1673,7 @@ void train_state_save(const char* path, const Bert* model, const TrainSettings* 
     fwriteCheck(model->m_memory, sizeof(float), ntrain, fp, tmp);
     fwriteCheck(model->v_memory, sizeof(float), ntrain, fp, tmp);
     for (int i = 0; i < nhistory; i++) {
-        const EpochRecord* r = &history[i];
+        const EpochResult* r = &history[i];
         int32_t row[HISTORY_INTS] = {r->epoch, r->step, r->best, float_to_bits_(r->train_loss), float_to_bits_(r->val.loss),
             float_to_bits_(r->val.accuracy), float_to_bits_(r->val.precision), float_to_bits_(r->val.recall),
             float_to_bits_(r->val.f1), float_to_bits_((float)r->seconds)};
@@ -1693,7 +1689,7 @@ void train_state_save(const char* path, const Bert* model, const TrainSettings* 
 
 // Read a state into a model set up by bert_init_training with the same settings. Returns the
 // per-epoch history (stb_ds list; each row's Metrics has only the weighted numbers).
-EpochRecord* train_state_load(const char* path, Bert* model, const TrainSettings* set, TrainProgress* pr, EarlyStopping* es) {
+EpochResult* train_state_load(const char* path, Bert* model, const TrainSettings* set, TrainProgress* pr, EarlyStopping* es) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     long fsize = file_size_(fp);
@@ -1733,11 +1729,11 @@ EpochRecord* train_state_load(const char* path, Bert* model, const TrainSettings
     if (model->num_lora_parameters > 0) { freadCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path); }
     freadCheck(model->m_memory, sizeof(float), ntrain, fp, path);
     freadCheck(model->v_memory, sizeof(float), ntrain, fp, path);
-    EpochRecord* history = NULL;
+    EpochResult* history = NULL;
     for (int i = 0; i < nhistory; i++) {
         int32_t row[HISTORY_INTS];
         freadCheck(row, sizeof(int32_t), HISTORY_INTS, fp, path);
-        EpochRecord r;
+        EpochResult r;
         memset(&r, 0, sizeof(r));
         r.epoch = row[0]; r.step = row[1]; r.best = row[2]; r.train_loss = bits_to_float_(row[3]);
         metrics_init(&r.val, model->config.NC);
@@ -1782,8 +1778,7 @@ static int classify_main_(const char* ckpt_path, const char* strategy_name, cons
         exit(EXIT_FAILURE);
     }
     bert_alloc_activations(&model, 1, cfg->P);
-    fprintf(stderr, "classify | %s checkpoint %s (%s, epoch %d) | vocab %s\n", STRATEGY_NAMES[model.strategy], ckpt_path,
-            cfg->name, 0, vocab_path);
+    fprintf(stderr, "classify | %s checkpoint %s (%s) | vocab %s\n", STRATEGY_NAMES[model.strategy], ckpt_path, cfg->name, vocab_path);
     int NC = cfg->NC;
     float* probs = (float*)mallocCheck(NC * sizeof(float));
     char* line = NULL;
@@ -1965,7 +1960,8 @@ int main(int argc, char** argv) {
     printf("| early stop patience   | %-50d |\n", patience);
     printf("| seed                  | %-50d |\n", seed);
     printf("| max steps             | %-50d |\n", max_steps);
-    printf("| state every (steps)   | %-50s |\n", save_every > 0 ? "" : "epoch ends only");
+    if (save_every > 0) { printf("| state every (steps)   | %-50d |\n", save_every); }
+    else { printf("| state every (steps)   | %-50s |\n", "epoch ends only"); }
     printf("| resume                | %-50s |\n", resume ? "yes, from state.bin" : "no");
     if (strategy == STRATEGY_LORA) {
         printf("| LoRA r, alpha, dropout| %d, %g, %-40g |\n", lora_r, lora_alpha, lora_dropout);
@@ -1979,26 +1975,53 @@ int main(int argc, char** argv) {
     printf("| T_max                 | %-50d |\n", T_max);
     printf("+-----------------------+----------------------------------------------------+\n");
 
+    char last_path[4096], best_path[4096], state_path[4096];
+    snprintf(last_path, sizeof(last_path), "%s/checkpoint_last.bin", out_dir);
+    snprintf(best_path, sizeof(best_path), "%s/checkpoint_best.bin", out_dir);
+    snprintf(state_path, sizeof(state_path), "%s/state.bin", out_dir);
+    DataLoader loader;
+    loader_init(&loader, &splits[0], B, (uint64_t)seed);
+    EarlyStopping es = {.patience = patience};
+    EpochResult* history = NULL; // stb_ds growing list
+    TrainProgress pr = {1, 0, 0, 0.0, 0};
+    TrainSettings settings = {{strategy, seed, B, epochs, splits[0].N, strategy == STRATEGY_LORA ? lora_r : 0, float_to_bits_(lr), warmup,
+        float_to_bits_(weight_decay), float_to_bits_(max_norm), float_to_bits_(dropout),
+        float_to_bits_(strategy == STRATEGY_LORA ? lora_alpha : 0.0f), float_to_bits_(strategy == STRATEGY_LORA ? lora_dropout : 0.0f)}};
+    if (resume) {
+        history = train_state_load(state_path, &model, &settings, &pr, &es);
+        printf("resumed from %s: step %d, epoch %d, %d examples into it%s\n", state_path, model.step, pr.epoch, pr.pos,
+               pr.done ? ", training had finished" : "");
+    }
+
+    // the log is rewritten from the history, so a resumed run's log equals an uninterrupted one's
     snprintf(path, sizeof(path), "%s/log.tsv", out_dir);
     FILE* log;
     fopenCheck(&log, path, "w");
     fprintf(log, "split\tepoch\tstep\ttrain_loss\tloss\taccuracy\tprecision\trecall\tf1\tseconds\tbest\n");
+    for (int i = 0; i < arrlen(history); i++) {
+        const EpochResult* r = &history[i];
+        fprintf(log, "validation\t%d\t%d\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f\t%d\n", r->epoch, r->step, r->train_loss,
+                r->val.loss, r->val.accuracy, r->val.precision, r->val.recall, r->val.f1, r->seconds, r->best);
+    }
     fflush(log);
+    // TensorBoard: tags as the Hugging Face Trainer's; a resumed run starts a new file that
+    // tells TensorBoard to drop what the interrupted run logged after the state
+    EventWriter events;
+    events_open(&events, out_dir);
+    if (resume) { events_add_restart(&events, model.step + 1); }
 
-    char last_path[4096], best_path[4096];
-    snprintf(last_path, sizeof(last_path), "%s/checkpoint_last.bin", out_dir);
-    snprintf(best_path, sizeof(best_path), "%s/checkpoint_best.bin", out_dir);
-    DataLoader loader;
-    loader_init(&loader, &splits[0], B, (uint64_t)seed);
-    EarlyStopping es = {.patience = patience};
-    EpochRecord* history = NULL; // stb_ds growing list
+    int tty = isatty(fileno(stdout));
     double run_start = now_seconds_();
-    int done = 0;
-    for (int epoch = 1; epoch <= epochs && !done; epoch++) {
+    int done = pr.done;
+    for (int epoch = pr.epoch; epoch <= epochs && !done; epoch++) {
         double epoch_start = now_seconds_();
         loader_start_epoch(&loader, epoch, 1);
         double loss_sum = 0.0;
         int nsteps = 0, Bb, T;
+        if (epoch == pr.epoch) { loader.pos = pr.pos; loss_sum = pr.loss_sum; nsteps = pr.nsteps; }
+        int first_step = nsteps, first_pos = loader.pos;
+        int epoch_steps = steps_per_epoch;
+        if (max_steps > 0 && model.step - nsteps + epoch_steps > max_steps) { epoch_steps = max_steps - (model.step - nsteps); }
         while (loader_next_batch(&loader, model.ids, model.lengths, model.labels, cfg->pad_id, &Bb, &T)) {
             double t0 = now_seconds_();
             float step_lr = lr_at_step(lr, model.step, warmup, total_steps);
@@ -2008,14 +2031,29 @@ int main(int argc, char** argv) {
             float norm = bert_update(&model, step_lr, 0.9f, 0.999f, 1e-8f, weight_decay, max_norm);
             loss_sum += model.mean_loss;
             nsteps++;
+            events_add_scalar(&events, "train/loss", model.step, model.mean_loss);
+            events_add_scalar(&events, "train/learning_rate", model.step, step_lr);
+            events_add_scalar(&events, "train/grad_norm", model.step, norm);
             if (model.step % print_every == 0) {
-                printf("step %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", model.step, total_steps,
-                       epoch, model.mean_loss, norm, step_lr, (now_seconds_() - t0) * 1000.0);
+                printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", tty ? "\r\033[K" : "", model.step,
+                       total_steps, epoch, model.mean_loss, norm, step_lr, (now_seconds_() - t0) * 1000.0);
                 fflush(stdout);
             }
+            progress_print_(tty, progress_every, epoch, nsteps, epoch_steps, loader.pos - first_pos, now_seconds_() - epoch_start);
             if (max_steps > 0 && model.step >= max_steps) { done = 1; break; }
+            if (save_every > 0 && model.step % save_every == 0) {
+                TrainProgress now = {epoch, loader.pos, nsteps, loss_sum, 0};
+                train_state_save(state_path, &model, &settings, &now, &es, history, (int)arrlen(history));
+            }
+            if (model.step == exit_after) {
+                printf("%sexiting after step %d (-X)\n", tty ? "\r\033[K" : "", model.step);
+                fflush(stdout);
+                _exit(3);
+            }
         }
-        EpochRecord rec = {.epoch = epoch, .train_loss = (float)(loss_sum / nsteps)};
+        if (tty) { printf("\r\033[K"); }
+        (void)first_step;
+        EpochResult rec = {.epoch = epoch, .step = model.step, .train_loss = (float)(loss_sum / nsteps)};
         metrics_init(&rec.val, cfg->NC);
         bert_evaluate(&model, &splits[1], B, &rec.val);
         rec.seconds = now_seconds_() - epoch_start;
@@ -2029,11 +2067,20 @@ int main(int argc, char** argv) {
                 rec.val.loss, rec.val.accuracy, rec.val.precision, rec.val.recall, rec.val.f1, rec.seconds, rec.best);
         fflush(log);
         fflush(stdout);
+        events_add_scalar(&events, "train/epoch_loss", model.step, rec.train_loss);
+        events_add_scalar(&events, "eval/loss", model.step, rec.val.loss);
+        events_add_scalar(&events, "eval/accuracy", model.step, rec.val.accuracy);
+        events_add_scalar(&events, "eval/precision", model.step, rec.val.precision);
+        events_add_scalar(&events, "eval/recall", model.step, rec.val.recall);
+        events_add_scalar(&events, "eval/f1", model.step, rec.val.f1);
+        events_add_scalar(&events, "train/epoch", model.step, (float)epoch);
         arrput(history, rec);
         if (early_stopping_should_stop(&es)) {
             printf("early stopping: no F1 improvement for %d epochs (best %.4f at epoch %d)\n", patience, es.best_f1, es.best_epoch);
             done = 1;
         }
+        TrainProgress next = {epoch + 1, 0, 0, 0.0, done || epoch == epochs};
+        train_state_save(state_path, &model, &settings, &next, &es, history, (int)arrlen(history));
     }
     double train_seconds = now_seconds_() - run_start;
 
@@ -2047,6 +2094,12 @@ int main(int argc, char** argv) {
     fprintf(log, "test\t%d\t%d\t\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.3f\t1\n", es.best_epoch, model.step, test.loss, test.accuracy,
             test.precision, test.recall, test.f1, train_seconds);
     fcloseCheck(log, path);
+    events_add_scalar(&events, "test/loss", model.step, test.loss);
+    events_add_scalar(&events, "test/accuracy", model.step, test.accuracy);
+    events_add_scalar(&events, "test/precision", model.step, test.precision);
+    events_add_scalar(&events, "test/recall", model.step, test.recall);
+    events_add_scalar(&events, "test/f1", model.step, test.f1);
+    events_close(&events);
     printf("summary | strategy %s | trainable %zu | epochs %d | train runtime %.1f s | test acc %.4f | precision %.4f | recall %.4f | F1 %.4f | loss %.4f\n",
            STRATEGY_NAMES[strategy], bert_num_trainable(&model), (int)arrlen(history), train_seconds, test.accuracy,
            test.precision, test.recall, test.f1, test.loss);

@@ -4,7 +4,7 @@ which test_bert.c compares metrics_compute against.
 
     python dev/metrics_reference.py [--out data/ref_metrics.bin]
 
-Format (little-endian): 256 int32 header [magic 20261131, version 1, number of cases], then per case:
+Format (little-endian): 256 int32 header [magic 20261132, version 1, number of cases], then per case:
 N, NC (int32); preds int32[N]; labels int32[N]; accuracy, weighted precision, recall, F1 (float32[4]);
 per-class precision[NC], recall[NC], F1[NC] (float32); confusion matrix int32[NC*NC] (rows: true).
 All with average="weighted" / None and zero_division=0, as the Trainer notebook computes them.
@@ -15,7 +15,7 @@ import os
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-MAGIC, VERSION, NC = 20261131, 1, 6
+MAGIC, VERSION, NC = 20261132, 1, 6
 
 
 def cases(rng):

@@ -1,6 +1,6 @@
 """
 Writes the PyTorch reference states that test_bert.c checks train_bert.c against
-(format: dev/FORMATS.md, "Reference state").
+(format: README.md, "File formats", "Reference state").
 
 For one model file it builds a Hugging Face BertForSequenceClassification
 (fp32, eager attention, all dropout 0), takes a fixed batch of real emotion

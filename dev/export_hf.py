@@ -1,0 +1,136 @@
+"""
+Export a train_bert checkpoint to Hugging Face.
+
+    python dev/export_hf.py out/checkpoint_best.bin out/hf [--vocab data/vocab.txt]
+
+A full or frozen checkpoint becomes a BertForSequenceClassification directory
+(config.json with id2label/label2id, model.safetensors, the tokenizer files), loadable with
+AutoModelForSequenceClassification.from_pretrained(OUTDIR) and AutoTokenizer.from_pretrained(OUTDIR).
+
+A LoRA checkpoint becomes a PEFT adapter directory (adapter_config.json, adapter_model.safetensors;
+the trained classifier is saved as modules_to_save, as PEFT does for SEQ_CLS) plus OUTDIR/base,
+the base model it refers to (base weights and tokenizer), so:
+    base = AutoModelForSequenceClassification.from_pretrained("OUTDIR/base")
+    model = PeftModel.from_pretrained(base, "OUTDIR")
+The adapter's base_model_name_or_path is the absolute path of OUTDIR/base.
+
+Checkpoint layout: README.md, "File formats" ("Model", header[14] = 1, then the LoRA tensors).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from prepro_emotion import (HEADER_INTS, LABELS, MODEL_MAGIC, MODEL_VERSION, NAME_OFFSET, NAME_INTS,  # noqa: E402
+                            bits_float, model_table, num_parameters, table_to_hf)
+
+CHECKPOINT_KIND = 1
+STRATEGIES = ["full", "frozen", "lora"]
+
+
+def read_checkpoint(path):
+    """(cfg, params table dict, lora dict or None) of a checkpoint written by train_bert"""
+    h = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
+    if len(h) < HEADER_INTS or h[0] != MODEL_MAGIC or h[1] != MODEL_VERSION:
+        sys.exit(f"Error: {path} is not a model file of version {MODEL_VERSION}")
+    if h[14] != CHECKPOINT_KIND:
+        sys.exit(f"Error: {path} has header[14] = {h[14]}: not a train_bert checkpoint\n"
+                 "---> HINT: pass out/checkpoint_best.bin (or _last)")
+    cfg = dict(V=int(h[2]), P=int(h[3]), TV=int(h[4]), C=int(h[5]), L=int(h[6]), NH=int(h[7]), FF=int(h[8]),
+               NC=int(h[9]), eps=bits_float(h[10]), pad_id=int(h[12]), lower=bool(h[13]),
+               strategy=STRATEGIES[int(h[15])], r=int(h[16]), alpha=bits_float(h[17]), epoch=int(h[18]), step=int(h[19]))
+    cfg["name"] = h[NAME_OFFSET:NAME_OFFSET + NAME_INTS].tobytes().split(b"\0", 1)[0].decode("ascii", "replace")
+    nlora = 2 * cfg["L"] * 3 * cfg["r"] * cfg["C"] if cfg["strategy"] == "lora" else 0
+    want = (HEADER_INTS + num_parameters(cfg) + nlora) * 4
+    if os.path.getsize(path) != want:
+        sys.exit(f"Error: {path} has {os.path.getsize(path)} bytes, its header says {want}")
+    data = np.fromfile(path, dtype="<f4", offset=HEADER_INTS * 4)
+    params, off = {}, 0
+    for name, shape in model_table(cfg):
+        n = int(np.prod(shape))
+        params[name] = data[off:off + n].reshape(shape)
+        off += n
+    lora = None
+    if nlora:
+        L, r, C = cfg["L"], cfg["r"], cfg["C"]
+        lora = dict(a=data[off:off + nlora // 2].reshape(L, 3, r, C), b=data[off + nlora // 2:].reshape(L, 3, C, r))
+    return cfg, params, lora
+
+
+def hf_model(cfg, params):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+    labels = LABELS if cfg["NC"] == len(LABELS) else [f"LABEL_{i}" for i in range(cfg["NC"])]
+    config = BertConfig(vocab_size=cfg["V"], max_position_embeddings=cfg["P"], type_vocab_size=cfg["TV"],
+                        hidden_size=cfg["C"], num_hidden_layers=cfg["L"], num_attention_heads=cfg["NH"],
+                        intermediate_size=cfg["FF"], layer_norm_eps=cfg["eps"], hidden_act="gelu",
+                        pad_token_id=cfg["pad_id"], num_labels=cfg["NC"],
+                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+                        architectures=["BertForSequenceClassification"])
+    model = BertForSequenceClassification(config).float().eval()
+    sd = {k: torch.from_numpy(np.array(v)) for k, v in table_to_hf(params, cfg).items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    buffers = {n for n, _ in model.named_buffers()}
+    assert not [k for k in missing if k not in buffers] and not unexpected, (missing, unexpected)
+    return model
+
+
+def save_tokenizer(cfg, vocab, outdir):
+    from transformers import BertTokenizerFast
+    from transformers.models.bert.tokenization_bert import load_vocab
+    v = load_vocab(vocab)
+    if len(v) != cfg["V"]:
+        sys.exit(f"Error: {vocab} has {len(v)} tokens, the model has V {cfg['V']}\n---> HINT: pass the model's vocab with --vocab")
+    # vocab=, not vocab_file=: transformers 5 ignores vocab_file here and builds a 5-token vocab
+    tok = BertTokenizerFast(vocab=v, do_lower_case=cfg["lower"], model_max_length=cfg["P"])
+    assert len(tok) == cfg["V"], f"tokenizer has {len(tok)} tokens, want {cfg['V']}"
+    tok.save_pretrained(outdir)
+
+
+def export(ckpt, outdir, vocab):
+    import torch
+    cfg, params, lora = read_checkpoint(ckpt)
+    os.makedirs(outdir, exist_ok=True)
+    model = hf_model(cfg, params)
+    if lora is None:
+        model.save_pretrained(outdir, safe_serialization=True)
+        save_tokenizer(cfg, vocab, outdir)
+        return cfg
+    from peft import LoraConfig, TaskType, get_peft_model
+    base_dir = os.path.abspath(os.path.join(outdir, "base"))
+    model.save_pretrained(base_dir, safe_serialization=True)
+    save_tokenizer(cfg, vocab, base_dir)
+    lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg["r"], lora_alpha=cfg["alpha"], lora_dropout=0.1,
+                      target_modules=["query", "key", "value"], base_model_name_or_path=base_dir)
+    peft_model = get_peft_model(model, lcfg)
+    with torch.no_grad():
+        for l in range(cfg["L"]):
+            att = peft_model.base_model.model.bert.encoder.layer[l].attention.self
+            for j, p in enumerate(("query", "key", "value")):
+                m = getattr(att, p)
+                m.lora_A["default"].weight.copy_(torch.from_numpy(np.array(lora["a"][l, j])))
+                m.lora_B["default"].weight.copy_(torch.from_numpy(np.array(lora["b"][l, j])))
+        # the trained classifier: PEFT's modules_to_save copy of it
+        cls = peft_model.base_model.model.classifier.modules_to_save["default"]
+        cls.weight.copy_(torch.from_numpy(np.array(params["clsw"])))
+        cls.bias.copy_(torch.from_numpy(np.array(params["clsb"])))
+    peft_model.save_pretrained(outdir, safe_serialization=True)
+    save_tokenizer(cfg, vocab, outdir)
+    return cfg
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="train_bert checkpoint -> Hugging Face model (full/frozen) or PEFT adapter (lora)")
+    p.add_argument("checkpoint")
+    p.add_argument("outdir")
+    p.add_argument("--vocab", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "vocab.txt"))
+    args = p.parse_args(argv)
+    cfg = export(args.checkpoint, args.outdir, args.vocab)
+    kind = "PEFT LoRA adapter (base model in base/)" if cfg["strategy"] == "lora" else "BertForSequenceClassification"
+    print(f"wrote {args.outdir}: {kind}, {cfg['name']} {cfg['strategy']}, epoch {cfg['epoch']}, step {cfg['step']}")
+
+
+if __name__ == "__main__":
+    main()

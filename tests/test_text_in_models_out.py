@@ -1,0 +1,237 @@
+"""
+Text in, models out: classify mode, Hugging Face / PEFT export, TensorBoard event files,
+the progress line and resume, all on the tiny model (data/ref_tiny_model.bin) and small
+slices of the emotion splits, so the whole file runs in well under a minute.
+
+    python -m pytest -q tests/test_text_in_models_out.py
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "dev"))
+from prepro_emotion import HEADER_INTS, model_from_bin, read_split, write_split  # noqa: E402
+
+TRAIN_BERT = os.path.join(REPO, "train_bert")
+TINY = os.path.join(REPO, "data", "ref_tiny_model.bin")
+VOCAB = os.path.join(REPO, "data", "vocab.txt")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+TEXTS = [
+    "i feel wonderful today",
+    "I am SO angry at everyone right now!!!",
+    "i didnt feel humiliated",
+    "im feeling rather rotten so im not very ambitious right now",
+    "Café crème, naïve façade — résumé? 😊",
+    "what a surprise, i never expected that",
+    " ".join(["i feel a little bit nervous about tomorrow"] * 80),  # > 512 tokens: truncated
+]
+
+pytestmark = pytest.mark.skipif(not (os.path.exists(TRAIN_BERT) and os.path.exists(TINY)),
+                                reason="needs ./train_bert (make train_bert) and data/ref_tiny_model.bin (make reference)")
+
+
+def run_c(args, check=True, **kw):
+    return subprocess.run([TRAIN_BERT] + args, env=ENV, capture_output=True, text=True, check=check, cwd=REPO, **kw)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory):
+    """the first 48 / 32 / 32 examples of the tokenized splits (tiny shares bert-base-uncased's vocab)"""
+    d = tmp_path_factory.mktemp("data")
+    for name, n in (("train", 48), ("validation", 32), ("test", 32)):
+        s = read_split(os.path.join(REPO, "data", f"emotion_{name}.bin"))
+        lengths = s["lengths"][:n]
+        write_split(str(d / f"emotion_{name}.bin"), lengths, s["labels"][:n], s["ids"][:int(lengths.sum())], s["V"], s["max_len"])
+    return str(d)
+
+
+TRAIN_FLAGS = ["-m", TINY, "-b", "4", "-P", "0", "-f", "1"]
+
+
+@pytest.fixture(scope="session")
+def checkpoints(small_data, tmp_path_factory):
+    """a few steps of each strategy: strategy -> (out dir, stdout)"""
+    out = {}
+    for strategy in ("full", "frozen", "lora"):
+        d = str(tmp_path_factory.mktemp(f"run_{strategy}"))
+        r = run_c(TRAIN_FLAGS + ["-s", strategy, "-d", small_data, "-o", d, "-x", "3", "-e", "1"])
+        out[strategy] = (d, r.stdout)
+    return out
+
+
+def c_logits(ckpt, texts, extra=()):
+    r = run_c(["-C", ckpt, "-t", "-", "-y", "1"] + list(extra), input="\n".join(texts) + "\n")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 * len(texts), r.stdout
+    logits = np.array([[float(x) for x in l.split()[1:]] for l in lines[1::2]], dtype=np.float64)
+    labels = [l.split(" | ")[0] for l in lines[0::2]]
+    return logits, labels
+
+
+def hf_logits(model, tok, texts):
+    import torch
+    with torch.no_grad():
+        out = []
+        for t in texts:  # one at a time, as classify mode: no padding
+            enc = tok(t, truncation=True, max_length=512, return_tensors="pt")
+            out.append(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[0].double().numpy())
+    return np.stack(out)
+
+
+def test_classify_matches_python(checkpoints, tmp_path):
+    """C tokenizer + forward vs model_from_bin + Hugging Face's tokenizer, on a full checkpoint"""
+    from transformers import BertTokenizerFast
+    from transformers.models.bert.tokenization_bert import load_vocab
+    ckpt = os.path.join(checkpoints["full"][0], "checkpoint_last.bin")
+    got, labels = c_logits(ckpt, TEXTS, ["-s", "full"])
+    # the checkpoint as a plain model file: same layout, header[14..19] cleared
+    plain = tmp_path / "plain.bin"
+    h = np.fromfile(ckpt, dtype="<i4", count=HEADER_INTS)
+    h[14:20] = 0
+    with open(plain, "wb") as f:
+        f.write(h.tobytes())
+        f.write(np.fromfile(ckpt, dtype="<u1", offset=HEADER_INTS * 4).tobytes())
+    model = model_from_bin(str(plain)).eval()
+    tok = BertTokenizerFast(vocab=load_vocab(VOCAB), do_lower_case=True)  # vocab_file= is ignored in transformers 5
+    assert len(tok) == 30522
+    want = hf_logits(model, tok, TEXTS)
+    print("max |C - torch| logits", np.abs(got - want).max())
+    assert np.abs(got - want).max() <= 1e-5
+    names = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+    assert labels == [names[i] for i in want.argmax(1)]
+
+
+def test_classify_single_text_and_errors(checkpoints):
+    ckpt = os.path.join(checkpoints["lora"][0], "checkpoint_last.bin")
+    r = run_c(["-C", ckpt, "-t", "i feel wonderful today"])
+    line = r.stdout.strip()
+    parts = line.split(" | ")
+    assert len(parts) == 7 and abs(sum(float(p.split()[1]) for p in parts[1:]) - 1.0) < 1e-3, line
+    r = run_c(["-C", ckpt, "-t", "x", "-s", "full"], check=False)
+    assert r.returncode != 0 and "lora checkpoint, not full" in r.stderr
+    r = run_c(["-C", TINY, "-t", "x"], check=False)
+    assert r.returncode != 0 and "not a train_bert checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("strategy", ["full", "frozen", "lora"])
+def test_export_hf(checkpoints, tmp_path, strategy):
+    """dev/export_hf.py, loaded back offline with transformers (and peft), gives the C program's logits"""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    ckpt = os.path.join(checkpoints[strategy][0], "checkpoint_last.bin")
+    outdir = str(tmp_path / "hf")
+    subprocess.run([sys.executable, os.path.join(REPO, "dev", "export_hf.py"), ckpt, outdir], env=ENV, check=True, cwd=REPO)
+    if strategy == "lora":
+        from peft import PeftModel
+        assert os.path.exists(os.path.join(outdir, "adapter_config.json"))
+        assert os.path.exists(os.path.join(outdir, "adapter_model.safetensors"))
+        base = AutoModelForSequenceClassification.from_pretrained(os.path.join(outdir, "base"), local_files_only=True)
+        # the base's own classifier is the trained one too; make sure the adapter's copy is what counts
+        with torch.no_grad():
+            base.classifier.weight.zero_()
+            base.classifier.bias.zero_()
+        model = PeftModel.from_pretrained(base, outdir, local_files_only=True).eval()
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(outdir, local_files_only=True).eval()
+        assert model.config.id2label[1] == "joy" and model.config.label2id["surprise"] == 5
+    tok = AutoTokenizer.from_pretrained(outdir, local_files_only=True)
+    assert len(tok) == 30522 and tok("Hello")["input_ids"] == [101, 7592, 102]
+    want = hf_logits(model, tok, TEXTS)
+    got, _ = c_logits(ckpt, TEXTS)
+    print(strategy, "max |C - exported| logits", np.abs(got - want).max())
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def read_scalars(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def step_losses(stdout):
+    return [float(l.split(" | ")[2].split()[1]) for l in stdout.splitlines() if l.startswith("step ")]
+
+
+def test_tensorboard_events(checkpoints):
+    d, stdout = checkpoints["full"]
+    s = read_scalars(d)
+    for tag in ("train/loss", "train/learning_rate", "train/grad_norm", "eval/loss", "eval/accuracy", "eval/precision",
+                "eval/recall", "eval/f1", "test/loss", "test/accuracy", "test/f1"):
+        assert tag in s, (tag, sorted(s))
+    assert [st for st, _ in s["train/loss"]] == [1, 2, 3]
+    assert np.allclose([v for _, v in s["train/loss"]], step_losses(stdout), atol=5e-5)
+    assert s["train/learning_rate"][0][1] == pytest.approx(5e-5)
+    log = [l.split("\t") for l in open(os.path.join(d, "log.tsv")).read().splitlines()[1:]]
+    val = [r for r in log if r[0] == "validation"]
+    assert [st for st, _ in s["eval/f1"]] == [int(r[2]) for r in val]
+    assert np.allclose([v for _, v in s["eval/f1"]], [float(r[8]) for r in val], atol=1e-6)
+    test = [r for r in log if r[0] == "test"][0]
+    assert s["test/accuracy"][0][1] == pytest.approx(float(test[5]), abs=1e-6)
+
+
+def test_progress_line(small_data, tmp_path):
+    r = run_c(["-m", TINY, "-b", "4", "-d", small_data, "-o", str(tmp_path), "-x", "6", "-e", "1", "-P", "3", "-f", "100"])
+    prog = [l for l in r.stdout.splitlines() if l.startswith("progress")]
+    assert len(prog) == 2 and "\r" not in r.stdout, r.stdout
+    assert "step 3/6 (50.0%)" in prog[0] and "examples/s" in prog[0] and "ETA" in prog[0]
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_resume_bit_for_bit(small_data, tmp_path, strategy):
+    """kill a run mid-epoch (-X), resume it (-R 1): the same step losses, bit for bit, and the same checkpoints"""
+    flags = ["-m", TINY, "-s", strategy, "-b", "4", "-d", small_data, "-e", "3", "-p", "1", "-S", "5", "-P", "0"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    ra = run_c(flags + ["-o", a])
+    rb1 = run_c(flags + ["-o", b, "-X", "17"], check=False)
+    assert rb1.returncode == 3 and "exiting after step 17" in rb1.stdout
+    rb2 = run_c(flags + ["-o", b, "-R", "1"])
+    assert "resumed from" in rb2.stdout and "step 15, epoch 2, 12 examples into it" in rb2.stdout
+    sa, sb = read_scalars(a), read_scalars(b)
+    # float32 values in the event files: exact equality is bit for bit
+    assert sa["train/loss"] == sb["train/loss"] and len(sa["train/loss"]) == 24
+    assert sa["eval/f1"] == sb["eval/f1"] and sa["eval/loss"] == sb["eval/loss"]
+    assert sa["test/loss"] == sb["test/loss"]
+    lines = lambda out: [l.split(" | ms")[0].rsplit(" | ", 1)[0] for l in out.splitlines() if l.startswith("step ")]
+    assert lines(rb1.stdout)[:15] + lines(rb2.stdout) == lines(ra.stdout)
+    strip = lambda p: [l.split("\t")[:9] for l in open(p).read().splitlines()]  # without seconds
+    assert strip(os.path.join(a, "log.tsv")) == strip(os.path.join(b, "log.tsv"))
+    for f in ("checkpoint_best.bin", "checkpoint_last.bin"):
+        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
+    # the final states: equal but for each history row's seconds (its last int)
+    st = [np.fromfile(os.path.join(d, "state.bin"), dtype="<i4") for d in (a, b)]
+    nhist = st[0][13]
+    assert nhist == 2 and len(st[0]) == len(st[1])
+    hist = [x[len(x) - 10 * nhist:].reshape(nhist, 10) for x in st]
+    assert (st[0][:len(st[0]) - 10 * nhist] == st[1][:len(st[1]) - 10 * nhist]).all()
+    assert (hist[0][:, :9] == hist[1][:, :9]).all()
+
+
+def test_resume_refuses_other_settings(small_data, tmp_path):
+    flags = ["-m", TINY, "-b", "4", "-d", small_data, "-o", str(tmp_path), "-e", "1", "-x", "2", "-P", "0"]
+    run_c(flags)
+    r = run_c(flags[:2] + ["-b", "8"] + flags[4:] + ["-R", "1"], check=False)
+    assert r.returncode != 0 and "batch size (-b)" in r.stderr
+    shutil.rmtree(tmp_path)
+    os.makedirs(tmp_path)
+    r = run_c(flags + ["-R", "1"], check=False)
+    assert r.returncode != 0 and "state.bin" in r.stderr
+
+
+def test_plot_runs(checkpoints, tmp_path):
+    png = tmp_path / "runs.png"
+    dirs = [checkpoints[s][0] for s in ("full", "frozen", "lora")]
+    subprocess.run([sys.executable, os.path.join(REPO, "dev", "plot_runs.py"), *dirs, "--out", str(png)], check=True, cwd=REPO)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000, "not a PNG with content"
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("split\tepoch\n")
+    r = subprocess.run([sys.executable, os.path.join(REPO, "dev", "plot_runs.py"), str(bad), "--out", str(tmp_path / "x.png")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0 and "no validation rows" in r.stderr
