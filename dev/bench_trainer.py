@@ -56,10 +56,10 @@ def collate(pad_id):
     return f
 
 
-def build_model(model_bin, strategy, attn="sdpa"):
+def build_model(model_bin, strategy, attn="sdpa", seed=42):
     """the reference experiment's model for a strategy: dropout 0.1; frozen trains the classifier
     only; lora is PEFT r 8, alpha 32, dropout 0.1 on query/key/value (+ the classifier)"""
-    torch.manual_seed(42)
+    torch.manual_seed(seed)
     model = prepro.model_from_bin(model_bin, dropout=0.1, attn_implementation=attn)
     if strategy == "frozen":
         for n, p in model.named_parameters():

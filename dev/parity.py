@@ -39,14 +39,14 @@ def compute_metrics(pred):
 def run_trainer(args, strategy, cfg, splits):
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
     torch.set_num_threads(args.threads)
-    model = build_model(args.model_bin, strategy)
+    model = build_model(args.model_bin, strategy, seed=args.seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     targs = TrainingArguments(
         output_dir=os.path.join(args.out, f"trainer_{strategy}"), per_device_train_batch_size=16,
         per_device_eval_batch_size=16, num_train_epochs=args.epochs, learning_rate=5e-5, weight_decay=0.0,
         lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0, eval_strategy="epoch", save_strategy="epoch",
         load_best_model_at_end=True, metric_for_best_model="f1", greater_is_better=True, save_total_limit=2,
-        logging_strategy="epoch", report_to=[], seed=42, use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
+        logging_strategy="epoch", report_to=[], seed=args.seed, use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
     trainer = Trainer(model=model, args=targs, train_dataset=splits["train"], eval_dataset=splits["validation"],
                       data_collator=collate(cfg["pad_id"]), compute_metrics=compute_metrics,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=3)])
@@ -63,7 +63,8 @@ def run_trainer(args, strategy, cfg, splits):
 def run_c(args, strategy, extra=()):
     """./train_bert for one strategy; returns its summary line as a dict (log in <out>/c_<strategy>.log)"""
     out_dir = os.path.join(args.out, f"c_{strategy}")
-    cmd = [args.train_bert, "-s", strategy, "-m", args.model_bin, "-d", args.data, "-o", out_dir, "-f", "100"]
+    cmd = [args.train_bert, "-s", strategy, "-m", args.model_bin, "-d", args.data, "-o", out_dir, "-f", "100",
+           "-r", str(getattr(args, "seed", 42))]
     cmd += ["-e", str(args.epochs)] if args.epochs else []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     t0 = time.perf_counter()
@@ -86,6 +87,7 @@ def main():
     p.add_argument("--data", default="data")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--strategies", default="full,frozen,lora")
+    p.add_argument("--seed", type=int, default=42, help="both sides: shuffle, dropout, LoRA init")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--train-bert", default="./train_bert")
     p.add_argument("--out", default="out/parity")
@@ -99,7 +101,7 @@ def main():
             r = fn()
             print("PARITY " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
             rows.append(r)
-    print(f"\nmodel {cfg['name']}, {args.epochs} epoch(s), {args.threads} threads, torch {torch.__version__}")
+    print(f"\nmodel {cfg['name']}, {args.epochs} epoch(s), seed {args.seed}, {args.threads} threads, torch {torch.__version__}")
     print("| strategy | who | trainable | epochs | runtime (s) | test acc | precision | recall | F1 | loss |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

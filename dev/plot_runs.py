@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def read_log(path):
@@ -47,6 +48,7 @@ def main():
     ax_f1.set(xlabel="epoch", ylabel="weighted F1", title="validation F1")
     for ax in (ax_loss, ax_f1):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = args.out + ".tmp.png"
