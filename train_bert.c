@@ -1818,6 +1818,14 @@ static int classify_main_(const char* ckpt_path, const char* strategy_name, cons
     return 0;
 }
 
+// a missing input file is the usual first-run mistake: say how to make it
+static void require_file_(const char* path) {
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "Error: cannot read %s: %s\n---> HINT: run `make data` (python prepro_emotion.py) first\n", path, strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+}
+
 static void usage_(void) {
     fprintf(stderr, "Usage:   ./train_bert [options]\n");
     fprintf(stderr, "Fine-tunes BERT on the emotion dataset; defaults are the Hugging Face Trainer recipe.\n");
@@ -1917,6 +1925,7 @@ int main(int argc, char** argv) {
     model.lora_r = lora_r;
     model.lora_alpha = lora_alpha;
     model.lora_dropout = lora_dropout;
+    require_file_(model_path);
     bert_build_from_file(&model, model_path);
     bert_init_training(&model);
     const BertConfig* cfg = &model.config;
@@ -1927,6 +1936,7 @@ int main(int argc, char** argv) {
     int T_max = 0;
     for (int k = 0; k < 3; k++) {
         snprintf(path, sizeof(path), "%s/emotion_%s.bin", data_dir, split_names[k]);
+        require_file_(path);
         dataset_load(&splits[k], path, cfg);
         if (splits[k].T_max > T_max) { T_max = splits[k].T_max; }
     }
