@@ -236,13 +236,18 @@ def read_model(path):
     want = (HEADER_INTS + num_parameters(cfg)) * 4
     if size != want:
         _fail(path, f"bad file size (got {size} bytes, want {want} for this header), truncated?")
-    data = np.fromfile(path, dtype="<f4", offset=HEADER_INTS * 4)
+    params, _ = split_tensors(np.fromfile(path, dtype="<f4", offset=HEADER_INTS * 4), cfg)
+    return cfg, params
+
+
+def split_tensors(data, cfg):
+    """cut the float32 block after a model header into the tensor table; returns (params, floats used)"""
     params, off = {}, 0
     for name, shape in model_table(cfg):
         n = int(np.prod(shape))
         params[name] = data[off:off + n].reshape(shape)
         off += n
-    return cfg, params
+    return params, off
 
 
 def model_from_bin(path, dropout=0.0, attn_implementation="eager"):

@@ -96,6 +96,29 @@ static inline long file_size_(FILE* fp) {
     return size;
 }
 
+#define HEADER_INTS 256 // every binary file starts with this many int32
+
+// Read the 256-int header every binary starts with and check its magic and version;
+// what names the kind of file ("model file"), hint says how to fix it. Returns the file size.
+static long header_read_(FILE* fp, const char* path, int32_t* header, int32_t magic, int32_t version,
+                         const char* what, const char* hint) {
+    long fsize = file_size_(fp);
+    if (fsize < (long)(HEADER_INTS * sizeof(int32_t))) {
+        fprintf(stderr, "Error: %s is too small to be a %s (%ld bytes)\n---> HINT: %s\n", path, what, fsize, hint);
+        exit(EXIT_FAILURE);
+    }
+    freadCheck(header, sizeof(int32_t), HEADER_INTS, fp, path);
+    if (header[0] != magic) {
+        fprintf(stderr, "Error: bad magic in %s %s (got %d, want %d)\n---> HINT: %s\n", what, path, header[0], magic, hint);
+        exit(EXIT_FAILURE);
+    }
+    if (header[1] != version) {
+        fprintf(stderr, "Error: bad version in %s %s (got %d, want %d)\n---> HINT: %s\n", what, path, header[1], version, hint);
+        exit(EXIT_FAILURE);
+    }
+    return fsize;
+}
+
 static inline double now_seconds_(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -574,7 +597,6 @@ void lora_backward(float* dx, float* dA, float* dBw, float* du_scratch, float* x
 #define MODEL_VERSION 1     // version 1: the first layout (README.md, "File formats")
 #define SPLIT_MAGIC 20261128
 #define SPLIT_VERSION 1
-#define HEADER_INTS 256
 #define NUM_PARAMETER_TENSORS 21
 #define NUM_LORA_TENSORS 2
 
@@ -771,20 +793,7 @@ void bert_build_from_file(Bert* model, const char* path) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t header[HEADER_INTS];
-    long fsize = file_size_(fp);
-    if (fsize < (long)sizeof(header)) {
-        fprintf(stderr, "Error: %s is too small to be a model file (%ld bytes)\n---> HINT: re-run `python prepro_emotion.py`\n", path, fsize);
-        exit(EXIT_FAILURE);
-    }
-    freadCheck(header, sizeof(int32_t), HEADER_INTS, fp, path);
-    if (header[0] != MODEL_MAGIC) {
-        fprintf(stderr, "Error: bad magic in model file %s (got %d, want %d)\n---> HINT: re-run `python prepro_emotion.py`\n", path, header[0], MODEL_MAGIC);
-        exit(EXIT_FAILURE);
-    }
-    if (header[1] != MODEL_VERSION) {
-        fprintf(stderr, "Error: bad version in model file %s (got %d, want %d)\n---> HINT: re-run `python prepro_emotion.py`\n", path, header[1], MODEL_VERSION);
-        exit(EXIT_FAILURE);
-    }
+    long fsize = header_read_(fp, path, header, MODEL_MAGIC, MODEL_VERSION, "model file", "re-run `python prepro_emotion.py`");
     BertConfig* cfg = &model->config;
     cfg->V = header[2]; cfg->P = header[3]; cfg->TV = header[4]; cfg->C = header[5]; cfg->L = header[6];
     cfg->NH = header[7]; cfg->FF = header[8]; cfg->NC = header[9]; cfg->eps = bits_to_float_(header[10]);
@@ -1246,21 +1255,8 @@ typedef struct {
 void dataset_load(Dataset* ds, const char* path, const BertConfig* cfg) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
-    long fsize = file_size_(fp);
     int32_t header[HEADER_INTS];
-    if (fsize < (long)sizeof(header)) {
-        fprintf(stderr, "Error: %s is too small to be a split file (%ld bytes)\n---> HINT: re-run `python prepro_emotion.py`\n", path, fsize);
-        exit(EXIT_FAILURE);
-    }
-    freadCheck(header, sizeof(int32_t), HEADER_INTS, fp, path);
-    if (header[0] != SPLIT_MAGIC) {
-        fprintf(stderr, "Error: bad magic in split file %s (got %d, want %d)\n---> HINT: re-run `python prepro_emotion.py`\n", path, header[0], SPLIT_MAGIC);
-        exit(EXIT_FAILURE);
-    }
-    if (header[1] != SPLIT_VERSION) {
-        fprintf(stderr, "Error: bad version in split file %s (got %d, want %d)\n---> HINT: re-run `python prepro_emotion.py`\n", path, header[1], SPLIT_VERSION);
-        exit(EXIT_FAILURE);
-    }
+    long fsize = header_read_(fp, path, header, SPLIT_MAGIC, SPLIT_VERSION, "split file", "re-run `python prepro_emotion.py`");
     ds->N = header[2]; ds->T_max = header[3]; ds->NC = header[4]; ds->V = header[5];
     long ntok = header[6];
     long want = (long)sizeof(header) + (2L * ds->N + ntok) * (long)sizeof(int32_t);
@@ -1692,18 +1688,9 @@ void train_state_save(const char* path, const Bert* model, const TrainSettings* 
 EpochResult* train_state_load(const char* path, Bert* model, const TrainSettings* set, TrainProgress* pr, EarlyStopping* es) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
-    long fsize = file_size_(fp);
     int32_t h[HEADER_INTS];
-    if (fsize < (long)sizeof(h)) {
-        fprintf(stderr, "Error: %s is too small to be a training state (%ld bytes)\n", path, fsize);
-        exit(EXIT_FAILURE);
-    }
-    freadCheck(h, sizeof(int32_t), HEADER_INTS, fp, path);
-    if (h[0] != TRAIN_STATE_MAGIC || h[1] != TRAIN_STATE_VERSION) {
-        fprintf(stderr, "Error: %s is not a training state of version %d (magic %d, version %d)\n"
-                "---> HINT: start afresh without -R, or with another -o\n", path, TRAIN_STATE_VERSION, h[0], h[1]);
-        exit(EXIT_FAILURE);
-    }
+    long fsize = header_read_(fp, path, h, TRAIN_STATE_MAGIC, TRAIN_STATE_VERSION, "training state",
+                              "start afresh without -R, or with another -o");
     for (int i = 0; i < NUM_TRAIN_SETTINGS; i++) {
         if (h[20 + i] != set->v[i]) {
             fprintf(stderr, "Error: %s was written with another %s (%d there, %d now)\n"

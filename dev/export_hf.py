@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from prepro_emotion import (HEADER_INTS, LABELS, MODEL_MAGIC, MODEL_VERSION, NAME_OFFSET, NAME_INTS,  # noqa: E402
-                            bits_float, model_table, num_parameters, table_to_hf)
+                            bits_float, num_parameters, split_tensors, table_to_hf)
 
 CHECKPOINT_KIND = 1
 STRATEGIES = ["full", "frozen", "lora"]
@@ -47,11 +47,7 @@ def read_checkpoint(path):
     if os.path.getsize(path) != want:
         sys.exit(f"Error: {path} has {os.path.getsize(path)} bytes, its header says {want}")
     data = np.fromfile(path, dtype="<f4", offset=HEADER_INTS * 4)
-    params, off = {}, 0
-    for name, shape in model_table(cfg):
-        n = int(np.prod(shape))
-        params[name] = data[off:off + n].reshape(shape)
-        off += n
+    params, off = split_tensors(data, cfg)
     lora = None
     if nlora:
         L, r, C = cfg["L"], cfg["r"], cfg["C"]
