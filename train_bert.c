@@ -68,6 +68,23 @@ static void fclose_check(FILE* fp, const char* path, const char* file, int line)
 }
 #define fcloseCheck(fp, path) fclose_check(fp, path, __FILE__, __LINE__)
 
+// Atomic writes: everything goes to path.tmp, which is renamed over path only once it is
+// complete, so a crash leaves either the old file or the new one, never half of one.
+static FILE* atomic_open_(const char* path, char* tmp, size_t tmp_size) {
+    snprintf(tmp, tmp_size, "%s.tmp", path);
+    FILE* fp;
+    fopenCheck(&fp, tmp, "wb");
+    return fp;
+}
+
+static void atomic_commit_(FILE* fp, const char* tmp, const char* path) {
+    fcloseCheck(fp, tmp);
+    if (rename(tmp, path) != 0) {
+        fprintf(stderr, "Error: could not rename %s to %s: %s\n", tmp, path, strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+}
+
 static void* malloc_check(size_t size, const char* file, int line) {
     void* p = malloc(size == 0 ? 1 : size);
     if (p == NULL) {
@@ -1166,17 +1183,11 @@ void bert_save_checkpoint(const Bert* model, const char* path, int epoch) {
     header[19] = model->step;
     memcpy(&header[32], cfg->name, 256);
     char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE* fp;
-    fopenCheck(&fp, tmp, "wb");
+    FILE* fp = atomic_open_(path, tmp, sizeof(tmp));
     fwriteCheck(header, sizeof(int32_t), HEADER_INTS, fp, tmp);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, fp, tmp);
     if (model->strategy == STRATEGY_LORA) { fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, tmp); }
-    fcloseCheck(fp, tmp);
-    if (rename(tmp, path) != 0) {
-        fprintf(stderr, "Error: could not rename %s to %s: %s\n", tmp, path, strerror(errno));
-        exit(EXIT_FAILURE);
-    }
+    atomic_commit_(fp, tmp, path);
 }
 
 // load a checkpoint written by bert_save_checkpoint into a model of the same config and strategy
@@ -1660,9 +1671,7 @@ void train_state_save(const char* path, const Bert* model, const TrainSettings* 
     h[14] = (int32_t)model->num_parameters; h[15] = (int32_t)model->num_lora_parameters; h[16] = (int32_t)ntrain;
     memcpy(&h[20], set->v, sizeof(set->v));
     char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE* fp;
-    fopenCheck(&fp, tmp, "wb");
+    FILE* fp = atomic_open_(path, tmp, sizeof(tmp));
     fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, tmp);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, fp, tmp);
     if (model->num_lora_parameters > 0) { fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, tmp); }
@@ -1675,12 +1684,7 @@ void train_state_save(const char* path, const Bert* model, const TrainSettings* 
             float_to_bits_(r->val.f1), float_to_bits_((float)r->seconds)};
         fwriteCheck(row, sizeof(int32_t), HISTORY_INTS, fp, tmp);
     }
-    fflush(fp);
-    fcloseCheck(fp, tmp);
-    if (rename(tmp, path) != 0) {
-        fprintf(stderr, "Error: could not rename %s to %s: %s\n", tmp, path, strerror(errno));
-        exit(EXIT_FAILURE);
-    }
+    atomic_commit_(fp, tmp, path);
 }
 
 // Read a state into a model set up by bert_init_training with the same settings. Returns the

@@ -14,7 +14,7 @@ import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from parity import run_c  # noqa: E402
+from parity import result_cells, run_c  # noqa: E402
 
 
 def main():
@@ -37,8 +37,7 @@ def main():
     print(f"\n| strategy | trainable params | epochs | train runtime (s) | test acc | precision | recall | F1 (weighted) | loss |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['strategy']} | {r['trainable']:,} | {r['epochs']} | {r['runtime']:.0f} | {r['acc']:.4f} | "
-              f"{r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['loss']:.4f} |")
+        print(f"| {r['strategy']} | {result_cells(r)}")
 
 
 if __name__ == "__main__":

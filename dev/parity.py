@@ -81,6 +81,12 @@ def run_c(args, strategy, extra=()):
                 loss=float(m.group(9)))
 
 
+def result_cells(r):
+    """trainable, epochs, runtime and the test metrics of a result as markdown table cells"""
+    return (f"{r['trainable']:,} | {r['epochs']} | {r['runtime']:.0f} | {r['acc']:.4f} | {r['precision']:.4f} | "
+            f"{r['recall']:.4f} | {r['f1']:.4f} | {r['loss']:.4f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description="Trainer vs train_bert, same model, data and epochs")
     p.add_argument("--model-bin", default="data/model.bin")
@@ -105,8 +111,7 @@ def main():
     print("| strategy | who | trainable | epochs | runtime (s) | test acc | precision | recall | F1 | loss |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['strategy']} | {r['who']} | {r['trainable']:,} | {r['epochs']} | {r['runtime']:.0f} | {r['acc']:.4f} | "
-              f"{r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['loss']:.4f} |")
+        print(f"| {r['strategy']} | {r['who']} | {result_cells(r)}")
 
 
 if __name__ == "__main__":
