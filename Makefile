@@ -1,8 +1,10 @@
 # bert.c: BERT fine-tuning in C and CUDA.
-#   make setup        install what is missing (apt: libstb-dev; pip: requirements.txt), then `make data`
+#   make setup        install what is missing (apt: libstb-dev, clang for the fuzzer; pip: requirements.txt), then make data
+#   make              the CPU programs, and the GPU ones where nvcc is found
+#   make test         every test that runs without a GPU: Python, C, sanitizers, a fuzz run, the CUDA compile check
 #   make train_bert   the CPU trainer            ./train_bert -h
-#   make test         every test that runs without a GPU (and compiles the CUDA code if nvcc exists)
-# `make` alone builds with only a C compiler; OpenMP, stb_ds and nvcc are detected below.
+#   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
+# Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found, NO_OMP=1 turns OpenMP off.
 
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
@@ -15,6 +17,7 @@ LDLIBS = -lm
 PYTHON ?= python3
 SHARED ?= ../shared
 NVCC ?= nvcc
+CLANG ?= clang
 # the emotion splits shipped in shared/ (offline); without them prepro fetches dair-ai/emotion
 EMOTION_DIR := $(wildcard $(SHARED)/data/emotion)
 DATA_FLAGS := $(if $(EMOTION_DIR),--data-dir $(EMOTION_DIR),)
@@ -23,40 +26,77 @@ DATA_FLAGS := $(if $(EMOTION_DIR),--data-dir $(EMOTION_DIR),)
 # what this machine has
 
 ifeq ($(NO_OMP), 1)
-  $(info ✗ OpenMP: off (NO_OMP=1), the CPU trainer runs on one thread)
+  $(info ✗ OpenMP: off (NO_OMP=1), the trainers' CPU loops run on one thread)
+  OMP_FLAGS = -Wno-unknown-pragmas
+  NVCC_HOST = -Wall,-Wextra,-Wno-unknown-pragmas
 else ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo ok),ok)
-  CFLAGS += -fopenmp -DOMP
+  OMP_FLAGS = -fopenmp -DOMP
+  NVCC_HOST = -Wall,-Wextra,-fopenmp -DOMP
   $(info ✓ OpenMP found: the CPU trainer uses every core (set OMP_NUM_THREADS to change))
 else
+  OMP_FLAGS = -Wno-unknown-pragmas
+  NVCC_HOST = -Wall,-Wextra,-Wno-unknown-pragmas
   $(info ✗ OpenMP not found: one thread only. Debian: apt-get install libgomp1 (gcc) or libomp-dev (clang))
 endif
 ifeq ($(shell echo '\#include <stb/stb_ds.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo ok),ok)
   $(info ✓ stb_ds found)
 else
-  $(info ✗ stb_ds not found: train_bert will not build. Debian: apt-get install libstb-dev (or run make setup))
+  $(info ✗ stb_ds not found: nothing will build. Debian: apt-get install libstb-dev (or run make setup))
 endif
 ifneq ($(shell command -v $(NVCC) 2>/dev/null),)
   HAS_NVCC = 1
-  $(info ✓ nvcc found: make train_bertcu test_bertcu build the GPU trainer)
+  $(info ✓ nvcc found: make builds train_bertcu and test_bertcu too)
 else
   $(info ✗ nvcc not found: the GPU trainer is skipped. Install the CUDA toolkit to build it)
 endif
 
 CPU_TARGETS = train_bert test_bert test_tokenizer
-.PHONY: all setup deps data reference test test-python test-c cuda-check compare bench clean
-all: $(CPU_TARGETS)
+GPU_TARGETS = train_bertcu test_bertcu
+.PHONY: all setup deps data reference test test-python test-c test-sanitize fuzz fuzz-ci cuda-check compare bench clean
+all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
 # ---------------------------------------------------------------------------
 # C programs
 
-train_bert: train_bert.c tokenizer.h unicode_tables.h
+HEADERS = $(wildcard bertc/*.h) tokenizer.h unicode_tables.h
+train_bert: train_bert.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
+
+test_bert: test_bert.c train_bert.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
+
+test_tokenizer: test_tokenizer.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-test_bert: test_bert.c train_bert.c tokenizer.h unicode_tables.h
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+# ---------------------------------------------------------------------------
+# the GPU trainer (needs nvcc and cuBLAS; sm_90 by default, override NVCC_ARCH)
 
-test_tokenizer: test_tokenizer.c tokenizer.h unicode_tables.h
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+NVCC_ARCH ?= sm_90
+NVCCFLAGS = -O3 -std=c++17 -Xcompiler $(NVCC_HOST)
+CU_HEADERS = $(wildcard cuda/*.cuh)
+train_bertcu: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
+	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+test_bertcu: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
+	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+# debug builds for compute-sanitizer: a device synchronise and check after every kernel (-DCUDA_DEBUG), line info
+train_bertcu_debug: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
+	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+test_bertcu_debug: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
+	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+
+# every .cu file must compile for Hopper and Ampere with warnings on, even where no GPU runs
+CU_SOURCES = train_bert.cu test_bert.cu
+cuda-check:
+ifeq ($(HAS_NVCC),1)
+	@for f in $(CU_SOURCES); do for arch in sm_90 sm_80; do for dbg in "" -DCUDA_DEBUG; do \
+		echo "nvcc -arch=$$arch $$dbg $$f"; \
+		$(NVCC) $(NVCCFLAGS) $$dbg -arch=$$arch -c $$f -o /dev/null 2>&1 | tee cuda-check.out; \
+		if [ -s cuda-check.out ]; then echo "✗ $$f: nvcc printed warnings or errors"; rm -f cuda-check.out; exit 1; fi; \
+	done; done; done; rm -f cuda-check.out
+	$(MAKE) -B -C dev/cuda ARCH=sm_90 && $(MAKE) -B -C dev/cuda ARCH=sm_80 && $(MAKE) -C dev/cuda clean
+else
+	@echo "✗ nvcc not found: CUDA compile check skipped"
+endif
 
 # ---------------------------------------------------------------------------
 # set-up, data and the PyTorch reference
@@ -64,6 +104,10 @@ test_tokenizer: test_tokenizer.c tokenizer.h unicode_tables.h
 deps:
 	@if ! echo '#include <stb/stb_ds.h>' | $(CC) -E -x c - >/dev/null 2>&1; then \
 		echo "installing libstb-dev (stb_ds)"; apt-get update -qq && apt-get install -y -qq libstb-dev; fi
+	@if ! printf 'int LLVMFuzzerTestOneInput(const char* d, long n) { return 0; }' | \
+		$(CLANG) -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1; then \
+		echo "installing clang and its runtime (libFuzzer, for make fuzz)"; \
+		apt-get update -qq && apt-get install -y -qq clang libclang-rt-dev; fi
 	$(PYTHON) -m pip install -q -r requirements.txt
 
 setup: deps
@@ -85,66 +129,67 @@ data/ref_%_full.bin: data/ref_%_model.bin dev/reference.py data/model.bin
 data/ref_metrics.bin: dev/metrics_reference.py
 	$(PYTHON) dev/metrics_reference.py --out $@
 data/tokenizer_ref.bin: dev/tokenizer_reference.py
-	$(PYTHON) dev/tokenizer_reference.py --out $@
+	$(PYTHON) dev/tokenizer_reference.py --out $@ --vocab $(SHARED)/data/bert-base-uncased/vocab.txt \
+		--data $(SHARED)/data/emotion
 
 # ---------------------------------------------------------------------------
 # tests
 
-test: test-python test-c cuda-check
+test: test-python test-c test-sanitize fuzz-ci cuda-check
 	@echo "all tests passed"
 
-test-python: data
-	$(PYTHON) -m pytest -q tests
+# pytest: prepro, the file formats, text in / models out, reliability (each trainer test also
+# runs ./train_bertcu where a GPU is present, and says it skipped elsewhere)
+test-python: data train_bert data/ref_tiny_model.bin
+	$(PYTHON) -m pytest -q -rs tests
 
 test-c: $(CPU_TARGETS) reference
-	./test_tokenizer
+	./test_tokenizer $(SHARED)/data/bert-base-uncased/vocab.txt data/tokenizer_ref.bin
 	./test_bert
 
+# The C tests (the tiny model's states: MiniLM adds time, not code) and short tiny-model runs of each
+# strategy, the probe, classify, resume and every reliability case, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer; any report fails the run.
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra \
+	-Wno-unknown-pragmas
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+%_asan: %.c train_bert.c $(HEADERS)
+	$(CC) $(SAN_FLAGS) -o $@ $< $(LDLIBS)
+test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data/ref_tiny_model.bin
+	$(SAN_ENV) ./test_tokenizer_asan $(SHARED)/data/bert-base-uncased/vocab.txt data/tokenizer_ref.bin
+	$(SAN_ENV) ./test_bert_asan data tiny
+	$(SAN_ENV) TRAIN_BERT=$(CURDIR)/train_bert_asan $(PYTHON) -m pytest -q -p no:cacheprovider \
+		tests/test_reliability.py tests/test_text_in_models_out.py -k "not gpu and not export and not plot"
+
+# Fuzzing (libFuzzer through clang): the model, checkpoint, split and state readers and the tokenizer,
+# from a seed corpus of valid files (dev/fuzz/make_seeds.c). fuzz-ci runs FUZZ_SECONDS (CI: 60);
+# `make fuzz FUZZ_SECONDS=3600` runs longer and keeps the corpus it grows in out/fuzz_corpus.
+FUZZ_SECONDS ?= 60
+dev/fuzz/fuzz_loaders: dev/fuzz/fuzz_loaders.c train_bert.c $(HEADERS)
+	$(CLANG) -g -O1 -DFUZZING -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wno-unknown-pragmas \
+		-o $@ $< -lm
+dev/fuzz/make_seeds: dev/fuzz/make_seeds.c train_bert.c $(HEADERS)
+	$(CC) -O1 -Wall -Wextra -Wno-unknown-pragmas -o $@ $< -lm
+fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
+	rm -rf out/fuzz_seeds && mkdir -p out/fuzz_seeds out/fuzz_corpus && ./dev/fuzz/make_seeds out/fuzz_seeds
+	ASAN_OPTIONS=detect_leaks=0 FUZZ_VOCAB=data/vocab.txt ./dev/fuzz/fuzz_loaders -max_total_time=$(FUZZ_SECONDS) \
+		-detect_leaks=0 -max_len=65536 -artifact_prefix=out/fuzz_ -print_final_stats=1 out/fuzz_corpus out/fuzz_seeds \
+		> out/fuzz.log 2>&1; \
+		rc=$$?; tail -n 15 out/fuzz.log; exit $$rc
+
 clean:
-	rm -f $(CPU_TARGETS) train_bertcu test_bertcu dev/bench_step *.out
+	rm -f $(CPU_TARGETS) $(GPU_TARGETS) train_bertcu_debug test_bertcu_debug *_asan dev/bench_step \
+		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
 # ---------------------------------------------------------------------------
-# the GPU trainer (needs nvcc and cuBLAS; runs on sm_90 by default, override NVCC_ARCH)
+# benchmarks and the experiment (dev/): numbers, not tests
 
-NVCC_ARCH ?= sm_90
-NVCCFLAGS = -O3 -std=c++17 -Xcompiler -Wall,-Wextra,-fopenmp -DOMP
-CU_HEADERS = $(wildcard cuda/*.cuh)
-train_bertcu: train_bert.cu train_bert.c tokenizer.h unicode_tables.h $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
-test_bertcu: test_bert.cu train_bert.cu train_bert.c tokenizer.h unicode_tables.h $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
-
-# every .cu file must compile for Hopper and Ampere with warnings on, even where no GPU runs
-CU_SOURCES = train_bert.cu test_bert.cu
-cuda-check:
-ifeq ($(HAS_NVCC),1)
-	@for f in $(CU_SOURCES); do for arch in sm_90 sm_80; do \
-		echo "nvcc -arch=$$arch $$f"; \
-		$(NVCC) $(NVCCFLAGS) -arch=$$arch -c $$f -o /dev/null 2>&1 | tee cuda-check.out; \
-		if [ -s cuda-check.out ]; then echo "✗ $$f: nvcc printed warnings or errors"; rm -f cuda-check.out; exit 1; fi; \
-	done; done; rm -f cuda-check.out
-	$(MAKE) -B -C dev/cuda ARCH=sm_90 && $(MAKE) -B -C dev/cuda ARCH=sm_80 && $(MAKE) -C dev/cuda clean
-else
-	@echo "✗ nvcc not found: CUDA compile check skipped"
-endif
-
-# ---------------------------------------------------------------------------
-# benchmarks (dev/): numbers, not tests
-
-dev/bench_step: dev/bench_step.c train_bert.c
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+dev/bench_step: dev/bench_step.c train_bert.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 data/bench_bert_base.bin: prepro_emotion.py
 	$(PYTHON) prepro_emotion.py --random-init bert-base --no-splits --model-out $@
 bench: dev/bench_step data/model.bin data/bench_bert_base.bin
 	$(PYTHON) dev/bench_step.py --model data/model.bin --model data/bench_bert_base.bin
+# the three strategies with the default recipe, resumable: run it again after an interruption
 compare: train_bert data/model.bin
 	$(PYTHON) dev/compare.py
-
-# ---------------------------------------------------------------------------
-# text in, models out: classify mode, dev/export_hf.py, TensorBoard events, progress line, resume
-# (tests/test_text_in_models_out.py runs ./train_bert on the tiny model; `make test` includes it)
-
-test-python: train_bert data/ref_tiny_model.bin
-.PHONY: test-features
-test-features: train_bert data/ref_tiny_model.bin
-	$(PYTHON) -m pytest -q tests/test_text_in_models_out.py

@@ -43,10 +43,33 @@ import numpy as np
 # -----------------------------------------------------------------------------
 # constants, see README.md ("File formats")
 
+# The header slots have the names of bertc/formats.h, with the same values; tests/test_formats.py
+# checks that the two agree.
 HEADER_INTS = 256
-MODEL_MAGIC, MODEL_VERSION = 20261127, 1
-SPLIT_MAGIC, SPLIT_VERSION = 20261128, 1
-NAME_OFFSET, NAME_INTS = 32, 64  # model name: header ints [32..95], 256 bytes
+MODEL_MAGIC, MODEL_VERSION = 20261127, 1    # model files and checkpoints
+SPLIT_MAGIC, SPLIT_VERSION = 20261128, 1    # tokenized splits
+REF_MAGIC, REF_VERSION = 20261129, 1        # PyTorch reference states (dev/reference.py)
+TOKREF_MAGIC, TOKREF_VERSION = 20261130, 1  # Hugging Face token ids (dev/tokenizer_reference.py)
+STATE_MAGIC, STATE_VERSION = 20261131, 2    # training states (train_bert)
+METRICS_MAGIC, METRICS_VERSION = 20261132, 1  # scikit-learn metrics (dev/metrics_reference.py)
+H_MAGIC, H_VERSION = 0, 1
+# model file and checkpoint
+MODEL_V, MODEL_P, MODEL_TV, MODEL_C, MODEL_L, MODEL_NH, MODEL_FF, MODEL_NC = 2, 3, 4, 5, 6, 7, 8, 9
+MODEL_EPS, MODEL_ACT, MODEL_PAD_ID, MODEL_LOWER, MODEL_KIND = 10, 11, 12, 13, 14
+CKPT_STRATEGY, CKPT_LORA_R, CKPT_LORA_ALPHA, CKPT_EPOCH, CKPT_STEP = 15, 16, 17, 18, 19
+MODEL_NAME, MODEL_NAME_INTS = 32, 64  # the model's name: header ints [32..95], 256 bytes
+MODEL_KIND_PLAIN, MODEL_KIND_CHECKPOINT = 0, 1
+# tokenized split
+SPLIT_N, SPLIT_T_MAX, SPLIT_NC, SPLIT_V, SPLIT_NTOK, SPLIT_MAX_LEN = 2, 3, 4, 5, 6, 7
+# training state
+STATE_STEP, STATE_EPOCH, STATE_POS, STATE_NSTEPS, STATE_DONE, STATE_LOSS_SUM = 2, 3, 4, 5, 6, 7
+STATE_HAS_BEST, STATE_BEST_F1, STATE_BEST_EPOCH, STATE_BAD_EPOCHS, STATE_NHIST = 9, 10, 11, 12, 13
+STATE_NPARAMS, STATE_NLORA, STATE_NTRAIN, STATE_TRAIN_SECONDS, STATE_SETTINGS, STATE_EPOCH_SECONDS = 14, 15, 16, 17, 20, 33
+STATE_NUM_SETTINGS, STATE_HISTORY_INTS = 13, 10
+# PyTorch reference state
+REF_B, REF_T, REF_NC, REF_STRATEGY, REF_LORA_R, REF_LORA_ALPHA, REF_NSTEPS = 2, 3, 4, 5, 6, 7, 8
+REF_NPARAMS, REF_NLORA, REF_LR, REF_TOTAL_STEPS, REF_WARMUP, REF_WEIGHT_DECAY, REF_MAX_NORM = 9, 10, 11, 12, 13, 14, 15
+STRATEGIES = ["full", "frozen", "lora"]  # CKPT_STRATEGY, REF_STRATEGY: index = id
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]  # index = class id
 NC = len(LABELS)
@@ -183,11 +206,12 @@ def header_array(ints):
 
 def write_model(path, cfg, params):
     name = cfg["name"].encode("ascii")
-    assert len(name) < NAME_INTS * 4, "model name too long"
-    h = header_array({0: MODEL_MAGIC, 1: MODEL_VERSION, 2: cfg["V"], 3: cfg["P"], 4: cfg["TV"],
-                      5: cfg["C"], 6: cfg["L"], 7: cfg["NH"], 8: cfg["FF"], 9: cfg["NC"],
-                      10: float_bits(cfg["eps"]), 11: 1, 12: cfg["pad_id"], 13: int(cfg["lower"]), 14: 0})
-    h[NAME_OFFSET:NAME_OFFSET + NAME_INTS] = np.frombuffer(name.ljust(NAME_INTS * 4, b"\0"), dtype="<i4")
+    assert len(name) < MODEL_NAME_INTS * 4, "model name too long"
+    h = header_array({H_MAGIC: MODEL_MAGIC, H_VERSION: MODEL_VERSION, MODEL_V: cfg["V"], MODEL_P: cfg["P"],
+                      MODEL_TV: cfg["TV"], MODEL_C: cfg["C"], MODEL_L: cfg["L"], MODEL_NH: cfg["NH"],
+                      MODEL_FF: cfg["FF"], MODEL_NC: cfg["NC"], MODEL_EPS: float_bits(cfg["eps"]), MODEL_ACT: 1,
+                      MODEL_PAD_ID: cfg["pad_id"], MODEL_LOWER: int(cfg["lower"]), MODEL_KIND: MODEL_KIND_PLAIN})
+    h[MODEL_NAME:MODEL_NAME + MODEL_NAME_INTS] = np.frombuffer(name.ljust(MODEL_NAME_INTS * 4, b"\0"), dtype="<i4")
     chunks = [h]
     for tname, shape in model_table(cfg):
         t = np.ascontiguousarray(params[tname], dtype="<f4")
@@ -205,20 +229,30 @@ def _read_header(path, magic, version, kind):
     if size < HEADER_INTS * 4:
         _fail(path, f"file too short for a {kind} header ({size} bytes, want at least {HEADER_INTS * 4}), truncated?")
     h = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if h[0] != magic:
-        _fail(path, f"bad magic in {kind} file (got {h[0]}, want {magic})")
-    if h[1] != version:
-        _fail(path, f"bad version in {kind} file (got {h[1]}, want {version})")
+    if h[H_MAGIC] != magic:
+        _fail(path, f"bad magic in {kind} file (got {h[H_MAGIC]}, want {magic})")
+    if h[H_VERSION] != version:
+        _fail(path, f"bad version in {kind} file (got {h[H_VERSION]}, want {version})")
     return h, size
+
+
+def config_from_header(h):
+    """the config (and, for a checkpoint, its strategy fields) of a model or checkpoint header"""
+    cfg = dict(V=int(h[MODEL_V]), P=int(h[MODEL_P]), TV=int(h[MODEL_TV]), C=int(h[MODEL_C]), L=int(h[MODEL_L]),
+               NH=int(h[MODEL_NH]), FF=int(h[MODEL_FF]), NC=int(h[MODEL_NC]), eps=bits_float(h[MODEL_EPS]),
+               act=int(h[MODEL_ACT]), pad_id=int(h[MODEL_PAD_ID]), lower=bool(h[MODEL_LOWER]), kind=int(h[MODEL_KIND]))
+    if cfg["kind"] == MODEL_KIND_CHECKPOINT:
+        cfg.update(strategy=STRATEGIES[int(h[CKPT_STRATEGY])] if 0 <= h[CKPT_STRATEGY] < 3 else "?",
+                   r=int(h[CKPT_LORA_R]), alpha=bits_float(h[CKPT_LORA_ALPHA]), epoch=int(h[CKPT_EPOCH]),
+                   step=int(h[CKPT_STEP]))
+    return cfg
 
 
 def read_model(path):
     """read and check a model file; returns (cfg dict, params dict name -> array in table order)"""
     h, size = _read_header(path, MODEL_MAGIC, MODEL_VERSION, "model")
-    cfg = dict(V=int(h[2]), P=int(h[3]), TV=int(h[4]), C=int(h[5]), L=int(h[6]), NH=int(h[7]),
-               FF=int(h[8]), NC=int(h[9]), eps=bits_float(h[10]), act=int(h[11]), pad_id=int(h[12]),
-               lower=bool(h[13]), kind=int(h[14]))
-    name_bytes = h[NAME_OFFSET:NAME_OFFSET + NAME_INTS].tobytes()
+    cfg = config_from_header(h)
+    name_bytes = h[MODEL_NAME:MODEL_NAME + MODEL_NAME_INTS].tobytes()
     if b"\0" not in name_bytes:
         _fail(path, "model name in header ints [32..95] is not NUL-terminated")
     cfg["name"] = name_bytes.split(b"\0", 1)[0].decode("ascii", errors="replace")
@@ -230,7 +264,7 @@ def read_model(path):
     if cfg["act"] != 1:
         _fail(path, f"unsupported activation {cfg['act']} (only 1 = exact erf GELU)")
     if cfg["kind"] != 0:
-        _fail(path, f"header [14] = {cfg['kind']}: a train_bert checkpoint, not a plain model file")
+        _fail(path, f"header kind {cfg['kind']}: a train_bert checkpoint, not a plain model file")
     if not 0 <= cfg["pad_id"] < cfg["V"]:
         _fail(path, f"pad token id {cfg['pad_id']} not < V = {cfg['V']}")
     want = (HEADER_INTS + num_parameters(cfg)) * 4
@@ -276,15 +310,17 @@ def model_from_bin(path, dropout=0.0, attn_implementation="eager"):
 
 def write_split(path, lengths, labels, ids, V, max_len):
     lengths = np.asarray(lengths, dtype="<i4")
-    h = header_array({0: SPLIT_MAGIC, 1: SPLIT_VERSION, 2: len(lengths), 3: int(lengths.max()), 4: NC,
-                      5: V, 6: int(lengths.sum()), 7: max_len})
+    h = header_array({H_MAGIC: SPLIT_MAGIC, H_VERSION: SPLIT_VERSION, SPLIT_N: len(lengths),
+                      SPLIT_T_MAX: int(lengths.max()), SPLIT_NC: NC, SPLIT_V: V, SPLIT_NTOK: int(lengths.sum()),
+                      SPLIT_MAX_LEN: max_len})
     write_atomic(path, [h, lengths, np.asarray(labels, dtype="<i4"), np.asarray(ids, dtype="<i4")])
 
 
 def read_split(path):
     """read and check a split file; returns a dict with N, T_max, NC, V, ntok, max_len, lengths, labels, ids"""
     h, size = _read_header(path, SPLIT_MAGIC, SPLIT_VERSION, "split")
-    s = dict(N=int(h[2]), T_max=int(h[3]), NC=int(h[4]), V=int(h[5]), ntok=int(h[6]), max_len=int(h[7]))
+    s = dict(N=int(h[SPLIT_N]), T_max=int(h[SPLIT_T_MAX]), NC=int(h[SPLIT_NC]), V=int(h[SPLIT_V]),
+             ntok=int(h[SPLIT_NTOK]), max_len=int(h[SPLIT_MAX_LEN]))
     for k in ("N", "T_max", "NC", "V", "ntok", "max_len"):
         if s[k] <= 0:
             _fail(path, f"bad header: {k} = {s[k]}")

@@ -15,33 +15,13 @@ Prints the first few mismatches, then one last line "N passed, N failed", and
 exits non-zero if anything failed.
 */
 #define STB_DS_IMPLEMENTATION
+#include <stb/stb_ds.h>
+#undef STB_DS_IMPLEMENTATION
+#include "bertc/utils.h"   // defines: fopenCheck, freadCheck, mallocCheck
+#include "bertc/formats.h" // defines: TOKREF_MAGIC, TOKREF_VERSION, header_read
 #include "tokenizer.h"
 
-#define REF_MAGIC 20261130
-#define REF_VERSION 1
 #define MAX_PRINT 5
-
-// ----------------------------------------------------------------------------
-// checked file reading
-
-static void fread_check(void* ptr, size_t size, size_t count, FILE* f, const char* path, const char* file, int line) {
-    if (fread(ptr, size, count, f) != count) {
-        fprintf(stderr, "Error: short read of %s at %s:%d\n", path, file, line);
-        fprintf(stderr, "---> HINT: re-run `python dev/tokenizer_reference.py`\n");
-        exit(EXIT_FAILURE);
-    }
-}
-#define freadCheck(ptr, size, count, f, path) fread_check(ptr, size, count, f, path, __FILE__, __LINE__)
-
-static void* malloc_check(size_t size, const char* file, int line) {
-    void* p = malloc(size);
-    if (p == NULL && size > 0) {
-        fprintf(stderr, "Error: malloc of %zu bytes failed at %s:%d\n", size, file, line);
-        exit(EXIT_FAILURE);
-    }
-    return p;
-}
-#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
 
 // ----------------------------------------------------------------------------
 // reporting
@@ -78,23 +58,10 @@ static void check(int ok, const char* what) {
 // the tests
 
 static void test_reference(Tokenizer* t, const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "Error: cannot open %s\n---> HINT: run `python dev/tokenizer_reference.py`\n", path);
-        exit(EXIT_FAILURE);
-    }
-    int header[256];
-    freadCheck(header, sizeof(int), 256, f, path);
-    if (header[0] != REF_MAGIC) {
-        fprintf(stderr, "Bad magic in %s (got %d, want %d)\n---> HINT: re-run `python dev/tokenizer_reference.py`\n",
-                path, header[0], REF_MAGIC);
-        exit(EXIT_FAILURE);
-    }
-    if (header[1] != REF_VERSION) {
-        fprintf(stderr, "Bad version in %s (got %d, want %d)\n---> HINT: re-run `python dev/tokenizer_reference.py`\n",
-                path, header[1], REF_VERSION);
-        exit(EXIT_FAILURE);
-    }
+    FILE* f;
+    fopenCheck(&f, path, "rb");
+    int32_t header[HEADER_INTS];
+    header_read(f, path, header, TOKREF_MAGIC, TOKREF_VERSION, "tokenizer reference", "re-run `python dev/tokenizer_reference.py`");
     int N = header[2], max_len = header[3];
     if (header[4] != t->do_lower_case || header[5] != t->V) {
         fprintf(stderr, "Error: %s was made with do_lower_case %d and V %d, the tokenizer has %d and %d\n",
@@ -206,7 +173,7 @@ static void test_truncation(Tokenizer* t) {
 // main
 
 int main(int argc, char** argv) {
-    const char* vocab_path = argc > 1 ? argv[1] : "/work/shared/data/bert-base-uncased/vocab.txt";
+    const char* vocab_path = argc > 1 ? argv[1] : "../shared/data/bert-base-uncased/vocab.txt"; // as the Makefile's SHARED
     const char* ref_path = argc > 2 ? argv[2] : "data/tokenizer_ref.bin";
     Tokenizer t;
     tokenizer_init(&t, vocab_path, 1);

@@ -44,6 +44,7 @@ Needs <stb/stb_ds.h>; define STB_DS_IMPLEMENTATION in exactly one .c file
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <stb/stb_ds.h>
 #include "unicode_tables.h"
 
@@ -208,6 +209,8 @@ void tokenizer_init(Tokenizer* t, const char* vocab_path, int do_lower_case) {
     t->do_lower_case = do_lower_case;
     FILE* f = fopen(vocab_path, "rb");
     if (f == NULL) { tokenizer_fail_(vocab_path, "cannot open", NULL); }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) { tokenizer_fail_(vocab_path, "is not a regular file", NULL); }
     if (fseek(f, 0, SEEK_END) != 0) { tokenizer_fail_(vocab_path, "cannot seek", NULL); }
     long size = ftell(f);
     if (size < 0) { tokenizer_fail_(vocab_path, "cannot tell size", NULL); }

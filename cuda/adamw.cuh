@@ -1,5 +1,5 @@
 /*
-The optimizer: the global gradient L2 norm (clip_grad_norm_) over the flat block of
+cuda/adamw.cuh: train_bert.c's bert_grad_norm and adamw_update. The global gradient L2 norm (clip_grad_norm_) over the flat block of
 trainable gradients, and torch.optim.AdamW on one tensor (decoupled weight decay,
 bias correction), all in fp32 with the norm's sum in double as the CPU does.
 */
@@ -41,9 +41,9 @@ __global__ void sum_partials_kernel(double* out, const double* partials, int n) 
 // sum of squares of grad (N) into *out_device (double); partials (NORM_BLOCKS) is scratch
 void grad_sumsq(double* out_device, double* partials, const float* grad, size_t N) {
     grad_sumsq_kernel<<<NORM_BLOCKS, NORM_THREADS>>>(partials, grad, N);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
     sum_partials_kernel<<<1, 32>>>(out_device, partials, NORM_BLOCKS);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 // one AdamW step over one tensor, as train_bert.c's bert_update (clip folded into the gradient)
@@ -65,7 +65,7 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t N,
                   float eps, float wd, float clip, float step_size, float bc2_sqrt) {
     if (N == 0) { return; }
     adamw_kernel<<<ceil_div(N, 256), 256>>>(param, grad, m, v, N, lr, beta1, beta2, eps, wd, clip, step_size, bc2_sqrt);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 } // namespace cu

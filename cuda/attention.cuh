@@ -1,5 +1,5 @@
 /*
-Bidirectional self-attention with a key padding mask, as BertSelfAttention: scores =
+cuda/attention.cuh: train_bert.c's attention_forward / attention_backward, bidirectional self-attention with a key padding mask, as BertSelfAttention: scores =
 q k^T / sqrt(hs) over the real keys, softmax, dropout, @ v. One warp per query row
 (b, h, t) with its row of scores in shared memory: T <= 512 keeps it at 2 KB a warp.
 Not flash attention: att (B, NH, T, T) is stored, as the CPU stores it, for the backward.
@@ -40,7 +40,7 @@ __global__ void attention_forward_kernel(float* out, float* att, const float* qk
         float v = t2 < len ? w[t2] / sum : 0.0f;
         a[t2] = v;
         // from here on w holds dropout(softmax), the weights of the sum below
-        if (p > 0.0f) { v = dropout_uniform_cu(stream, row * T + t2) >= p ? v * pscale : 0.0f; }
+        if (p > 0.0f) { v = dropout_uniform(stream, row * T + t2) >= p ? v * pscale : 0.0f; }
         w[t2] = v;
     }
     __syncwarp();
@@ -72,7 +72,7 @@ __global__ void attention_backward_query_kernel(float* dqkv, float* dsbuf, const
         float dw = 0.0f;
         for (int i = 0; i < hs; i++) { dw += d[i] * v[i]; }
         float m = 1.0f;
-        if (p > 0.0f) { m = dropout_uniform_cu(stream, row * T + t2) >= p ? pscale : 0.0f; }
+        if (p > 0.0f) { m = dropout_uniform(stream, row * T + t2) >= p ? pscale : 0.0f; }
         float datt = dw * m;
         ds[t2] = datt;
         dot += datt * a[t2];
@@ -111,7 +111,7 @@ __global__ void attention_backward_key_kernel(float* dqkv, const float* dsbuf, c
         for (int t = 0; t < T; t++) {
             size_t r = (bh * T + t) * T + t2; // element (t, t2) of this head's (T, T)
             float w = att[r];
-            if (p > 0.0f) { w = dropout_uniform_cu(stream, r) >= p ? w * pscale : 0.0f; }
+            if (p > 0.0f) { w = dropout_uniform(stream, r) >= p ? w * pscale : 0.0f; }
             acck += dsbuf[r] * qkv[((size_t)b * T + t) * 3 * C + h * hs + i];
             accv += w * dout[((size_t)b * T + t) * C + h * hs + i];
         }
@@ -127,7 +127,7 @@ void attention_forward(float* out, float* att, const float* qkv, const int* leng
     size_t smem = ATT_WARPS * T * sizeof(float);
     attention_forward_kernel<<<ceil_div(rows, ATT_WARPS), ATT_WARPS * 32, smem>>>(out, att, qkv, lengths, B, T, C, NH,
                                                                                scale, p, 1.0f / (1.0f - p), stream);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 // accumulates into dqkv (B, T, 3C); dsbuf (B, NH, T, T) is scratch
@@ -138,10 +138,10 @@ void attention_backward(float* dqkv, float* dsbuf, const float* dout, const floa
     size_t smem = ATT_WARPS * T * sizeof(float);
     attention_backward_query_kernel<<<ceil_div(rows, ATT_WARPS), ATT_WARPS * 32, smem>>>(
         dqkv, dsbuf, dout, qkv, att, lengths, B, T, C, NH, scale, p, 1.0f / (1.0f - p), stream);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
     attention_backward_key_kernel<<<ceil_div(rows, ATT_WARPS), ATT_WARPS * 32>>>(dqkv, dsbuf, dout, qkv, att, lengths,
                                                                               B, T, C, NH, p, 1.0f / (1.0f - p), stream);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 } // namespace cu

@@ -1,7 +1,7 @@
 /*
-Shared by every kernel header of train_bert.cu and by dev/cuda: the check macros,
-ceil_div, warp and block reductions, and the device copy of train_bert.c's
-counter-based dropout generator (bit for bit the same masks as the CPU).
+cuda/common.cuh: what every kernel header of train_bert.cu (and dev/cuda) shares. The check
+macros, ceil_div, warp and block reductions. The dropout generator is bertc/rand.h itself,
+compiled for both host and device, so the GPU draws train_bert.c's masks bit for bit.
 Not a library: only what the BERT trainer needs.
 */
 #pragma once
@@ -13,9 +13,10 @@ Not a library: only what the BERT trainer needs.
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
+#include "../bertc/rand.h" // defines: dropout_stream, dropout_uniform (__host__ __device__ under nvcc)
 
 // ----------------------------------------------------------------------------
-// checks: every CUDA and cuBLAS call, every launch (cudaCheck(cudaGetLastError()))
+// checks: every CUDA and cuBLAS call, and every kernel launch (kernelCheck)
 
 inline void cuda_check(cudaError_t err, const char* file, int line) {
     if (err != cudaSuccess) {
@@ -33,10 +34,19 @@ inline void cublas_check(cublasStatus_t status, const char* file, int line) {
 }
 #define cublasCheck(status) cublas_check(status, __FILE__, __LINE__)
 
+// After every launch. Release builds check the launch itself (a fault inside a kernel surfaces at
+// the next synchronising call); debug builds (-DCUDA_DEBUG: make train_bertcu_debug test_bertcu_debug,
+// meant for compute-sanitizer) synchronise too, so an error is reported at the kernel that made it.
+#ifdef CUDA_DEBUG
+#define kernelCheck() do { kernelCheck(); cudaCheck(cudaDeviceSynchronize()); } while (0)
+#else
+#define kernelCheck() cudaCheck(cudaGetLastError())
+#endif
+
 static inline int ceil_div(size_t a, size_t b) { return (int)((a + b - 1) / b); }
 
 // ----------------------------------------------------------------------------
-// reductions: fp32 everywhere (LayerNorm statistics, softmax, losses, norms)
+// reductions: fp32 everywhere (LayerNorm statistics, softmax, losses)
 
 __device__ __forceinline__ float warp_sum(float x) {
     for (int o = 16; o > 0; o >>= 1) { x += __shfl_xor_sync(0xffffffff, x, o); }
@@ -60,29 +70,8 @@ __device__ __forceinline__ float block_sum(float x, float* shared) {
     return warp_sum(x);
 }
 
-// ----------------------------------------------------------------------------
-// dropout randomness: the same functions as train_bert.c's mix64_ / dropout_stream /
-// dropout_uniform, callable on both sides so a host check can prove they agree.
-// Integer arithmetic only, so the masks are identical bit for bit.
-
-__host__ __device__ __forceinline__ uint64_t mix64_cu(uint64_t x) {
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27; x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-__host__ __device__ __forceinline__ uint64_t dropout_stream_cu(uint64_t seed, uint64_t step, uint64_t site) {
-    return mix64_cu(mix64_cu(seed + 0x9e3779b97f4a7c15ULL) ^ (step << 16) ^ site);
-}
-
-// uniform in [0, 1) with 24 random bits: exact in float, so the comparison with p is too
-__host__ __device__ __forceinline__ float dropout_uniform_cu(uint64_t stream, uint64_t i) {
-    return (float)(mix64_cu(stream + i) >> 40) * (1.0f / 16777216.0f);
-}
-
-// the keep-scale of element i: 0 (dropped) or 1 / (1 - p); p == 0 keeps everything at 1
-__device__ __forceinline__ float dropout_scale_cu(uint64_t stream, uint64_t i, float p, float pscale) {
+// the keep-scale of element i of a dropout mask: 0 (dropped) or 1 / (1 - p); p == 0 keeps everything
+__device__ __forceinline__ float dropout_scale(uint64_t stream, uint64_t i, float p, float pscale) {
     if (p <= 0.0f) { return 1.0f; }
-    return dropout_uniform_cu(stream, i) >= p ? pscale : 0.0f;
+    return dropout_uniform(stream, i) >= p ? pscale : 0.0f;
 }

@@ -1,5 +1,5 @@
 /*
-Inverted dropout with train_bert.c's counter-based masks: element i of a tensor is kept
+cuda/dropout.cuh: train_bert.c's dropout_forward / dropout_backward, inverted dropout with train_bert.c's counter-based masks: element i of a tensor is kept
 iff dropout_uniform(stream, i) >= p, so forward, backward and the CPU agree exactly.
 */
 #pragma once
@@ -13,7 +13,7 @@ __global__ void dropout_forward_kernel(float* out, const float* inp, const float
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N) { return; }
     float x = inp[i];
-    if (p > 0.0f) { x = dropout_uniform_cu(stream, i) >= p ? x * pscale : 0.0f; }
+    if (p > 0.0f) { x = dropout_uniform(stream, i) >= p ? x * pscale : 0.0f; }
     out[i] = residual != NULL ? x + residual[i] : x;
 }
 
@@ -22,20 +22,20 @@ __global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t N
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N) { return; }
     float d = dout[i];
-    if (p > 0.0f) { d = dropout_uniform_cu(stream, i) >= p ? d * pscale : 0.0f; }
+    if (p > 0.0f) { d = dropout_uniform(stream, i) >= p ? d * pscale : 0.0f; }
     dinp[i] += d;
 }
 
 void dropout_forward(float* out, const float* inp, const float* residual, size_t N, float p, uint64_t stream) {
     if (N == 0) { return; }
     dropout_forward_kernel<<<ceil_div(N, 256), 256>>>(out, inp, residual, N, p, 1.0f / (1.0f - p), stream);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 void dropout_backward(float* dinp, const float* dout, size_t N, float p, uint64_t stream) {
     if (N == 0) { return; }
     dropout_backward_kernel<<<ceil_div(N, 256), 256>>>(dinp, dout, N, p, 1.0f / (1.0f - p), stream);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 } // namespace cu

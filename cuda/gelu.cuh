@@ -1,5 +1,5 @@
 /*
-Exact GELU, as Hugging Face's "gelu": 0.5 x (1 + erf(x / sqrt 2)), and its derivative.
+cuda/gelu.cuh: train_bert.c's gelu_forward / gelu_backward, exact GELU as Hugging Face's "gelu": 0.5 x (1 + erf(x / sqrt 2)), and its derivative.
 */
 #pragma once
 #include "common.cuh"
@@ -26,13 +26,13 @@ __global__ void gelu_backward_kernel(float* dinp, const float* inp, const float*
 void gelu_forward(float* out, const float* inp, size_t N) {
     if (N == 0) { return; }
     gelu_forward_kernel<<<ceil_div(N, 256), 256>>>(out, inp, N);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) {
     if (N == 0) { return; }
     gelu_backward_kernel<<<ceil_div(N, 256), 256>>>(dinp, inp, dout, N);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 } // namespace cu

@@ -1,5 +1,5 @@
 /*
-nn.LayerNorm over the last dim (biased variance), forward and backward, one warp per row.
+cuda/layernorm.cuh: train_bert.c's layernorm_forward / layernorm_backward, nn.LayerNorm over the last dim (biased variance), forward and backward, one warp per row.
 Statistics in fp32 with the CPU's two-pass formula (mean, then mean of squared deviations).
 The forward can apply dropout to its output (the embeddings: hs[0] = dropout(LN(encoded))).
 */
@@ -24,7 +24,7 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
     float* o = out + (size_t)row * C;
     for (int i = lane; i < C; i += 32) {
         float y = (x[i] - m) * s * weight[i] + bias[i];
-        if (p > 0.0f) { y = dropout_uniform_cu(stream, (size_t)row * C + i) >= p ? y * pscale : 0.0f; }
+        if (p > 0.0f) { y = dropout_uniform(stream, (size_t)row * C + i) >= p ? y * pscale : 0.0f; }
         o[i] = y;
     }
     if (lane == 0) { mean[row] = m; rstd[row] = s; }
@@ -87,7 +87,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     const int block = 256;
     layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, mean, rstd, inp, weight, bias, N, C, eps, p,
                                                                   1.0f / (1.0f - p), stream);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 // dweight / dbias may be NULL (frozen)
@@ -95,10 +95,10 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* mean, const float* rstd, int N, int C) {
     const int block = 256;
     layernorm_backward_kernel<<<ceil_div(N, block / 32), block>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
     if (dweight != NULL) {
         layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
-        cudaCheck(cudaGetLastError());
+        kernelCheck();
     }
 }
 

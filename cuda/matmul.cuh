@@ -1,10 +1,17 @@
 /*
-Matrix products through cuBLAS, in PyTorch's row-major nn.Linear convention, and the
-bias column sums of the backward. fp32 mode is plain FP32 (CUBLAS_COMPUTE_32F, default
-math, TF32 off: it matches the CPU reference to rounding). bf16 mode rounds both operands
-to bf16 and multiplies on the tensor cores, accumulating and storing in fp32; weights
-come from a bf16 copy refreshed after each update (matmul_register_bf16), activations
-are cast into scratch on the way in. Everything else stays fp32.
+cuda/matmul.cuh: train_bert.c's matmul_forward / matmul_backward (nn.Linear) through cuBLAS, in
+PyTorch's row-major convention, and the bias column sums of the backward.
+
+Precision is per model (a Matmul context each, so two models in one process never share state):
+fp32 is plain FP32 (CUBLAS_COMPUTE_32F with the default math mode, so no TF32: it matches the CPU
+to rounding); bf16 rounds both operands to bf16 and multiplies on the tensor cores, accumulating
+and storing in fp32. Weights come from a bf16 copy the model refreshes after each update
+(matmul_register_bf16); other operands are cast into the context's scratch on the way in.
+
+cuBLAS is column-major: a row-major (R, K) array is, to it, the (K, R) matrix of its transpose. So
+row-major out (N, OC) = inp (N, C) @ W^T, with W (OC, C), is column-major out^T = W inp^T: A is W's
+memory, seen as W^T (C, OC), used transposed (CUBLAS_OP_T, lda = C); B is inp's memory, inp^T (C, N),
+used as is; m = OC, n = N, k = C. Each call below says what it computes.
 */
 #pragma once
 #include "common.cuh"
@@ -14,47 +21,39 @@ namespace cu {
 enum Precision { PRECISION_FP32 = 0, PRECISION_BF16 = 1 };
 inline const char* precision_name(int precision) { return precision == PRECISION_BF16 ? "bf16" : "fp32"; }
 
-// one cuBLAS handle and the bf16 state, set up once by matmul_init
+// one cuBLAS handle and the bf16 state of one model
 typedef struct {
     cublasHandle_t handle;
     int precision;
     __nv_bfloat16* scratch[2]; // operand casts, each (scratch_cap)
     size_t scratch_cap;
-    // fp32 ranges that have a bf16 copy kept elsewhere (the parameter and LoRA blocks)
+    // fp32 ranges that have a bf16 copy kept elsewhere (slot 0: the parameters, 1: LoRA)
     const float* ranges[2];
     const __nv_bfloat16* ranges16[2];
     size_t range_sizes[2];
-    int users;                 // models that called matmul_init and not yet matmul_free
-} MatmulContext;
-static MatmulContext mm_; // one per process: train_bert.cu is one translation unit
+} Matmul;
 
-// Reference-counted: every model calls it (tests hold two at once); the scratch only grows.
-// The bf16 ranges are global, so only one bf16 model may run at a time.
-void matmul_init(int precision, size_t scratch_elems) {
-    if (mm_.users++ == 0) {
-        cublasCheck(cublasCreate(&mm_.handle));
-        cublasCheck(cublasSetMathMode(mm_.handle, CUBLAS_DEFAULT_MATH)); // no TF32 behind our back
-    }
-    mm_.precision = precision;
-    if (precision == PRECISION_BF16 && scratch_elems > mm_.scratch_cap) {
-        for (int i = 0; i < 2; i++) {
-            if (mm_.scratch_cap > 0) { cudaCheck(cudaFree(mm_.scratch[i])); }
-            cudaCheck(cudaMalloc(&mm_.scratch[i], scratch_elems * sizeof(__nv_bfloat16)));
-        }
-        mm_.scratch_cap = scratch_elems;
+// scratch_elems: the largest operand that is not a weight (bf16 only)
+void matmul_init(Matmul* mm, int precision, size_t scratch_elems) {
+    memset(mm, 0, sizeof(*mm));
+    cublasCheck(cublasCreate(&mm->handle));
+    cublasCheck(cublasSetMathMode(mm->handle, CUBLAS_DEFAULT_MATH)); // no TF32 behind our back
+    mm->precision = precision;
+    if (precision == PRECISION_BF16) {
+        for (int i = 0; i < 2; i++) { cudaCheck(cudaMalloc(&mm->scratch[i], scratch_elems * sizeof(__nv_bfloat16))); }
+        mm->scratch_cap = scratch_elems;
     }
 }
 
-void matmul_free(void) {
-    if (--mm_.users > 0) { return; }
-    cublasCheck(cublasDestroy(mm_.handle));
-    if (mm_.scratch_cap > 0) { cudaCheck(cudaFree(mm_.scratch[0])); cudaCheck(cudaFree(mm_.scratch[1])); }
-    memset(&mm_, 0, sizeof(mm_));
+void matmul_free(Matmul* mm) {
+    cublasCheck(cublasDestroy(mm->handle));
+    if (mm->scratch_cap > 0) { cudaCheck(cudaFree(mm->scratch[0])); cudaCheck(cudaFree(mm->scratch[1])); }
+    memset(mm, 0, sizeof(*mm));
 }
 
-// slot 0: parameters, slot 1: LoRA; copy16 must be kept equal to bf16(fp32) by the caller
-void matmul_register_bf16(int slot, const float* fp32, const __nv_bfloat16* copy16, size_t n) {
-    mm_.ranges[slot] = fp32; mm_.ranges16[slot] = copy16; mm_.range_sizes[slot] = n;
+// copy16 must be kept equal to bf16(fp32) by the caller
+void matmul_register_bf16(Matmul* mm, int slot, const float* fp32, const __nv_bfloat16* copy16, size_t n) {
+    mm->ranges[slot] = fp32; mm->ranges16[slot] = copy16; mm->range_sizes[slot] = n;
 }
 
 __global__ void cast_bf16_kernel(__nv_bfloat16* out, const float* inp, size_t N) {
@@ -65,36 +64,36 @@ __global__ void cast_bf16_kernel(__nv_bfloat16* out, const float* inp, size_t N)
 void cast_bf16(__nv_bfloat16* out, const float* inp, size_t N) {
     if (N == 0) { return; }
     cast_bf16_kernel<<<ceil_div(N, 256), 256>>>(out, inp, N);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 // the bf16 view of a column-major operand with `rows` rows, `cols` columns and leading dim ld
-static const __nv_bfloat16* bf16_operand_(const float* p, int rows, int cols, int ld, int slot) {
+static const __nv_bfloat16* bf16_operand_(const Matmul* mm, const float* p, int rows, int cols, int ld, int slot) {
     for (int r = 0; r < 2; r++) {
-        if (mm_.ranges[r] != NULL && p >= mm_.ranges[r] && p < mm_.ranges[r] + mm_.range_sizes[r]) {
-            return mm_.ranges16[r] + (p - mm_.ranges[r]);
+        if (mm->ranges[r] != NULL && p >= mm->ranges[r] && p < mm->ranges[r] + mm->range_sizes[r]) {
+            return mm->ranges16[r] + (p - mm->ranges[r]);
         }
     }
     size_t n = (size_t)ld * (cols - 1) + rows; // every element the operand reaches
-    if (n > mm_.scratch_cap) {
-        fprintf(stderr, "Error: bf16 operand of %zu elements exceeds the scratch (%zu)\n", n, mm_.scratch_cap);
+    if (n > mm->scratch_cap) {
+        fprintf(stderr, "Error: bf16 operand of %zu elements exceeds the scratch (%zu)\n", n, mm->scratch_cap);
         exit(EXIT_FAILURE);
     }
-    cast_bf16(mm_.scratch[slot], p, n);
-    return mm_.scratch[slot];
+    cast_bf16(mm->scratch[slot], p, n);
+    return mm->scratch[slot];
 }
 
-// Column-major C (m, n) = alpha op(A) op(B) + beta C, as cublasGemmEx; the only call into cuBLAS.
-void gemm_(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc) {
+// Column-major C (m, n) = alpha op(A) op(B) + beta C, as cublasGemmEx: the only call into cuBLAS.
+void gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+           const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
     if (m == 0 || n == 0) { return; }
-    if (mm_.precision == PRECISION_BF16) {
-        const __nv_bfloat16* A16 = bf16_operand_(A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0);
-        const __nv_bfloat16* B16 = bf16_operand_(B, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 1);
-        cublasCheck(cublasGemmEx(mm_.handle, ta, tb, m, n, k, &alpha, A16, CUDA_R_16BF, lda, B16, CUDA_R_16BF, ldb,
+    if (mm->precision == PRECISION_BF16) {
+        const __nv_bfloat16* A16 = bf16_operand_(mm, A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0);
+        const __nv_bfloat16* B16 = bf16_operand_(mm, B, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 1);
+        cublasCheck(cublasGemmEx(mm->handle, ta, tb, m, n, k, &alpha, A16, CUDA_R_16BF, lda, B16, CUDA_R_16BF, ldb,
                                  &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     } else {
-        cublasCheck(cublasGemmEx(mm_.handle, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
+        cublasCheck(cublasGemmEx(mm->handle, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
                                  &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 }
@@ -115,26 +114,27 @@ __global__ void bias_backward_kernel(float* dbias, const float* dout, int N, int
     dbias[o] += sum;
 }
 
-// nn.Linear: out (N, OC) = inp (N, C) @ weight^T + bias, weight (OC, C); bias may be NULL.
-// In cuBLAS's column-major terms: out^T (OC, N) = W (C, OC col-major, transposed) x inp^T (C, N).
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+// nn.Linear, as train_bert.c's matmul_forward: out (N, OC) = inp (N, C) @ weight^T + bias, weight (OC, C).
+void matmul_forward(const Matmul* mm, float* out, const float* inp, const float* weight, const float* bias,
+                    int N, int C, int OC) {
     if (bias != NULL) {
         bias_fill_kernel<<<ceil_div((size_t)N * OC, 256), 256>>>(out, bias, N, OC);
-        cudaCheck(cudaGetLastError());
+        kernelCheck();
     }
-    gemm_(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, weight, C, inp, C, bias != NULL ? 1.0f : 0.0f, out, OC);
+    // column-major out^T (OC, N) = W (read as (C, OC), transposed) x inp^T (C, N)
+    gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 1.0f, weight, C, inp, C, bias != NULL ? 1.0f : 0.0f, out, OC);
 }
 
 // backward of out = inp @ weight^T + bias; any of dinp, dweight, dbias may be NULL. All accumulate.
-void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+void matmul_backward(const Matmul* mm, float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
-    // dinp (N, C) += dout (N, OC) @ W (OC, C)
-    if (dinp != NULL) { gemm_(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, dout, OC, 1.0f, dinp, C); }
-    // dW (OC, C) += dout^T @ inp
-    if (dweight != NULL) { gemm_(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, C); }
+    // dinp (N, C) += dout (N, OC) @ W (OC, C): column-major dinp^T (C, N) += W^T-view (C, OC) x dout^T (OC, N)
+    if (dinp != NULL) { gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, dout, OC, 1.0f, dinp, C); }
+    // dW (OC, C) += dout^T @ inp: column-major dW^T (C, OC) += inp^T (C, N) x dout (N, OC)
+    if (dweight != NULL) { gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, C); }
     if (dbias != NULL) {
         bias_backward_kernel<<<ceil_div(OC, 128), 128>>>(dbias, dout, N, OC, OC);
-        cudaCheck(cudaGetLastError());
+        kernelCheck();
     }
 }
 

@@ -14,7 +14,7 @@ the base model it refers to (base weights and tokenizer), so:
     model = PeftModel.from_pretrained(base, "OUTDIR")
 The adapter's base_model_name_or_path is the absolute path of OUTDIR/base.
 
-Checkpoint layout: README.md, "File formats" ("Model", header[14] = 1, then the LoRA tensors).
+Checkpoint layout: docs/formats.md ("Checkpoint": a model file with MODEL_KIND 1, then the LoRA tensors).
 """
 import argparse
 import os
@@ -23,25 +23,23 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from prepro_emotion import (HEADER_INTS, LABELS, MODEL_MAGIC, MODEL_VERSION, NAME_OFFSET, NAME_INTS,  # noqa: E402
-                            bits_float, num_parameters, split_tensors, table_to_hf)
-
-CHECKPOINT_KIND = 1
-STRATEGIES = ["full", "frozen", "lora"]
+from prepro_emotion import (H_MAGIC, H_VERSION, HEADER_INTS, LABELS, MODEL_KIND, MODEL_KIND_CHECKPOINT,  # noqa: E402
+                            MODEL_MAGIC, MODEL_NAME, MODEL_NAME_INTS, MODEL_VERSION, config_from_header,
+                            num_parameters, split_tensors, table_to_hf)
 
 
 def read_checkpoint(path):
     """(cfg, params table dict, lora dict or None) of a checkpoint written by train_bert"""
     h = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if len(h) < HEADER_INTS or h[0] != MODEL_MAGIC or h[1] != MODEL_VERSION:
+    if len(h) < HEADER_INTS or h[H_MAGIC] != MODEL_MAGIC or h[H_VERSION] != MODEL_VERSION:
         sys.exit(f"Error: {path} is not a model file of version {MODEL_VERSION}")
-    if h[14] != CHECKPOINT_KIND:
-        sys.exit(f"Error: {path} has header[14] = {h[14]}: not a train_bert checkpoint\n"
+    if h[MODEL_KIND] != MODEL_KIND_CHECKPOINT:
+        sys.exit(f"Error: {path} has header kind {h[MODEL_KIND]}: not a train_bert checkpoint\n"
                  "---> HINT: pass out/checkpoint_best.bin (or _last)")
-    cfg = dict(V=int(h[2]), P=int(h[3]), TV=int(h[4]), C=int(h[5]), L=int(h[6]), NH=int(h[7]), FF=int(h[8]),
-               NC=int(h[9]), eps=bits_float(h[10]), pad_id=int(h[12]), lower=bool(h[13]),
-               strategy=STRATEGIES[int(h[15])], r=int(h[16]), alpha=bits_float(h[17]), epoch=int(h[18]), step=int(h[19]))
-    cfg["name"] = h[NAME_OFFSET:NAME_OFFSET + NAME_INTS].tobytes().split(b"\0", 1)[0].decode("ascii", "replace")
+    cfg = config_from_header(h)
+    if cfg["strategy"] == "?":
+        sys.exit(f"Error: {path} has an unknown strategy in its header")
+    cfg["name"] = h[MODEL_NAME:MODEL_NAME + MODEL_NAME_INTS].tobytes().split(b"\0", 1)[0].decode("ascii", "replace")
     nlora = 2 * cfg["L"] * 3 * cfg["r"] * cfg["C"] if cfg["strategy"] == "lora" else 0
     want = (HEADER_INTS + num_parameters(cfg) + nlora) * 4
     if os.path.getsize(path) != want:

@@ -11,11 +11,15 @@ All with average="weighted" / None and zero_division=0, as the Trainer notebook 
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-MAGIC, VERSION, NC = 20261132, 1, 6
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from prepro_emotion import METRICS_MAGIC as MAGIC, METRICS_VERSION as VERSION  # noqa: E402
+
+NC = 6
 
 
 def cases(rng):

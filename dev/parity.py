@@ -5,8 +5,12 @@ one strategy after the other on this machine. Prints the side-by-side table for 
 
     python dev/parity.py --epochs 1                # all three strategies (long: see README)
     python dev/parity.py --epochs 1 --strategies frozen
+    python dev/parity.py --epochs 50 --strategies full --sides trainer   # the Trainer to its early stop
 
-Recipe on both sides: batch 16, AdamW lr 5e-5 betas (0.9, 0.999) eps 1e-8 wd 0, linear decay to 0
+Both sides resume after an interruption: the Trainer from its last epoch checkpoint
+(resume_from_checkpoint), train_bert from its state (dev/compare.py's run_c).
+
+Recipe on both sides: batch 32 (the reference run's global batch), AdamW lr 5e-5 betas (0.9, 0.999) eps 1e-8 wd 0, linear decay to 0
 over the run's epochs, no warmup, clip 1.0, dropout 0.1, seed 42, evaluation every epoch,
 early stopping patience 3 on validation weighted F1, best checkpoint reloaded, then test.
 The two sides draw different random numbers (shuffle order, dropout masks, LoRA init), so
@@ -14,7 +18,7 @@ the numbers agree statistically, not bit for bit.
 """
 import argparse
 import os
-import re
+import shlex
 import subprocess
 import sys
 import time
@@ -25,6 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_trainer import Split, build_model, collate, prepro  # noqa: E402
+from compare import result_cells, run_c  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -42,49 +47,26 @@ def run_trainer(args, strategy, cfg, splits):
     model = build_model(args.model_bin, strategy, seed=args.seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     targs = TrainingArguments(
-        output_dir=os.path.join(args.out, f"trainer_{strategy}"), per_device_train_batch_size=16,
-        per_device_eval_batch_size=16, num_train_epochs=args.epochs, learning_rate=5e-5, weight_decay=0.0,
+        output_dir=os.path.join(args.out, f"trainer_{strategy}"), per_device_train_batch_size=args.batch,
+        per_device_eval_batch_size=args.batch, num_train_epochs=args.epochs, learning_rate=5e-5, weight_decay=0.0,
         lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0, eval_strategy="epoch", save_strategy="epoch",
         load_best_model_at_end=True, metric_for_best_model="f1", greater_is_better=True, save_total_limit=2,
         logging_strategy="epoch", report_to=[], seed=args.seed, use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
     trainer = Trainer(model=model, args=targs, train_dataset=splits["train"], eval_dataset=splits["validation"],
                       data_collator=collate(cfg["pad_id"]), compute_metrics=compute_metrics,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=3)])
+    # an interrupted run goes on from its last epoch checkpoint; runtime then counts this process only
+    resume = any(d.startswith("checkpoint-") for d in os.listdir(targs.output_dir)) if os.path.isdir(targs.output_dir) else False
     t0 = time.perf_counter()
-    out = trainer.train()
+    out = trainer.train(resume_from_checkpoint=True if resume else None)
     runtime = time.perf_counter() - t0
     test = trainer.evaluate(eval_dataset=splits["test"], metric_key_prefix="test")
-    epochs = sum(1 for h in trainer.state.log_history if "eval_f1" in h)
-    return dict(who="Trainer", strategy=strategy, trainable=trainable, epochs=epochs, runtime=runtime,
+    evals = [h for h in trainer.state.log_history if "eval_f1" in h]
+    best = max(evals, key=lambda h: h["eval_f1"]) if evals else {"epoch": 0}
+    return dict(who="Trainer", strategy=strategy, trainable=trainable, epochs=len(evals), best_epoch=int(round(best["epoch"])),
+                resumed=resume, runtime=runtime,
                 acc=test["test_accuracy"], precision=test["test_precision"], recall=test["test_recall"],
                 f1=test["test_f1"], loss=test["test_loss"], train_loss=out.training_loss)
-
-
-def run_c(args, strategy, extra=()):
-    """./train_bert for one strategy; returns its summary line as a dict (log in <out>/c_<strategy>.log)"""
-    out_dir = os.path.join(args.out, f"c_{strategy}")
-    cmd = [args.train_bert, "-s", strategy, "-m", args.model_bin, "-d", args.data, "-o", out_dir, "-f", "100",
-           "-r", str(getattr(args, "seed", 42))]
-    cmd += ["-e", str(args.epochs)] if args.epochs else []
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    t0 = time.perf_counter()
-    log_path = os.path.join(args.out, f"c_{strategy}.log")
-    with open(log_path, "w") as f:  # streamed, so a long run can be followed with tail -f
-        subprocess.run(cmd + list(extra), env=env, check=True, stdout=f, text=True)
-    runtime = time.perf_counter() - t0
-    with open(log_path) as f:
-        log = f.read()
-    m = re.search(r"summary \| strategy (\w+) \| trainable (\d+) \| epochs (\d+) \| train runtime ([0-9.]+) s \| "
-                  r"test acc ([0-9.]+) \| precision ([0-9.]+) \| recall ([0-9.]+) \| F1 ([0-9.]+) \| loss ([0-9.]+)", log)
-    return dict(who="train_bert", strategy=strategy, trainable=int(m.group(2)), epochs=int(m.group(3)), runtime=runtime,
-                acc=float(m.group(5)), precision=float(m.group(6)), recall=float(m.group(7)), f1=float(m.group(8)),
-                loss=float(m.group(9)))
-
-
-def result_cells(r):
-    """trainable, epochs, runtime and the test metrics of a result as markdown table cells"""
-    return (f"{r['trainable']:,} | {r['epochs']} | {r['runtime']:.0f} | {r['acc']:.4f} | {r['precision']:.4f} | "
-            f"{r['recall']:.4f} | {r['f1']:.4f} | {r['loss']:.4f} |")
 
 
 def main():
@@ -94,6 +76,10 @@ def main():
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--strategies", default="full,frozen,lora")
     p.add_argument("--seed", type=int, default=42, help="both sides: shuffle, dropout, LoRA init")
+    p.add_argument("--batch", type=int, default=32, help="Trainer batch (train_bert uses its default, 32, unless --extra)")
+    p.add_argument("--sides", default="trainer,c", help="trainer, c or both")
+    p.add_argument("--extra", default="", help="more train_bert flags")
+    p.add_argument("--save-every", type=int, default=100, help="train_bert: also save the state every this many steps")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--train-bert", default="./train_bert")
     p.add_argument("--out", default="out/parity")
@@ -103,8 +89,10 @@ def main():
     splits = {k: Split(os.path.join(args.data, f"emotion_{k}.bin")) for k in ("train", "validation", "test")}
     rows = []
     for strategy in args.strategies.split(","):
-        for fn in (lambda: run_trainer(args, strategy, cfg, splits), lambda: run_c(args, strategy)):
-            r = fn()
+        sides = {"trainer": lambda: run_trainer(args, strategy, cfg, splits),
+                 "c": lambda: run_c(args, strategy, shlex.split(args.extra))}
+        for side in args.sides.split(","):
+            r = sides[side]()
             print("PARITY " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
             rows.append(r)
     print(f"\nmodel {cfg['name']}, {args.epochs} epoch(s), seed {args.seed}, {args.threads} threads, torch {torch.__version__}")

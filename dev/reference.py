@@ -32,8 +32,7 @@ import prepro_emotion as prepro  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # transformers deprecations PEFT triggers
 
-STATE_MAGIC, STATE_VERSION = 20261129, 1
-STRATEGIES = {"full": 0, "frozen": 1, "lora": 2}
+STRATEGIES = {name: i for i, name in enumerate(prepro.STRATEGIES)}
 LR, BETAS, EPS, WEIGHT_DECAY, MAX_NORM = 5e-5, (0.9, 0.999), 1e-8, 0.0, 1.0
 NSTEPS, TOTAL_STEPS, WARMUP = 10, 20, 0  # the schedule runs to 20 so its decay shows in 10 steps
 LORA_R, LORA_ALPHA = 8, 32
@@ -179,10 +178,13 @@ def write_state(path, st, strategy, ids, lengths, labels):
     cfg, f = st["cfg"], prepro.float_bits
     B, T = ids.shape
     lora = strategy == "lora"
-    h = prepro.header_array({0: STATE_MAGIC, 1: STATE_VERSION, 2: B, 3: T, 4: cfg["NC"],
-                             5: STRATEGIES[strategy], 6: LORA_R if lora else 0, 7: f(LORA_ALPHA if lora else 0.0),
-                             8: NSTEPS, 9: prepro.num_parameters(cfg), 10: st["nlora"], 11: f(LR),
-                             12: TOTAL_STEPS, 13: WARMUP, 14: f(WEIGHT_DECAY), 15: f(MAX_NORM)})
+    P = prepro
+    h = P.header_array({P.H_MAGIC: P.REF_MAGIC, P.H_VERSION: P.REF_VERSION, P.REF_B: B, P.REF_T: T, P.REF_NC: cfg["NC"],
+                        P.REF_STRATEGY: STRATEGIES[strategy], P.REF_LORA_R: LORA_R if lora else 0,
+                        P.REF_LORA_ALPHA: f(LORA_ALPHA if lora else 0.0), P.REF_NSTEPS: NSTEPS,
+                        P.REF_NPARAMS: P.num_parameters(cfg), P.REF_NLORA: st["nlora"], P.REF_LR: f(LR),
+                        P.REF_TOTAL_STEPS: TOTAL_STEPS, P.REF_WARMUP: WARMUP, P.REF_WEIGHT_DECAY: f(WEIGHT_DECAY),
+                        P.REF_MAX_NORM: f(MAX_NORM)})
     chunks = [h, ids.astype("<i4"), lengths.astype("<i4"), labels.astype("<i4")]
     if lora:
         chunks += [t.astype("<f4") for t in st["lora_init"]]

@@ -30,12 +30,16 @@ import argparse
 import os
 import random
 import struct
+import sys
 
 from tokenizers import BertWordPieceTokenizer
 from transformers import BertTokenizerFast
 from transformers.models.bert.tokenization_bert import load_vocab
 
-MAGIC, VERSION, MAX_LEN = 20261130, 1, 512
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from prepro_emotion import TOKREF_MAGIC as MAGIC, TOKREF_VERSION as VERSION  # noqa: E402
+
+MAX_LEN = 512
 
 AWKWARD = [
     # empty and whitespace
@@ -121,8 +125,10 @@ def emotion_texts(data_dir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vocab", default="/work/shared/data/bert-base-uncased/vocab.txt")
-    ap.add_argument("--data", default="/work/shared/data/emotion")
+    # relative to the repository, as the Makefile's SHARED (../shared)
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    ap.add_argument("--vocab", default=os.path.join(repo, "..", "shared", "data", "bert-base-uncased", "vocab.txt"))
+    ap.add_argument("--data", default=os.path.join(repo, "..", "shared", "data", "emotion"))
     ap.add_argument("--out", default="data/tokenizer_ref.bin")
     ap.add_argument("--fuzz", type=int, default=2000, help="number of random strings")
     args = ap.parse_args()

@@ -1,7 +1,8 @@
 """
 Text in, models out: classify mode, Hugging Face / PEFT export, TensorBoard event files,
 the progress line and resume, all on the tiny model (data/ref_tiny_model.bin) and small
-slices of the emotion splits, so the whole file runs in well under a minute.
+slices of the emotion splits, so the whole file runs in well under a minute. Each test that runs
+the trainer runs ./train_bert and, where a GPU is present, ./train_bertcu (tests/conftest.py).
 
     python -m pytest -q tests/test_text_in_models_out.py
 """
@@ -13,15 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "dev"))
-from prepro_emotion import HEADER_INTS, model_from_bin, read_split, write_split  # noqa: E402
+from conftest import ENV, REPO, TINY, VOCAB, run
+from prepro_emotion import HEADER_INTS, STATE_EPOCH_SECONDS, STATE_NHIST, STATE_TRAIN_SECONDS, model_from_bin
 
-TRAIN_BERT = os.path.join(REPO, "train_bert")
-TINY = os.path.join(REPO, "data", "ref_tiny_model.bin")
-VOCAB = os.path.join(REPO, "data", "vocab.txt")
-ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 TEXTS = [
     "i feel wonderful today",
     "I am SO angry at everyone right now!!!",
@@ -32,41 +27,22 @@ TEXTS = [
     " ".join(["i feel a little bit nervous about tomorrow"] * 80),  # > 512 tokens: truncated
 ]
 
-pytestmark = pytest.mark.skipif(not (os.path.exists(TRAIN_BERT) and os.path.exists(TINY)),
-                                reason="needs ./train_bert (make train_bert) and data/ref_tiny_model.bin (make reference)")
-
-
-def run_c(args, check=True, **kw):
-    return subprocess.run([TRAIN_BERT] + args, env=ENV, capture_output=True, text=True, check=check, cwd=REPO, **kw)
-
-
-@pytest.fixture(scope="session")
-def small_data(tmp_path_factory):
-    """the first 48 / 32 / 32 examples of the tokenized splits (tiny shares bert-base-uncased's vocab)"""
-    d = tmp_path_factory.mktemp("data")
-    for name, n in (("train", 48), ("validation", 32), ("test", 32)):
-        s = read_split(os.path.join(REPO, "data", f"emotion_{name}.bin"))
-        lengths = s["lengths"][:n]
-        write_split(str(d / f"emotion_{name}.bin"), lengths, s["labels"][:n], s["ids"][:int(lengths.sum())], s["V"], s["max_len"])
-    return str(d)
-
-
 TRAIN_FLAGS = ["-m", TINY, "-b", "4", "-P", "0", "-f", "1"]
 
 
 @pytest.fixture(scope="session")
-def checkpoints(small_data, tmp_path_factory):
+def checkpoints(exe, small_data, tmp_path_factory):
     """a few steps of each strategy: strategy -> (out dir, stdout)"""
-    out = {}
+    out = {"exe": exe}
     for strategy in ("full", "frozen", "lora"):
         d = str(tmp_path_factory.mktemp(f"run_{strategy}"))
-        r = run_c(TRAIN_FLAGS + ["-s", strategy, "-d", small_data, "-o", d, "-x", "3", "-e", "1"])
+        r = run(exe, TRAIN_FLAGS + ["-s", strategy, "-d", small_data, "-o", d, "-x", "3", "-e", "1"])
         out[strategy] = (d, r.stdout)
     return out
 
 
-def c_logits(ckpt, texts, extra=()):
-    r = run_c(["-C", ckpt, "-t", "-", "-y", "1"] + list(extra), input="\n".join(texts) + "\n")
+def c_logits(exe, ckpt, texts, extra=()):
+    r = run(exe, ["-C", ckpt, "-t", "-", "-y", "1"] + list(extra), input="\n".join(texts) + "\n")
     lines = r.stdout.splitlines()
     assert len(lines) == 2 * len(texts), r.stdout
     logits = np.array([[float(x) for x in l.split()[1:]] for l in lines[1::2]], dtype=np.float64)
@@ -89,7 +65,7 @@ def test_classify_matches_python(checkpoints, tmp_path):
     from transformers import BertTokenizerFast
     from transformers.models.bert.tokenization_bert import load_vocab
     ckpt = os.path.join(checkpoints["full"][0], "checkpoint_last.bin")
-    got, labels = c_logits(ckpt, TEXTS, ["-s", "full"])
+    got, labels = c_logits(checkpoints["exe"], ckpt, TEXTS, ["-s", "full"])
     # the checkpoint as a plain model file: same layout, header[14..19] cleared
     plain = tmp_path / "plain.bin"
     h = np.fromfile(ckpt, dtype="<i4", count=HEADER_INTS)
@@ -108,14 +84,15 @@ def test_classify_matches_python(checkpoints, tmp_path):
 
 
 def test_classify_single_text_and_errors(checkpoints):
+    exe = checkpoints["exe"]
     ckpt = os.path.join(checkpoints["lora"][0], "checkpoint_last.bin")
-    r = run_c(["-C", ckpt, "-t", "i feel wonderful today"])
+    r = run(exe, ["-C", ckpt, "-t", "i feel wonderful today"])
     line = r.stdout.strip()
     parts = line.split(" | ")
     assert len(parts) == 7 and abs(sum(float(p.split()[1]) for p in parts[1:]) - 1.0) < 1e-3, line
-    r = run_c(["-C", ckpt, "-t", "x", "-s", "full"], check=False)
+    r = run(exe, ["-C", ckpt, "-t", "x", "-s", "full"], check=False)
     assert r.returncode != 0 and "lora checkpoint, not full" in r.stderr
-    r = run_c(["-C", TINY, "-t", "x"], check=False)
+    r = run(exe, ["-C", TINY, "-t", "x"], check=False)
     assert r.returncode != 0 and "not a train_bert checkpoint" in r.stderr
 
 
@@ -143,7 +120,7 @@ def test_export_hf(checkpoints, tmp_path, strategy):
     tok = AutoTokenizer.from_pretrained(outdir, local_files_only=True)
     assert len(tok) == 30522 and tok("Hello")["input_ids"] == [101, 7592, 102]
     want = hf_logits(model, tok, TEXTS)
-    got, _ = c_logits(ckpt, TEXTS)
+    got, _ = c_logits(checkpoints["exe"], ckpt, TEXTS)
     print(strategy, "max |C - exported| logits", np.abs(got - want).max())
     assert np.abs(got - want).max() <= 1e-4
 
@@ -176,22 +153,22 @@ def test_tensorboard_events(checkpoints):
     assert s["test/accuracy"][0][1] == pytest.approx(float(test[5]), abs=1e-6)
 
 
-def test_progress_line(small_data, tmp_path):
-    r = run_c(["-m", TINY, "-b", "4", "-d", small_data, "-o", str(tmp_path), "-x", "6", "-e", "1", "-P", "3", "-f", "100"])
+def test_progress_line(exe, small_data, tmp_path):
+    r = run(exe, ["-m", TINY, "-b", "4", "-d", small_data, "-o", str(tmp_path), "-x", "6", "-e", "1", "-P", "3", "-f", "100"])
     prog = [l for l in r.stdout.splitlines() if l.startswith("progress")]
     assert len(prog) == 2 and "\r" not in r.stdout, r.stdout
     assert "step 3/6 (50.0%)" in prog[0] and "examples/s" in prog[0] and "ETA" in prog[0]
 
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])
-def test_resume_bit_for_bit(small_data, tmp_path, strategy):
+def test_resume_bit_for_bit(exe, small_data, tmp_path, strategy):
     """kill a run mid-epoch (-X), resume it (-R 1): the same step losses, bit for bit, and the same checkpoints"""
     flags = ["-m", TINY, "-s", strategy, "-b", "4", "-d", small_data, "-e", "3", "-p", "1", "-S", "5", "-P", "0"]
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    ra = run_c(flags + ["-o", a])
-    rb1 = run_c(flags + ["-o", b, "-X", "17"], check=False)
+    ra = run(exe, flags + ["-o", a])
+    rb1 = run(exe, flags + ["-o", b, "-X", "17"], check=False)
     assert rb1.returncode == 3 and "exiting after step 17" in rb1.stdout
-    rb2 = run_c(flags + ["-o", b, "-R", "1"])
+    rb2 = run(exe, flags + ["-o", b, "-R", "1"])
     assert "resumed from" in rb2.stdout and "step 15, epoch 2, 12 examples into it" in rb2.stdout
     sa, sb = read_scalars(a), read_scalars(b)
     # float32 values in the event files: exact equality is bit for bit
@@ -204,23 +181,26 @@ def test_resume_bit_for_bit(small_data, tmp_path, strategy):
     assert strip(os.path.join(a, "log.tsv")) == strip(os.path.join(b, "log.tsv"))
     for f in ("checkpoint_best.bin", "checkpoint_last.bin"):
         assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
-    # the final states: equal but for each history row's seconds (its last int)
+    # the final states: equal but for the times (header slots of the training and epoch seconds,
+    # and each history row's seconds, its last int)
     st = [np.fromfile(os.path.join(d, "state.bin"), dtype="<i4") for d in (a, b)]
-    nhist = st[0][13]
+    for x in st:
+        x[[STATE_TRAIN_SECONDS, STATE_TRAIN_SECONDS + 1, STATE_EPOCH_SECONDS, STATE_EPOCH_SECONDS + 1]] = 0
+    nhist = st[0][STATE_NHIST]
     assert nhist == 2 and len(st[0]) == len(st[1])
     hist = [x[len(x) - 10 * nhist:].reshape(nhist, 10) for x in st]
     assert (st[0][:len(st[0]) - 10 * nhist] == st[1][:len(st[1]) - 10 * nhist]).all()
     assert (hist[0][:, :9] == hist[1][:, :9]).all()
 
 
-def test_resume_refuses_other_settings(small_data, tmp_path):
+def test_resume_refuses_other_settings(exe, small_data, tmp_path):
     flags = ["-m", TINY, "-b", "4", "-d", small_data, "-o", str(tmp_path), "-e", "1", "-x", "2", "-P", "0"]
-    run_c(flags)
-    r = run_c(flags[:2] + ["-b", "8"] + flags[4:] + ["-R", "1"], check=False)
+    run(exe, flags)
+    r = run(exe, flags[:2] + ["-b", "8"] + flags[4:] + ["-R", "1"], check=False)
     assert r.returncode != 0 and "batch size (-b)" in r.stderr
     shutil.rmtree(tmp_path)
     os.makedirs(tmp_path)
-    r = run_c(flags + ["-R", "1"], check=False)
+    r = run(exe, flags + ["-R", "1"], check=False)
     assert r.returncode != 0 and "state.bin" in r.stderr
 
 

@@ -9,7 +9,7 @@ Versions:
 Results (card, ms): not run yet; fill in on a GPU. Expect launch latency (~3-5 us), not bandwidth.
 */
 #include "common.h"
-#include "../../cuda/classifier.cuh" // defines: cu::crossentropy_forward, cu::crossentropy_backward
+#include "../../cuda/crossentropy.cuh" // defines: cu::crossentropy_forward, cu::crossentropy_backward
 
 int main(int argc, char** argv) {
     int version = argc > 1 ? atoi(argv[1]) : 1;

@@ -1,5 +1,6 @@
 /*
-BertEmbeddings before its LayerNorm: word + position + token type 0, forward and backward.
+cuda/embedding.cuh: train_bert.c's embedding_forward / embedding_backward, BertEmbeddings before its
+LayerNorm: word + position + token type 0.
 */
 #pragma once
 #include "common.cuh"
@@ -40,13 +41,13 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt,
 
 void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt, int B, int T, int C) {
     embedding_forward_kernel<<<ceil_div((size_t)B * T * C, 256), 256>>>(out, ids, wte, wpe, wtt, B, T, C);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids, const int* lengths,
                         int B, int T, int C) {
     embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C);
-    cudaCheck(cudaGetLastError());
+    kernelCheck();
 }
 
 } // namespace cu

@@ -1,0 +1,145 @@
+/*
+bertc/dataloader.h: a tokenized split (written by prepro_emotion.py) and the loader that
+shuffles it each epoch and pads each batch to its own longest example.
+
+Defines: Dataset, dataset_load, dataset_free, DataLoader, loader_init, loader_start_epoch,
+loader_next_batch, loader_free.
+Used by: bertc/trainer.h (training and evaluation), the tests, dev/fuzz.
+*/
+#pragma once
+#include "utils.h"
+#include "formats.h"
+#include "rand.h"
+
+typedef struct {
+    int N;          // examples
+    int T_max;      // longest example, [CLS] and [SEP] included
+    int NC;         // labels
+    int V;          // vocabulary of the tokenizer
+    int* lengths;   // (N)
+    int* labels;    // (N)
+    int* ids;       // (sum of lengths) examples back to back, no padding
+    size_t* starts; // (N) where each example begins in ids
+} Dataset;
+
+// Read a split and check every field against the model it will feed: V and NC must be the
+// model's, no example longer than its P positions, every id < V and every label < NC.
+static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, int P) {
+    const char* hint = "re-run `python prepro_emotion.py` (make data)";
+    FILE* fp;
+    fopenCheck(&fp, path, "rb");
+    int32_t h[HEADER_INTS];
+    long fsize = header_read(fp, path, h, SPLIT_MAGIC, SPLIT_VERSION, "split file", hint);
+    ds->N = h[SPLIT_N]; ds->T_max = h[SPLIT_T_MAX]; ds->NC = h[SPLIT_NC]; ds->V = h[SPLIT_V];
+    long ntok = h[SPLIT_NTOK];
+    if (ds->N <= 0 || ntok <= 0 || ds->T_max <= 0) {
+        error_exit("split file %s: header says N %d, T_max %d, %ld tokens; all must be positive\n---> HINT: %s",
+                   path, ds->N, ds->T_max, ntok, hint);
+    }
+    // 64-bit sums of 32-bit fields: cannot overflow
+    long want = (long)sizeof(h) + (2L * ds->N + ntok) * (long)sizeof(int32_t);
+    if (fsize != want) {
+        error_exit("split file %s has %ld bytes, its header (N %d, tokens %ld) says %ld\n---> HINT: %s",
+                   path, fsize, ds->N, ntok, want, hint);
+    }
+    if (ds->V != V || ds->NC != NC) {
+        error_exit("split file %s was made for V %d and %d labels; the model has V %d and %d labels\n"
+                   "---> HINT: re-run `python prepro_emotion.py` with the same --model", path, ds->V, ds->NC, V, NC);
+    }
+    if (ds->T_max > P) { error_exit("split file %s has examples of %d tokens; the model has %d positions", path, ds->T_max, P); }
+    ds->lengths = (int*)mallocCheck(ds->N * sizeof(int));
+    ds->labels = (int*)mallocCheck(ds->N * sizeof(int));
+    ds->ids = (int*)mallocCheck(ntok * sizeof(int));
+    ds->starts = (size_t*)mallocCheck(ds->N * sizeof(size_t));
+    freadCheck(ds->lengths, sizeof(int), ds->N, fp, path);
+    freadCheck(ds->labels, sizeof(int), ds->N, fp, path);
+    freadCheck(ds->ids, sizeof(int), ntok, fp, path);
+    fcloseCheck(fp, path);
+    long sum = 0;
+    int longest = 0;
+    for (int n = 0; n < ds->N; n++) {
+        if (ds->lengths[n] < 1 || ds->lengths[n] > ds->T_max) {
+            error_exit("split file %s: example %d has length %d (want 1..T_max %d)", path, n, ds->lengths[n], ds->T_max);
+        }
+        if (ds->labels[n] < 0 || ds->labels[n] >= ds->NC) {
+            error_exit("split file %s: example %d has label %d (want 0..%d)", path, n, ds->labels[n], ds->NC - 1);
+        }
+        ds->starts[n] = sum;
+        sum += ds->lengths[n];
+        if (ds->lengths[n] > longest) { longest = ds->lengths[n]; }
+    }
+    if (sum != ntok) { error_exit("split file %s: lengths add up to %ld tokens, the header says %ld", path, sum, ntok); }
+    if (longest != ds->T_max) { error_exit("split file %s: the longest example has %d tokens, the header says T_max %d",
+                                           path, longest, ds->T_max); }
+    for (long i = 0; i < ntok; i++) {
+        if (ds->ids[i] < 0 || ds->ids[i] >= V) {
+            error_exit("split file %s: token %ld has id %d, outside the vocabulary [0, %d)", path, i, ds->ids[i], V);
+        }
+    }
+}
+
+static inline void dataset_free(Dataset* ds) {
+    free(ds->lengths);
+    free(ds->labels);
+    free(ds->ids);
+    free(ds->starts);
+}
+
+typedef struct {
+    const Dataset* ds;
+    int B;          // batch size; the last batch of an epoch may be smaller
+    int* order;     // (N) the visiting order of this epoch
+    int pos;        // next position in order, 0..N
+    uint64_t seed;
+} DataLoader;
+
+static inline void loader_init(DataLoader* loader, const Dataset* ds, int B, uint64_t seed) {
+    loader->ds = ds;
+    loader->B = B;
+    loader->seed = seed;
+    loader->order = (int*)mallocCheck(ds->N * sizeof(int));
+    for (int n = 0; n < ds->N; n++) { loader->order[n] = n; }
+    loader->pos = 0;
+}
+
+// Start an epoch: in order (shuffle == 0, evaluation) or in a Fisher-Yates shuffle that depends
+// only on (seed, epoch), so a run is reproducible epoch by epoch, and resumable mid-epoch.
+static inline void loader_start_epoch(DataLoader* loader, int epoch, int shuffle) {
+    int N = loader->ds->N;
+    for (int n = 0; n < N; n++) { loader->order[n] = n; }
+    if (shuffle) {
+        uint64_t stream = dropout_stream(loader->seed, (uint64_t)epoch, 0xfffe);
+        for (int i = N - 1; i > 0; i--) {
+            // j in 0..i: the high half of a 64 x 64-bit product (bias below 2^-32)
+            int j = (int)(((unsigned __int128)mix64(stream + i) * (unsigned)(i + 1)) >> 64);
+            int tmp = loader->order[i]; loader->order[i] = loader->order[j]; loader->order[j] = tmp;
+        }
+    }
+    loader->pos = 0;
+}
+
+// Fill the next batch, padded to its own longest example: ids (B, T) with the pad id, lengths (B),
+// labels (B). Returns 0 when the epoch is over.
+static inline int loader_next_batch(DataLoader* loader, int* ids, int* lengths, int* labels, int pad_id,
+                                    int* B_out, int* T_out) {
+    const Dataset* ds = loader->ds;
+    if (loader->pos < 0 || loader->pos >= ds->N) { return 0; }
+    int B = ds->N - loader->pos < loader->B ? ds->N - loader->pos : loader->B;
+    int T = 0;
+    for (int b = 0; b < B; b++) {
+        int n = loader->order[loader->pos + b];
+        if (ds->lengths[n] > T) { T = ds->lengths[n]; }
+    }
+    for (int b = 0; b < B; b++) {
+        int n = loader->order[loader->pos + b];
+        lengths[b] = ds->lengths[n];
+        labels[b] = ds->labels[n];
+        for (int t = 0; t < T; t++) { ids[b * T + t] = t < ds->lengths[n] ? ds->ids[ds->starts[n] + t] : pad_id; }
+    }
+    loader->pos += B;
+    *B_out = B;
+    *T_out = T;
+    return 1;
+}
+
+static inline void loader_free(DataLoader* loader) { free(loader->order); }

@@ -1,0 +1,709 @@
+/*
+bertc/trainer.h: the training program around the model, written once for both binaries. The
+flags and their checks, the settings table, data loading, the epoch and step loop, evaluation,
+early stopping, checkpoints, the training state and resume, log.tsv, TensorBoard events, the
+progress line, the cached-feature probe (-F) and classify mode (-C / -t).
+
+The model math comes from a Backend: train_bert.c's is the CPU reference itself (bert_forward,
+bert_backward, bert_update), train_bert.cu's runs the same functions on the GPU. So train_bert
+and train_bertcu have the same flags, files and output lines by construction; a back end only
+adds its own flags (the GPU's -c).
+
+Defines: Backend, Settings, trainer_main.
+Used by: train_bert.c and train_bert.cu (their main), the tests. Include after train_bert.c's
+model, metrics (Bert, Metrics) and bertc/checkpoint.h, bertc/logger.h.
+*/
+#pragma once
+#include <stddef.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "utils.h"
+#include "dataloader.h"
+#include "checkpoint.h"
+#include "logger.h"
+#include "../tokenizer.h" // defines: tokenizer_init, tokenizer_encode_bytes, tokenizer_free (classify mode)
+
+// ----------------------------------------------------------------------------
+// a back end: where the model math runs
+
+typedef struct {
+    const char* name;   // "cpu" or "cuda"
+    int on_gpu;         // its own flags (FlagSpec.gpu_only) are accepted
+    void (*init)(void); // after the flags are parsed: check the device (NULL: nothing to check)
+    // activations, scratch and (on a device) copies of the weights, for batches up to (B_max, T_max)
+    void (*setup)(Bert* model, int B_max, int T_max);
+    // the model functions, as train_bert.c's: the batch is in model->ids / lengths (B, T)
+    void (*forward)(Bert* model, int B, int T, const int* labels, int train);
+    void (*zero_grad)(Bert* model);
+    void (*backward)(Bert* model);
+    float (*update)(Bert* model, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm);
+    // the last forward's logits (B, NC) and pooled output (B, C), on the host
+    const float* (*logits)(Bert* model, int B);
+    const float* (*pooled)(Bert* model, int B);
+    // weights and AdamW moments between the back end and the host model (NULL: they live on the host)
+    void (*to_host)(Bert* model);
+    void (*from_host)(Bert* model);
+    void (*free)(Bert* model);
+    // one line for the settings table: the device, threads or precision
+    void (*describe)(const Bert* model, char* out, size_t n);
+} Backend;
+
+// ----------------------------------------------------------------------------
+// settings: every flag, its check and its help line come from one table
+
+typedef struct {
+    const char* strategy;    // -s
+    const char* model_path;  // -m
+    const char* data_dir;    // -d
+    const char* out_dir;     // -o
+    int epochs, B, warmup, patience, seed, max_steps, lora_r;
+    float lr, weight_decay, max_norm, dropout, lora_alpha, lora_dropout;
+    int print_every, progress_every, save_every, resume, overwrite, probe;
+    const char* classify_path, *classify_text, *vocab_path; // classify mode
+    int print_logits;
+    const char* precision;   // -c (GPU)
+    int exit_after, nan_at;  // tests only
+    // derived by settings_parse
+    int strategy_id, precision_id, lr_given, strategy_given;
+} Settings;
+
+static const Settings DEFAULT_SETTINGS = {
+    .strategy = "full", .model_path = "data/model.bin", .data_dir = "data", .out_dir = "out",
+    .epochs = 50, .B = 32, .warmup = 0, .patience = 3, .seed = 42, .max_steps = -1, .lora_r = 8,
+    .lr = 5e-5f, .weight_decay = 0.0f, .max_norm = 1.0f, .dropout = 0.1f, .lora_alpha = 32.0f, .lora_dropout = 0.1f,
+    .print_every = 1, .progress_every = 100, .save_every = 0, .resume = 0, .overwrite = 0, .probe = 0,
+    .classify_path = NULL, .classify_text = NULL, .vocab_path = "data/vocab.txt", .print_logits = 0,
+    .precision = "fp32", .exit_after = -1, .nan_at = -1,
+    .strategy_id = 0, .precision_id = 0, .lr_given = 0, .strategy_given = 0,
+};
+#define PROBE_LR 1e-3f // the probe's default learning rate (-F 1 without -l): see docs/results.md
+
+typedef struct {
+    char flag;
+    char type;        // 'i' int, 'f' float, 's' string
+    size_t offset;    // of the field in Settings
+    double lo, hi;    // accepted range of a number, inclusive
+    int minus_one;    // -1 is also accepted: "off" or "no limit"
+    int gpu_only;     // only train_bertcu has it
+    const char* help;
+} FlagSpec;
+
+#define S_(field) offsetof(Settings, field)
+static const FlagSpec FLAG_SPECS[] = {
+    {'s', 's', S_(strategy), 0, 0, 0, 0, "strategy: full | frozen (classifier only) | lora"},
+    {'m', 's', S_(model_path), 0, 0, 0, 0, "model file (prepro_emotion.py), or a full / frozen checkpoint"},
+    {'d', 's', S_(data_dir), 0, 0, 0, 0, "directory of emotion_{train,validation,test}.bin"},
+    {'o', 's', S_(out_dir), 0, 0, 0, 0, "output directory: checkpoints, state.bin, log.tsv, TensorBoard events"},
+    {'e', 'i', S_(epochs), 1, 10000, 0, 0, "epochs; also the length of the linear lr decay"},
+    {'b', 'i', S_(B), 1, 4096, 0, 0, "batch size. 32 is the reference run's global batch: 16 per GPU on 2 GPUs\n"
+                                     "              (its logs show 500 steps per epoch)"},
+    {'l', 'f', S_(lr), 1e-12, 10, 0, 0, "learning rate (with -F 1: default 1e-3)"},
+    {'w', 'f', S_(weight_decay), 0, 1, 0, 0, "AdamW weight decay (not on biases and LayerNorm)"},
+    {'g', 'f', S_(max_norm), 0, 1e6, 0, 0, "max gradient norm for clipping, 0 = no clipping"},
+    {'u', 'i', S_(warmup), 0, 1e9, 0, 0, "warmup steps of the linear schedule"},
+    {'q', 'f', S_(dropout), 0, 0.99, 0, 0, "dropout: hidden, attention and classifier"},
+    {'p', 'i', S_(patience), 0, 10000, 0, 0, "early stopping patience in epochs (validation F1), 0 = never stop"},
+    {'r', 'i', S_(seed), 0, INT_MAX, 0, 0, "random seed: shuffle, dropout masks, LoRA init"},
+    {'x', 'i', S_(max_steps), 1, INT_MAX, 1, 0, "stop after this many steps, -1 = no limit"},
+    {'k', 'i', S_(lora_r), 1, 4096, 0, 0, "LoRA rank (at most the hidden size)"},
+    {'a', 'f', S_(lora_alpha), 1e-6, 1e6, 0, 0, "LoRA alpha (scale alpha / r)"},
+    {'z', 'f', S_(lora_dropout), 0, 0.99, 0, 0, "LoRA dropout"},
+    {'F', 'i', S_(probe), 0, 1, 0, 0, "1 = with -s frozen, a linear probe: the pooled features are computed once\n"
+                                      "              (dropout off), then the classifier trains on them in seconds"},
+    {'f', 'i', S_(print_every), 1, INT_MAX, 0, 0, "print a step line every this many steps"},
+    {'P', 'i', S_(progress_every), 0, INT_MAX, 0, 0, "progress line every this many steps when stdout is not a\n"
+                                                     "              terminal (redrawn in place on one), 0 = off"},
+    {'S', 'i', S_(save_every), 0, INT_MAX, 0, 0, "also save the training state every this many steps, 0 = at epoch ends only"},
+    {'R', 'i', S_(resume), 0, 1, 0, 0, "1 = resume from <output dir>/state.bin, with the flags of the interrupted run"},
+    {'O', 'i', S_(overwrite), 0, 1, 0, 0, "1 = replace an earlier run's results in the output directory (0: refuse)"},
+    {'C', 's', S_(classify_path), 0, 0, 0, 0, "classify mode: a checkpoint (out/checkpoint_best.bin)"},
+    {'t', 's', S_(classify_text), 0, 0, 0, 0, "classify mode: the text, or - for one text per line of stdin"},
+    {'v', 's', S_(vocab_path), 0, 0, 0, 0, "classify mode: the vocabulary"},
+    {'y', 'i', S_(print_logits), 0, 1, 0, 0, "classify mode: 1 = also print the logits"},
+    {'c', 's', S_(precision), 0, 0, 0, 1, "precision: fp32 (TF32 off, matches the CPU) | bf16 (bf16 matrix products)"},
+    {'X', 'i', S_(exit_after), 1, INT_MAX, 1, 0, "tests only: exit (code 3) right after this step, as if killed"},
+    {'N', 'i', S_(nan_at), 1, INT_MAX, 1, 0, "tests only: report this step's gradient norm as NaN, as a diverging run would"},
+};
+#define NUM_FLAGS ((int)(sizeof(FLAG_SPECS) / sizeof(FLAG_SPECS[0])))
+static const char* PRECISION_NAMES[] = {"fp32", "bf16"};
+
+static inline void usage_(const Backend* be, FILE* out) {
+    fprintf(out, "Usage:   ./train_bert%s [options]\n", be->on_gpu ? "cu" : "");
+    fprintf(out, "Fine-tunes BERT on the emotion dataset%s; the defaults are the reference run's Hugging Face\n"
+                 "Trainer recipe. Classify mode: -C checkpoint -t text.\nOptions:\n", be->on_gpu ? " on the GPU" : "");
+    for (int i = 0; i < NUM_FLAGS; i++) {
+        const FlagSpec* f = &FLAG_SPECS[i];
+        if (f->gpu_only && !be->on_gpu) { continue; }
+        const char* field = (const char*)&DEFAULT_SETTINGS + f->offset;
+        char def[64];
+        if (f->type == 'i') { snprintf(def, sizeof(def), "%d", *(const int*)field); }
+        else if (f->type == 'f') { snprintf(def, sizeof(def), "%g", *(const float*)field); }
+        else { snprintf(def, sizeof(def), "%s", *(const char* const*)field ? *(const char* const*)field : "none"); }
+        const char* arg = f->type == 'i' ? "<int>   " : f->type == 'f' ? "<float> " : "<string>";
+        fprintf(out, "  -%c %s %s (default %s)\n", f->flag, arg, f->help, def);
+    }
+    fprintf(out, "  -h           this help\n");
+}
+
+static inline void flag_error_(const Backend* be, const char* fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static inline void flag_error_(const Backend* be, const char* fmt, ...) {
+    char what[512];
+    FORMAT_MESSAGE(what, fmt);
+    error_exit("%s\n---> HINT: ./train_bert%s -h lists every flag and its range", what, be->on_gpu ? "cu" : "");
+}
+
+// Parse and check every flag: numbers must be entirely a number, finite and in range; choices must
+// be one of theirs. Anything else is one clear error and exit 1; -h prints the help and exits 0.
+static inline void settings_parse(Settings* s, int argc, char** argv, const Backend* be) {
+    *s = DEFAULT_SETTINGS;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (strcmp(a, "-h") == 0) { usage_(be, stdout); exit(EXIT_SUCCESS); }
+        const FlagSpec* f = NULL;
+        for (int k = 0; k < NUM_FLAGS; k++) {
+            if (a[0] == '-' && a[1] == FLAG_SPECS[k].flag && a[2] == '\0' && (!FLAG_SPECS[k].gpu_only || be->on_gpu)) {
+                f = &FLAG_SPECS[k];
+            }
+        }
+        if (f == NULL) { flag_error_(be, "unknown option '%s'", a); }
+        if (i + 1 >= argc) { flag_error_(be, "option %s needs a value", a); }
+        const char* v = argv[++i];
+        char* field = (char*)s + f->offset;
+        if (f->type == 's') {
+            if (v[0] == '\0') { flag_error_(be, "option %s needs a non-empty value", a); }
+            if (f->flag == 's') { s->strategy_given = 1; }
+            *(const char**)field = v;
+            continue;
+        }
+        char* end;
+        errno = 0;
+        double x = f->type == 'i' ? (double)strtol(v, &end, 10) : strtod(v, &end);
+        int ok = end != v && *end == '\0' && errno == 0 && isfinite(x) &&
+                 ((x >= f->lo && x <= f->hi) || (f->minus_one && x == -1.0));
+        if (!ok) {
+            char range[128];
+            snprintf(range, sizeof(range), "%s%g..%g", f->minus_one ? "-1 or " : "", f->lo, f->hi);
+            flag_error_(be, "option %s %s: want a number in %s", a, v, range);
+        }
+        if (f->type == 'i') { *(int*)field = (int)x; } else { *(float*)field = (float)x; }
+        if (f->flag == 'l') { s->lr_given = 1; }
+    }
+    s->strategy_id = -1;
+    for (int k = 0; k < NUM_STRATEGIES; k++) { if (strcmp(s->strategy, STRATEGY_NAMES[k]) == 0) { s->strategy_id = k; } }
+    if (s->strategy_id < 0) { flag_error_(be, "unknown strategy '%s' (full, frozen or lora)", s->strategy); }
+    s->precision_id = -1;
+    for (int k = 0; k < 2; k++) { if (strcmp(s->precision, PRECISION_NAMES[k]) == 0) { s->precision_id = k; } }
+    if (s->precision_id < 0) { flag_error_(be, "unknown precision '%s' (fp32 or bf16)", s->precision); }
+    if ((s->classify_path == NULL) != (s->classify_text == NULL)) { flag_error_(be, "classify mode needs both -C and -t"); }
+    if (s->probe && s->strategy_id != STRATEGY_FROZEN) { flag_error_(be, "the probe (-F 1) is for -s frozen"); }
+    if (s->probe && (s->resume || s->save_every > 0)) {
+        flag_error_(be, "the probe (-F 1) takes seconds: it neither saves nor resumes a training state (-S, -R)");
+    }
+    if (s->probe && !s->lr_given) { s->lr = PROBE_LR; }
+}
+
+// ----------------------------------------------------------------------------
+// the settings table printed at the start of a run
+
+typedef struct { char label[32]; char value[4300]; } TableRow;
+
+static inline void table_add_(TableRow** rows, const char* label, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline void table_add_(TableRow** rows, const char* label, const char* fmt, ...) {
+    TableRow r;
+    snprintf(r.label, sizeof(r.label), "%s", label);
+    FORMAT_MESSAGE(r.value, fmt);
+    arrput(*rows, r);
+}
+
+// rows, then a rule; the value column is as wide as its widest value, so every row lines up
+static inline void table_print_(TableRow* rows) {
+    int width = 50;
+    for (int i = 0; i < arrlen(rows); i++) { int n = (int)strlen(rows[i].value); if (n > width) { width = n; } }
+    char rule[4400];
+    snprintf(rule, sizeof(rule), "+------------------------+-%.*s-+", width,
+             "------------------------------------------------------------------------------------------------------------");
+    if (width > 100) { memset(rule + 27, '-', width); snprintf(rule + 27 + width, 4, "-+"); }
+    printf("%s\n", rule);
+    for (int i = 0; i < arrlen(rows); i++) {
+        if (rows[i].label[0] == '-') { printf("%s\n", rule); continue; }
+        printf("| %-22s | %-*s |\n", rows[i].label, width, rows[i].value);
+    }
+    printf("%s\n", rule);
+}
+
+static inline void settings_print_(const Settings* s, const Bert* model, const Backend* be, const Dataset* splits, int T_max,
+                            int total_steps) {
+    const BertConfig* cfg = &model->config;
+    char device[256];
+    be->describe(model, device, sizeof(device));
+    TableRow* rows = NULL;
+    table_add_(&rows, "strategy", "%s%s", s->strategy, s->probe ? " (probe on cached features, -F 1)" : "");
+    table_add_(&rows, "model file", "%s", s->model_path);
+    table_add_(&rows, "model", "%s", cfg->name);
+    table_add_(&rows, "data directory", "%s", s->data_dir);
+    table_add_(&rows, "output directory", "%s", s->out_dir);
+    table_add_(&rows, "epochs (max)", "%d", s->epochs);
+    table_add_(&rows, "batch size", "%d", s->B);
+    table_add_(&rows, "learning rate", "%g", s->lr);
+    table_add_(&rows, "schedule", "linear to 0 over %d steps, warmup %d", total_steps, s->warmup);
+    table_add_(&rows, "AdamW", "betas (0.9, 0.999), eps 1e-8, weight decay %g", s->weight_decay);
+    table_add_(&rows, "max grad norm", "%g%s", s->max_norm, s->max_norm > 0.0f ? "" : " (no clipping)");
+    table_add_(&rows, "dropout", "%g", s->dropout);
+    table_add_(&rows, "early stop patience", "%d%s", s->patience, s->patience > 0 ? "" : " (off)");
+    table_add_(&rows, "seed", "%d", s->seed);
+    if (s->max_steps > 0) { table_add_(&rows, "max steps", "%d", s->max_steps); }
+    else { table_add_(&rows, "max steps", "no limit"); }
+    if (s->save_every > 0) { table_add_(&rows, "state every", "%d steps and at epoch ends", s->save_every); }
+    else { table_add_(&rows, "state every", "epoch end"); }
+    table_add_(&rows, "resume", "%s", s->resume ? "yes, from state.bin" : "no");
+    if (s->strategy_id == STRATEGY_LORA) {
+        table_add_(&rows, "LoRA r, alpha, dropout", "%d, %g, %g", s->lora_r, s->lora_alpha, s->lora_dropout);
+    }
+    table_add_(&rows, "back end", "%s", device);
+    table_add_(&rows, "-", " ");
+    table_add_(&rows, "V, P, C, L, NH, FF, NC", "%d, %d, %d, %d, %d, %d, %d", cfg->V, cfg->P, cfg->C, cfg->L, cfg->NH,
+               cfg->FF, cfg->NC);
+    table_add_(&rows, "parameters", "%zu", model->num_parameters);
+    table_add_(&rows, "trainable parameters", "%zu", bert_num_trainable(model));
+    table_add_(&rows, "train / val / test", "%d / %d / %d", splits[0].N, splits[1].N, splits[2].N);
+    table_add_(&rows, "T_max", "%d", T_max);
+    table_print_(rows);
+    arrfree(rows);
+}
+
+// ----------------------------------------------------------------------------
+// pieces of the loop
+
+// a missing input file is the usual first-run mistake: say how to make it
+static inline void require_file_(const char* path, const char* hint) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) { error_exit("cannot read %s: %s\n---> HINT: %s", path, strerror(errno), hint); }
+    if (S_ISDIR(sb.st_mode)) { error_exit("%s is a directory, not a file\n---> HINT: %s", path, hint); }
+}
+
+// A fresh run never silently replaces an earlier run's results: with results in out_dir it stops,
+// unless resuming (-R 1) or told to overwrite (-O 1), which first removes the old ones.
+static inline void output_dir_claim_(const char* out_dir, int resume, int overwrite) {
+    struct stat sb;
+    if (stat(out_dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) { error_exit("output directory %s is a file", out_dir); }
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) { error_exit("could not create output directory %s: %s", out_dir, strerror(errno)); }
+    if (resume) { return; }
+    const char* results[] = {"log.tsv", "state.bin", "checkpoint_best.bin", "checkpoint_last.bin"};
+    char path[4200];
+    for (int i = 0; i < 4; i++) {
+        path_join(path, sizeof(path), out_dir, results[i]);
+        if (access(path, F_OK) != 0) { continue; }
+        if (!overwrite) {
+            error_exit("%s holds an earlier run's results (%s)\n"
+                       "---> HINT: resume it with -R 1, choose another -o, or replace it with -O 1", out_dir, path);
+        }
+        if (remove(path) != 0) { error_exit("could not remove %s: %s", path, strerror(errno)); }
+    }
+}
+
+// Evaluate on a whole split in order, dropout off: loss, accuracy, weighted precision / recall / F1.
+static inline void evaluate_(const Backend* be, Bert* model, const Dataset* ds, int B, Metrics* m) {
+    DataLoader loader;
+    loader_init(&loader, ds, B, 0);
+    loader_start_epoch(&loader, 0, 0);
+    int* preds = (int*)mallocCheck(ds->N * sizeof(int));
+    int* labels = (int*)mallocCheck(ds->N * sizeof(int));
+    int Bb, T, n = 0, NC = model->config.NC;
+    double loss = 0.0;
+    while (loader_next_batch(&loader, model->ids, model->lengths, labels + n, model->config.pad_id, &Bb, &T)) {
+        be->forward(model, Bb, T, labels + n, 0);
+        loss += (double)model->mean_loss * Bb;
+        const float* logits = be->logits(model, Bb);
+        for (int b = 0; b < Bb; b++) { preds[n + b] = argmax(logits + (size_t)b * NC, NC); }
+        n += Bb;
+    }
+    metrics_compute(m, preds, labels, ds->N);
+    m->loss = (float)(loss / ds->N);
+    free(preds);
+    free(labels);
+    loader_free(&loader);
+}
+
+// progress within an epoch: redrawn in place on a terminal, a plain line every `every` steps otherwise
+static inline void progress_print_(int tty, int every, int epoch, int done, int total, int examples, double seconds) {
+    if (!tty && (every <= 0 || done % every != 0)) { return; }
+    double rate = seconds > 0.0 ? examples / seconds : 0.0;
+    double eta = done > 0 ? seconds / done * (total - done) : 0.0;
+    printf("%sprogress | epoch %d | step %d/%d (%.1f%%) | %.1f examples/s | ETA %02d:%02d:%02d%s", tty ? "\r\033[K" : "",
+           epoch, done, total, 100.0 * done / total, rate, (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60,
+           tty ? "" : "\n");
+    fflush(stdout);
+}
+
+// A run whose loss, gradient norm or validation loss stops being finite has diverged: stop before
+// anything is written, so the last good checkpoint and state stay, and exit non-zero.
+static inline void diverged_(const char* what, float value, int step, const char* out_dir) {
+    printf("\n");
+    error_exit("the %s became %g at step %d: training diverged; nothing was saved after the last good epoch\n"
+               "---> HINT: %s keeps the last good checkpoints and state.bin; try a smaller -l or clipping (-g)",
+               what, value, step, out_dir);
+}
+
+// ----------------------------------------------------------------------------
+// the probe (-F 1 with -s frozen): the encoder is frozen and, with dropout off, deterministic, so its
+// pooled features are computed once per split; the classifier then trains on them, with its own
+// dropout, through the CPU reference's layers and AdamW on the host copy of the model
+
+typedef struct {
+    float* feats[3];  // (N, C) pooled features of train, validation, test
+    float* x;         // (B, C) a batch of features, then dropout(features)
+    float* logits;    // (B, NC)
+    float* probs;     // (B, NC)
+    float* losses;    // (B)
+    float* dlogits;   // (B, NC)
+    float* wt;        // (C * NC) the classifier's weight transposed
+} Probe;
+
+static inline void probe_init_(Probe* pr, const Backend* be, Bert* model, const Dataset* splits, int B) {
+    int C = model->config.C, NC = model->config.NC;
+    double t0 = now_seconds();
+    for (int k = 0; k < 3; k++) {
+        pr->feats[k] = (float*)mallocCheck(size_mul((size_t)splits[k].N, (size_t)C, "features") * sizeof(float));
+        DataLoader loader;
+        loader_init(&loader, &splits[k], B, 0);
+        loader_start_epoch(&loader, 0, 0);
+        int Bb, T, n = 0;
+        while (loader_next_batch(&loader, model->ids, model->lengths, model->labels, model->config.pad_id, &Bb, &T)) {
+            be->forward(model, Bb, T, NULL, 0);
+            memcpy(pr->feats[k] + (size_t)n * C, be->pooled(model, Bb), (size_t)Bb * C * sizeof(float));
+            n += Bb;
+        }
+        loader_free(&loader);
+    }
+    pr->x = (float*)mallocCheck((size_t)B * C * sizeof(float));
+    pr->logits = (float*)mallocCheck((size_t)B * NC * sizeof(float));
+    pr->probs = (float*)mallocCheck((size_t)B * NC * sizeof(float));
+    pr->losses = (float*)mallocCheck((size_t)B * sizeof(float));
+    pr->dlogits = (float*)mallocCheck((size_t)B * NC * sizeof(float));
+    pr->wt = (float*)mallocCheck((size_t)C * NC * sizeof(float));
+    printf("probe: pooled features of %d + %d + %d examples computed once, dropout off, in %.1f s\n", splits[0].N,
+           splits[1].N, splits[2].N, now_seconds() - t0);
+}
+
+// the classifier on rows (Bb) of a split's features: logits in pr->logits; with labels, the mean loss
+static inline float probe_forward_(Probe* pr, Bert* model, int split, const int* rows, int Bb, const int* labels, int train) {
+    int C = model->config.C, NC = model->config.NC;
+    for (int b = 0; b < Bb; b++) { memcpy(pr->x + (size_t)b * C, pr->feats[split] + (size_t)rows[b] * C, C * sizeof(float)); }
+    // the full model's classifier dropout site, so the masks are the ones -s frozen draws
+    dropout_forward(pr->x, pr->x, NULL, (size_t)Bb * C, train ? model->dropout : 0.0f, bert_stream(model, model->config.L, 0));
+    matmul_forward(pr->logits, pr->x, model->params.clsw, model->params.clsb, pr->wt, Bb, C, NC);
+    return labels != NULL ? crossentropy_forward(pr->losses, pr->probs, pr->logits, labels, Bb, NC) : 0.0f;
+}
+
+// one training step of the classifier (as bert_backward's frozen branch, then bert_update); returns the norm
+static inline float probe_step_(Probe* pr, Bert* model, const int* rows, int Bb, const int* labels, float lr, const Settings* s) {
+    int C = model->config.C, NC = model->config.NC;
+    model->mean_loss = probe_forward_(pr, model, 0, rows, Bb, labels, 1);
+    crossentropy_backward(pr->dlogits, pr->probs, labels, Bb, NC);
+    bert_zero_grad(model);
+    matmul_backward(NULL, model->grads.clsw, model->grads.clsb, pr->dlogits, pr->x, model->params.clsw, Bb, C, NC);
+    return bert_update(model, lr, 0.9f, 0.999f, 1e-8f, s->weight_decay, s->max_norm);
+}
+
+static inline void probe_evaluate_(Probe* pr, Bert* model, const Dataset* ds, int split, int B, Metrics* m) {
+    int* preds = (int*)mallocCheck(ds->N * sizeof(int));
+    int* rows = (int*)mallocCheck(B * sizeof(int));
+    double loss = 0.0;
+    for (int n = 0; n < ds->N; n += B) {
+        int Bb = ds->N - n < B ? ds->N - n : B;
+        for (int b = 0; b < Bb; b++) { rows[b] = n + b; }
+        loss += (double)probe_forward_(pr, model, split, rows, Bb, ds->labels + n, 0) * Bb;
+        for (int b = 0; b < Bb; b++) { preds[n + b] = argmax(pr->logits + (size_t)b * model->config.NC, model->config.NC); }
+    }
+    metrics_compute(m, preds, ds->labels, ds->N);
+    m->loss = (float)(loss / ds->N);
+    free(preds);
+    free(rows);
+}
+
+static inline void probe_free_(Probe* pr) {
+    for (int k = 0; k < 3; k++) { free(pr->feats[k]); }
+    free(pr->x); free(pr->logits); free(pr->probs); free(pr->losses); free(pr->dlogits); free(pr->wt);
+}
+
+// ----------------------------------------------------------------------------
+// training: the whole run
+
+// a copy of the back end's weights and moments on the host, unless the host copy is the truth (the probe)
+static inline void sync_to_host_(const Backend* be, Bert* model, int probe) {
+    if (be->to_host != NULL && !probe) { be->to_host(model); }
+}
+
+static inline int train_main_(Settings* s, const Backend* be) {
+    const char* data_hint = "run `make data` (python prepro_emotion.py) first";
+    // the model and its training state
+    Bert model;
+    memset(&model, 0, sizeof(model));
+    model.strategy = s->strategy_id;
+    model.seed = (uint64_t)s->seed;
+    model.dropout = s->dropout;
+    model.lora_r = s->lora_r;
+    model.lora_alpha = s->lora_alpha;
+    model.lora_dropout = s->lora_dropout;
+    model.precision = s->precision_id;
+    require_file_(s->model_path, data_hint);
+    bert_build_from_file(&model, s->model_path);
+    const BertConfig* cfg = &model.config;
+    if (s->strategy_id == STRATEGY_LORA && s->lora_r > cfg->C) {
+        error_exit("LoRA rank %d is larger than the hidden size %d of %s (-k)", s->lora_r, cfg->C, s->model_path);
+    }
+    bert_init_training(&model);
+
+    // the three splits, checked against the model
+    Dataset splits[3];
+    const char* split_names[3] = {"train", "validation", "test"};
+    char path[4200];
+    int T_max = 0;
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "emotion_%s.bin", split_names[k]);
+        path_join(path, sizeof(path), s->data_dir, name);
+        require_file_(path, data_hint);
+        dataset_load(&splits[k], path, cfg->V, cfg->NC, cfg->P);
+        if (splits[k].T_max > T_max) { T_max = splits[k].T_max; }
+    }
+    bert_alloc_batch(&model, s->B, T_max);
+    be->setup(&model, s->B, T_max);
+    output_dir_claim_(s->out_dir, s->resume, s->overwrite);
+    int steps_per_epoch = (splits[0].N + s->B - 1) / s->B;
+    if ((long long)s->epochs * steps_per_epoch > INT_MAX / 2) { error_exit("-e %d epochs of %d steps is too many steps", s->epochs, steps_per_epoch); }
+    int total_steps = s->epochs * steps_per_epoch;
+    settings_print_(s, &model, be, splits, T_max, total_steps);
+
+    char last_path[4200], best_path[4200], state_path[4200], log_path[4200];
+    path_join(last_path, sizeof(last_path), s->out_dir, "checkpoint_last.bin");
+    path_join(best_path, sizeof(best_path), s->out_dir, "checkpoint_best.bin");
+    path_join(state_path, sizeof(state_path), s->out_dir, "state.bin");
+    path_join(log_path, sizeof(log_path), s->out_dir, "log.tsv");
+    DataLoader loader;
+    loader_init(&loader, &splits[0], s->B, (uint64_t)s->seed);
+    EarlyStopping es = {s->patience, 0, 0.0f, 0, 0};
+    EpochResult* history = NULL; // stb_ds growing list
+    TrainProgress pr = {1, 0, 0, 0.0, 0.0, 0.0, 0};
+    int lora = s->strategy_id == STRATEGY_LORA;
+    int32_t state_settings[STATE_NUM_SETTINGS] = {s->strategy_id, s->seed, s->B, s->epochs, splits[0].N,
+        lora ? s->lora_r : 0, float_to_bits(s->lr), s->warmup, float_to_bits(s->weight_decay), float_to_bits(s->max_norm),
+        float_to_bits(s->dropout), float_to_bits(lora ? s->lora_alpha : 0.0f), float_to_bits(lora ? s->lora_dropout : 0.0f)};
+    if (s->resume) {
+        require_file_(state_path, "start without -R 1 (the interrupted run saved no state yet), or fix -o");
+        history = train_state_load(state_path, &model, state_settings, &pr, &es);
+        if (be->from_host != NULL) { be->from_host(&model); }
+        printf("resumed from %s: step %d, epoch %d, %d examples into it%s\n", state_path, model.step, pr.epoch, pr.pos,
+               pr.done ? ", training had finished" : "");
+    }
+    Probe probe;
+    memset(&probe, 0, sizeof(probe));
+    if (s->probe) { probe_init_(&probe, be, &model, splits, s->B); }
+    FILE* log = log_open(log_path, history, (int)arrlen(history));
+    // TensorBoard, with the Trainer's tags. A resumed run starts a new file that tells TensorBoard to
+    // drop what the interrupted run logged after the state.
+    EventWriter events;
+    events_open(&events, s->out_dir);
+    if (s->resume) { events_add_restart(&events, model.step + 1); }
+
+    int tty = isatty(fileno(stdout));
+    double run_start = now_seconds(); // this process's share; pr.train_seconds has the earlier ones'
+    int done = pr.done;
+    for (int epoch = pr.epoch; epoch <= s->epochs && !done; epoch++) {
+        // the epoch's order is a function of (seed, epoch): a resumed epoch skips what was trained
+        double epoch_start = now_seconds();
+        loader_start_epoch(&loader, epoch, 1);
+        double loss_sum = 0.0, epoch_before = 0.0;
+        int nsteps = 0, Bb, T;
+        if (epoch == pr.epoch) { loader.pos = pr.pos; loss_sum = pr.loss_sum; nsteps = pr.nsteps; epoch_before = pr.epoch_seconds; }
+        int first_pos = loader.pos;
+        int epoch_steps = steps_per_epoch;
+        if (s->max_steps > 0 && model.step - nsteps + epoch_steps > s->max_steps) { epoch_steps = s->max_steps - (model.step - nsteps); }
+        while (loader_next_batch(&loader, model.ids, model.lengths, model.labels, cfg->pad_id, &Bb, &T)) {
+            // one step: forward, backward, clip + AdamW at the scheduled learning rate
+            double t0 = now_seconds();
+            float step_lr = lr_at_step(s->lr, model.step, s->warmup, total_steps);
+            float norm;
+            if (s->probe) {
+                norm = probe_step_(&probe, &model, loader.order + loader.pos - Bb, Bb, model.labels, step_lr, s);
+            } else {
+                be->forward(&model, Bb, T, model.labels, 1);
+                be->zero_grad(&model);
+                be->backward(&model);
+                norm = be->update(&model, step_lr, 0.9f, 0.999f, 1e-8f, s->weight_decay, s->max_norm);
+            }
+            if (model.step == s->nan_at) { norm = NAN; } // tests only (-N)
+            if (!isfinite(model.mean_loss)) { diverged_("training loss", model.mean_loss, model.step, s->out_dir); }
+            if (!isfinite(norm)) { diverged_("gradient norm", norm, model.step, s->out_dir); }
+            loss_sum += model.mean_loss;
+            nsteps++;
+            events_add_scalar(&events, "train/loss", model.step, model.mean_loss);
+            events_add_scalar(&events, "train/learning_rate", model.step, step_lr);
+            events_add_scalar(&events, "train/grad_norm", model.step, norm);
+            if (model.step % s->print_every == 0) {
+                printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", tty ? "\r\033[K" : "",
+                       model.step, total_steps, epoch, model.mean_loss, norm, step_lr, (now_seconds() - t0) * 1000.0);
+            }
+            progress_print_(tty, s->progress_every, epoch, nsteps, epoch_steps, loader.pos - first_pos,
+                            now_seconds() - epoch_start);
+            if (s->max_steps > 0 && model.step >= s->max_steps) { done = 1; break; }
+            if (s->save_every > 0 && model.step % s->save_every == 0) {
+                double t = now_seconds();
+                TrainProgress now = {epoch, loader.pos, nsteps, loss_sum, epoch_before + t - epoch_start,
+                                     pr.train_seconds + t - run_start, 0};
+                sync_to_host_(be, &model, s->probe);
+                train_state_save(state_path, &model, state_settings, &now, &es, history, (int)arrlen(history));
+            }
+            if (model.step == s->exit_after) {
+                printf("%sexiting after step %d (-X)\n", tty ? "\r\033[K" : "", model.step);
+                fflush(stdout);
+                _exit(3);
+            }
+        }
+        if (tty) { printf("\r\033[K"); }
+        // the epoch's end: validation, early stopping, checkpoints, the log, the state
+        Metrics val;
+        metrics_init(&val, cfg->NC);
+        if (s->probe) { probe_evaluate_(&probe, &model, &splits[1], 1, s->B, &val); }
+        else { evaluate_(be, &model, &splits[1], s->B, &val); }
+        if (!isfinite(val.loss)) { diverged_("validation loss", val.loss, model.step, s->out_dir); }
+        EpochResult rec = {epoch, model.step, 0, (float)(loss_sum / (nsteps > 0 ? nsteps : 1)), val.loss, val.accuracy,
+                           val.precision, val.recall, val.f1, (float)(epoch_before + now_seconds() - epoch_start)};
+        metrics_free(&val);
+        rec.best = early_stopping_update(&es, rec.f1, epoch);
+        sync_to_host_(be, &model, s->probe);
+        bert_save_checkpoint(&model, last_path, epoch);
+        if (rec.best) { bert_save_checkpoint(&model, best_path, epoch); }
+        printf("epoch %d | train loss %.4f | val loss %.4f | acc %.4f | precision %.4f | recall %.4f | F1 (weighted) %.4f"
+               " | %.1f s%s\n", epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision, rec.recall, rec.f1,
+               rec.seconds, rec.best ? " | best" : "");
+        log_epoch(log, log_path, &rec);
+        events_add_scalar(&events, "train/epoch_loss", model.step, rec.train_loss);
+        events_add_scalar(&events, "eval/loss", model.step, rec.val_loss);
+        events_add_scalar(&events, "eval/accuracy", model.step, rec.accuracy);
+        events_add_scalar(&events, "eval/precision", model.step, rec.precision);
+        events_add_scalar(&events, "eval/recall", model.step, rec.recall);
+        events_add_scalar(&events, "eval/f1", model.step, rec.f1);
+        events_add_scalar(&events, "train/epoch", model.step, (float)epoch);
+        arrput(history, rec);
+        if (early_stopping_should_stop(&es)) {
+            printf("early stopping: no F1 improvement for %d epochs (best %.4f at epoch %d)\n", s->patience, es.best_f1,
+                   es.best_epoch);
+            done = 1;
+        }
+        if (!s->probe) {
+            TrainProgress next = {epoch + 1, 0, 0, 0.0, 0.0, pr.train_seconds + now_seconds() - run_start,
+                                  done || epoch == s->epochs};
+            train_state_save(state_path, &model, state_settings, &next, &es, history, (int)arrlen(history));
+        }
+    }
+    double train_seconds = pr.train_seconds + now_seconds() - run_start; // across resumes
+
+    // the best checkpoint by validation F1, then the test split
+    bert_load_checkpoint(&model, best_path);
+    if (be->from_host != NULL && !s->probe) { be->from_host(&model); }
+    printf("loaded the best checkpoint (epoch %d, validation F1 %.4f) from %s\n", es.best_epoch, es.best_f1, best_path);
+    Metrics test;
+    metrics_init(&test, cfg->NC);
+    if (s->probe) { probe_evaluate_(&probe, &model, &splits[2], 2, s->B, &test); }
+    else { evaluate_(be, &model, &splits[2], s->B, &test); }
+    metrics_print_report(&test, "test");
+    log_test(log, log_path, es.best_epoch, model.step, test.loss, test.accuracy, test.precision, test.recall, test.f1,
+             train_seconds);
+    fcloseCheck(log, log_path);
+    events_add_scalar(&events, "test/loss", model.step, test.loss);
+    events_add_scalar(&events, "test/accuracy", model.step, test.accuracy);
+    events_add_scalar(&events, "test/precision", model.step, test.precision);
+    events_add_scalar(&events, "test/recall", model.step, test.recall);
+    events_add_scalar(&events, "test/f1", model.step, test.f1);
+    events_close(&events);
+    printf("summary | strategy %s | trainable %zu | epochs %d | best epoch %d | train runtime %.1f s | test acc %.4f"
+           " | precision %.4f | recall %.4f | F1 %.4f | loss %.4f\n", s->probe ? "probe" : STRATEGY_NAMES[model.strategy],
+           bert_num_trainable(&model), (int)arrlen(history), es.best_epoch, train_seconds, test.accuracy, test.precision,
+           test.recall, test.f1, test.loss);
+
+    metrics_free(&test);
+    arrfree(history);
+    if (s->probe) { probe_free_(&probe); }
+    loader_free(&loader);
+    for (int k = 0; k < 3; k++) { dataset_free(&splits[k]); }
+    be->free(&model);
+    bert_free(&model);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// classify mode: one line per text, "label | name prob | ...", dropout off, B = 1, no padding.
+// The tokenizer truncates to the model's P positions, as prepro_emotion.py does.
+
+static inline int classify_main_(const Settings* s, const Backend* be) {
+    Bert model;
+    memset(&model, 0, sizeof(model));
+    require_file_(s->classify_path, "pass a checkpoint written by train_bert (out/checkpoint_best.bin)");
+    bert_build_from_checkpoint(&model, s->classify_path);
+    model.precision = s->precision_id;
+    const BertConfig* cfg = &model.config;
+    if (s->strategy_given && model.strategy != s->strategy_id) {
+        error_exit("%s is a %s checkpoint, not %s", s->classify_path, STRATEGY_NAMES[model.strategy], s->strategy);
+    }
+    require_file_(s->vocab_path, "pass the model's vocab.txt with -v (make data writes data/vocab.txt)");
+    Tokenizer tok;
+    tokenizer_init(&tok, s->vocab_path, cfg->lower);
+    if (tok.V != cfg->V) {
+        error_exit("vocabulary %s has %d tokens, the model has V %d\n---> HINT: pass the model's vocab.txt with -v",
+                   s->vocab_path, tok.V, cfg->V);
+    }
+    bert_alloc_batch(&model, 1, cfg->P);
+    be->setup(&model, 1, cfg->P);
+    fprintf(stderr, "classify | %s checkpoint %s (%s) | vocab %s\n", STRATEGY_NAMES[model.strategy], s->classify_path,
+            cfg->name, s->vocab_path);
+    int NC = cfg->NC;
+    char* line = NULL;
+    size_t cap = 0;
+    int from_stdin = strcmp(s->classify_text, "-") == 0;
+    while (1) {
+        const char* text = s->classify_text;
+        size_t n = strlen(text);
+        if (from_stdin) {
+            ssize_t got = getline(&line, &cap, stdin);
+            if (got < 0) { break; }
+            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) { line[--got] = '\0'; }
+            text = line;
+            n = (size_t)got; // NUL bytes inside a line are dropped by the tokenizer, as Hugging Face's does
+        }
+        int T = tokenizer_encode_bytes(&tok, text, n, model.ids, cfg->P);
+        model.lengths[0] = T;
+        be->forward(&model, 1, T, NULL, 0);
+        const float* z = be->logits(&model, 1);
+        int best = argmax(z, NC);
+        float sum = 0.0f;
+        for (int c = 0; c < NC; c++) { sum += expf(z[c] - z[best]); }
+        printf("%s", label_name(best, NC));
+        for (int c = 0; c < NC; c++) { printf(" | %s %.4f", label_name(c, NC), expf(z[c] - z[best]) / sum); }
+        printf("\n");
+        if (s->print_logits) {
+            printf("logits");
+            for (int c = 0; c < NC; c++) { printf(" %.9g", z[c]); }
+            printf("\n");
+        }
+        fflush(stdout);
+        if (!from_stdin) { break; }
+    }
+    free(line);
+    tokenizer_free(&tok);
+    be->free(&model);
+    bert_free(&model);
+    return 0;
+}
+
+// The program: parse and check the flags, then classify or train. stdout is line-buffered, so
+// `./train_bert | tee log` shows the settings table and step lines as they happen.
+static inline int trainer_main(int argc, char** argv, const Backend* be) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    Settings s;
+    settings_parse(&s, argc, argv, be);
+    if (be->init != NULL) { be->init(); }
+    if (s.classify_path != NULL) { return classify_main_(&s, be); }
+    return train_main_(&s, be);
+}

@@ -1,0 +1,42 @@
+/*
+cuda/crossentropy.cuh: train_bert.c's crossentropy_forward / crossentropy_backward, nn.CrossEntropyLoss
+with the mean over the batch. B rows of NC logits: tiny, one thread per row.
+*/
+#pragma once
+#include "common.cuh"
+
+namespace cu {
+
+// probs (B, NC) = softmax(logits), losses (B) = -log probs[label]; the mean is taken on the host
+__global__ void crossentropy_forward_kernel(float* losses, float* probs, const float* logits, const int* labels, int B, int NC) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= B) { return; }
+    const float* z = logits + (size_t)b * NC;
+    float* pr = probs + (size_t)b * NC;
+    float maxval = z[0];
+    for (int c = 1; c < NC; c++) { maxval = fmaxf(maxval, z[c]); }
+    float sum = 0.0f;
+    for (int c = 0; c < NC; c++) { pr[c] = expf(z[c] - maxval); sum += pr[c]; }
+    for (int c = 0; c < NC; c++) { pr[c] /= sum; }
+    losses[b] = logf(sum) + maxval - z[labels[b]];
+}
+
+// dlogits = (probs - onehot(label)) / B
+__global__ void crossentropy_backward_kernel(float* dlogits, const float* probs, const int* labels, int B, int NC) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * NC) { return; }
+    int b = i / NC, c = i % NC;
+    dlogits[i] = (probs[i] - (c == labels[b] ? 1.0f : 0.0f)) / B;
+}
+
+void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NC) {
+    crossentropy_forward_kernel<<<ceil_div(B, 32), 32>>>(losses, probs, logits, labels, B, NC);
+    kernelCheck();
+}
+
+void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NC) {
+    crossentropy_backward_kernel<<<ceil_div((size_t)B * NC, 256), 256>>>(dlogits, probs, labels, B, NC);
+    kernelCheck();
+}
+
+} // namespace cu
