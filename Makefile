@@ -52,7 +52,7 @@ endif
 
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
-.PHONY: all setup deps data reference test test-python test-c test-sanitize fuzz fuzz-ci cuda-check compare bench clean
+.PHONY: all setup deps data reference test test-python test-c test-sanitize fuzz fuzz-ci cuda-check compare bench clean gpu-carry
 all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
 # ---------------------------------------------------------------------------
@@ -193,3 +193,13 @@ bench: dev/bench_step data/model.bin data/bench_bert_base.bin
 # the three strategies with the default recipe, resumable: run it again after an interruption
 compare: train_bert data/model.bin
 	$(PYTHON) dev/compare.py
+
+# ---------------------------------------------------------------------------
+# what the lent GPU machine needs beside the working tree (dev/gpu_check.sh, dev/gpu_experiment.sh):
+# one ignored folder to carry, 48 MB: the splits, the vocabulary, MiniLM packed as bf16, stb_ds.h
+gpu-carry: data/model.bin data/ref_minilm_model.bin
+	mkdir -p gpu_carry/data gpu_carry/stb
+	cp data/emotion_train.bin data/emotion_validation.bin data/emotion_test.bin data/vocab.txt gpu_carry/data/
+	$(PYTHON) dev/pack_bf16.py pack data/ref_minilm_model.bin gpu_carry/data/minilm_bf16.bin
+	cp /usr/include/stb/stb_ds.h gpu_carry/stb/
+	du -sh gpu_carry

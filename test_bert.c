@@ -72,7 +72,9 @@ static void test_state_(const char* model_path, const char* state_path) {
         } else {
             // frozen: the reference has no gradient there either, and we computed none
             for (size_t k = 0; k < info->size; k++) {
-                if (st.grads[offset + k] != 0.0f) { all_ok = 0; printf("reference has a gradient for frozen %s\n", info->name); break; }
+                if (st.grads[offset + k] != 0.0f) {
+                    all_ok = 0; printf("reference has a gradient for frozen %s\n", info->name); break;
+                }
             }
             if (g != NULL) { all_ok = 0; }
         }
@@ -95,7 +97,8 @@ static void test_state_(const char* model_path, const char* state_path) {
         losses[s] = model.mean_loss;
         bert_zero_grad(&model);
         bert_backward(&model);
-        bert_update(&model, lr_at_step(st.lr, s, st.warmup, st.total_steps), 0.9f, 0.999f, 1e-8f, st.weight_decay, st.max_norm);
+        bert_update(&model, lr_at_step(st.lr, s, st.warmup, st.total_steps), 0.9f, 0.999f, 1e-8f, st.weight_decay,
+                    st.max_norm);
     }
     for (int s = 0; s < st.nsteps; s++) { printf("    step %d loss %.6f ref %.6f\n", s, losses[s], st.losses[s]); }
     snprintf(what, sizeof(what), "%s: %d optimizer-step losses", state_path, st.nsteps);
@@ -118,20 +121,25 @@ static void test_tables_(void) {
         for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { if (info[i].trainable) { total[s] += info[i].size; } }
     }
     fill_in_lora_sizes(lora, &cfg, 8);
-    printf("trainable: full %zu, frozen %zu, lora %zu + %zu\n", total[0], total[1], total[2], lora[0].size + lora[1].size);
-    check(total[STRATEGY_FULL] == 109486854, "bert-base full: 109,486,854 trainable parameters (the reference's count)");
+    printf("trainable: full %zu, frozen %zu, lora %zu + %zu\n", total[0], total[1], total[2],
+           lora[0].size + lora[1].size);
+    check(total[STRATEGY_FULL] == 109486854,
+          "bert-base full: 109,486,854 trainable parameters (the reference's count)");
     check(total[STRATEGY_FROZEN] == 4614, "bert-base frozen: 4,614 (the classifier)");
     check(total[STRATEGY_LORA] + lora[0].size + lora[1].size == 446982, "bert-base lora r 8: 442,368 adapters + 4,614");
     int decay_ok = 1;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         const char* name = PARAMETER_SPECS[i].name;
         int bias_or_ln = name[strlen(name) - 1] == 'b' || strncmp(name, "ln", 2) == 0 || strncmp(name, "embln", 5) == 0;
-        if (PARAMETER_SPECS[i].decay == bias_or_ln) { decay_ok = 0; printf("decay flag of %s\n", PARAMETER_SPECS[i].name); }
+        if (PARAMETER_SPECS[i].decay == bias_or_ln) {
+            decay_ok = 0; printf("decay flag of %s\n", PARAMETER_SPECS[i].name);
+        }
     }
     check(decay_ok, "weight decay on every tensor but biases and LayerNorm (the Trainer's rule)");
     size_t a[NUM_ACTIVATION_TENSORS];
     fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &cfg, 32, 64, 0, 0);
-    check(a[5] == (size_t)12 * 32 * 12 * 64 * 64 && a[16] == 0, "activation sizes: att (L, B, NH, T, T); lora_u 0 without LoRA");
+    check(a[5] == (size_t)12 * 32 * 12 * 64 * 64 && a[16] == 0,
+          "activation sizes: att (L, B, NH, T, T); lora_u 0 without LoRA");
 }
 
 // ----------------------------------------------------------------------------
@@ -216,7 +224,8 @@ static void test_loader_(const Dataset* ds, int pad_id) {
     check(differs, "the order is reshuffled every epoch");
     loader.pos = ds->N + 5;
     int Bb, T;
-    check(loader_next_batch(&loader, ids, lengths, labels, pad_id, &Bb, &T) == 0, "a position past the end ends the epoch");
+    check(loader_next_batch(&loader, ids, lengths, labels, pad_id, &Bb, &T) == 0,
+          "a position past the end ends the epoch");
     free(ids); free(seen); free(first_order);
     loader_free(&loader);
 }
@@ -294,7 +303,9 @@ static void test_early_stopping_(void) {
 static void test_checkpoint_(const char* model_path, const char* state_path, int strategy) {
     printf("\n== checkpoint round trip (%s)\n", STRATEGY_NAMES[strategy]);
     RefState st;
-    if (!ref_state_load(&st, state_path)) { check(0, "the reference state for the checkpoint test can be read"); return; }
+    if (!ref_state_load(&st, state_path)) {
+        check(0, "the reference state for the checkpoint test can be read"); return;
+    }
     st.strategy = strategy;
     Bert model;
     model_from_state_(&model, model_path, &st);
@@ -321,9 +332,10 @@ static void test_checkpoint_(const char* model_path, const char* state_path, int
     check(memcmp(logits, loaded.acts.logits, (size_t)st.B * st.NC * sizeof(float)) == 0, what);
     Bert inference = {0};
     bert_build_from_checkpoint(&inference, path);
-    snprintf(what, sizeof(what), "%s checkpoint alone builds the model with its strategy and weights", STRATEGY_NAMES[strategy]);
-    check(inference.strategy == strategy && memcmp(inference.params_memory, model.params_memory,
-          model.num_parameters * sizeof(float)) == 0 && inference.num_lora_parameters == model.num_lora_parameters, what);
+    snprintf(what, sizeof(what), "%s checkpoint alone builds the model with its strategy and weights",
+             STRATEGY_NAMES[strategy]);
+    int same = memcmp(inference.params_memory, model.params_memory, model.num_parameters * sizeof(float)) == 0;
+    check(inference.strategy == strategy && same && inference.num_lora_parameters == model.num_lora_parameters, what);
     remove(path);
     bert_free(&inference);
     bert_free(&model);
@@ -359,13 +371,16 @@ static void test_train_state_(const char* model_path) {
     state_model_(&a);
     state_model_(&b);
     size_t ntrain = bert_num_trainable(&a);
-    for (size_t i = 0; i < ntrain; i++) { a.m_memory[i] = 0.001f * (float)(i % 97); a.v_memory[i] = 1e-6f * (float)(i % 89); }
+    for (size_t i = 0; i < ntrain; i++) {
+        a.m_memory[i] = 0.001f * (float)(i % 97); a.v_memory[i] = 1e-6f * (float)(i % 89);
+    }
     for (size_t i = 0; i < a.num_lora_parameters; i++) { a.lora_memory[i] = 0.01f * (float)(i % 13); }
     a.params_memory[5] = 42.0f;
     a.step = 7; // 2 epochs of 3 steps, then 1 step into the third
     TrainProgress pr = {3, 16, 1, 0.75, 2.5, 10.0, 0}, pr2 = {0};
     EarlyStopping es = {2, 1, 0.75f, 1, 1}, es2 = {0};
-    EpochResult hist[2] = {{1, 3, 1, 1.5f, 1.2f, 0.6f, 0.6f, 0.6f, 0.75f, 2.0f}, {2, 6, 0, 1.0f, 1.1f, 0.5f, 0.5f, 0.5f, 0.7f, 2.0f}};
+    EpochResult hist[2] = {{1, 3, 1, 1.5f, 1.2f, 0.6f, 0.6f, 0.6f, 0.75f, 2.0f},
+                           {2, 6, 0, 1.0f, 1.1f, 0.5f, 0.5f, 0.5f, 0.7f, 2.0f}};
     char path[] = "/tmp/test_bert_state_XXXXXX";
     int fd = mkstemp(path);
     if (fd >= 0) { close(fd); }
@@ -377,7 +392,8 @@ static void test_train_state_(const char* model_path) {
              hist2[1].step == 6 && hist2[0].f1 == 0.75f && hist2[0].train_loss == 1.5f &&
              memcmp(a.params_memory, b.params_memory, a.num_parameters * sizeof(float)) == 0 &&
              memcmp(a.lora_memory, b.lora_memory, a.num_lora_parameters * sizeof(float)) == 0 &&
-             memcmp(a.m_memory, b.m_memory, ntrain * sizeof(float)) == 0 && memcmp(a.v_memory, b.v_memory, ntrain * sizeof(float)) == 0;
+             memcmp(a.m_memory, b.m_memory, ntrain * sizeof(float)) == 0 && memcmp(a.v_memory, b.v_memory,
+                                                                                   ntrain * sizeof(float)) == 0;
     check(ok, "training state: save, load, same weights, moments, counters, times and history");
     arrfree(hist2);
 
@@ -472,7 +488,8 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     expect_failure(load_split_, bad, "bytes", 1, "a token count of 2^31 - 1");
     // model files: each config field out of its range, a size product that would wrap, non-finite numbers
     struct { int slot; int32_t value; const char* want; const char* what; } fields[] = {
-        {MODEL_V, 0, "field V", "V 0"}, {MODEL_C, -64, "field C", "negative C"}, {MODEL_L, 100000, "field L", "L 100000"},
+        {MODEL_V, 0, "field V", "V 0"}, {MODEL_C, -64, "field C", "negative C"}, {MODEL_L, 100000, "field L",
+                                                                                  "L 100000"},
         {MODEL_NH, 7, "multiple", "C not a multiple of NH"}, {MODEL_NC, 1, "field NC", "one label"},
         {MODEL_PAD_ID, 30522, "pad id", "pad id = V"}, {MODEL_ACT, 2, "activation", "another activation"},
         {MODEL_EPS, 0x7f800000, "eps", "eps +inf (passed the old check)"}, {MODEL_EPS, 0x7fc00000, "eps", "eps NaN"},
@@ -503,7 +520,8 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     const char* ckpt = "test_bad_ckpt.bin.out";
     bert_save_checkpoint(&m, ckpt, 1);
     write_corrupt(ckpt, bad, 0, CKPT_STRATEGY * 4, STRATEGY_FULL);
-    expect_failure(load_checkpoint_alone_, bad, "LoRA rank 4", 1, "a LoRA checkpoint whose header says full (adapters were ignored)");
+    expect_failure(load_checkpoint_alone_, bad, "LoRA rank 4", 1,
+                   "a LoRA checkpoint whose header says full (adapters were ignored)");
     write_corrupt(ckpt, bad, 0, CKPT_LORA_R * 4, 0);
     expect_failure(load_checkpoint_alone_, bad, "LoRA rank", 1, "a LoRA checkpoint of rank 0");
     write_corrupt(ckpt, bad, 0, CKPT_LORA_ALPHA * 4, 0x7fc00000);
@@ -511,7 +529,8 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     write_corrupt(ckpt, bad, 0, CKPT_STRATEGY * 4, 9);
     expect_failure(load_checkpoint_alone_, bad, "strategy", 1, "a checkpoint of strategy 9");
     expect_failure(load_model_, ckpt, "LoRA checkpoint", 1, "training from a LoRA checkpoint would drop its adapters");
-    expect_failure(load_checkpoint_alone_, model_path, "not a train_bert checkpoint", 1, "classify mode with a plain model file");
+    expect_failure(load_checkpoint_alone_, model_path, "not a train_bert checkpoint", 1,
+                   "classify mode with a plain model file");
     bert_free(&m);
     // the end-of-run reload: every header slot must match the model (before, only V, C, L, NC were compared)
     Bert full = {0};

@@ -11,7 +11,7 @@ Tests train_bert.cu against PyTorch and against train_bert.c, on the GPU.
 5. Checkpoints cross over: a GPU checkpoint loads on the CPU and the reverse.
 A missing reference file is a failed check, and the tests go on: the last line always comes.
 
-Run: make test_bertcu && ./test_bertcu [data dir]
+Run: make test_bertcu && ./test_bertcu [data dir] [tiny]
 Last line: "N passed, N failed"; the exit code is non-zero on any failure.
 */
 #define TESTING_CU
@@ -90,7 +90,8 @@ static void test_state_(const char* model_path, const char* state_path, int prec
             char label[32];
             snprintf(label, sizeof(label), "d%s", info->name);
             all_ok &= bf16 ? compare_norm(label, grads + offset, st.grads + offset, info->size, BF16_GRAD_REL)
-                           : compare_tensor(label, grads + offset, st.grads + offset, info->size, FP32_GRAD_ABS, FP32_GRAD_REL, 0);
+                           : compare_tensor(label, grads + offset, st.grads + offset, info->size, FP32_GRAD_ABS,
+                                            FP32_GRAD_REL, 0);
         } else if (((float**)&g->grads)[i] != NULL) {
             all_ok = 0; // frozen: no gradient memory at all
         }
@@ -103,7 +104,8 @@ static void test_state_(const char* model_path, const char* state_path, int prec
         all_ok &= bf16 ? compare_norm("dlora_a", lora_grads, st.lora_grads, na, BF16_GRAD_REL)
                        : compare_tensor("dlora_a", lora_grads, st.lora_grads, na, FP32_GRAD_ABS, FP32_GRAD_REL, 0);
         all_ok &= bf16 ? compare_norm("dlora_b", lora_grads + na, st.lora_grads + na, nb, BF16_GRAD_REL)
-                       : compare_tensor("dlora_b", lora_grads + na, st.lora_grads + na, nb, FP32_GRAD_ABS, FP32_GRAD_REL, 0);
+                       : compare_tensor("dlora_b", lora_grads + na, st.lora_grads + na, nb, FP32_GRAD_ABS,
+                                        FP32_GRAD_REL, 0);
     }
     snprintf(what, sizeof(what), "%s [%s]: every trainable gradient", state_path, pname);
     check(all_ok, what);
@@ -160,7 +162,8 @@ static void test_dropout_device_(void) {
     cudaCheck(cudaMemcpy(dr, r, N * sizeof(float), cudaMemcpyHostToDevice));
     cu::dropout_forward(dout, dx, dr, N, 0.1f, stream);
     cudaCheck(cudaMemcpy(got, dout, N * sizeof(float), cudaMemcpyDeviceToHost));
-    check(memcmp(got, want, N * sizeof(float)) == 0, "device dropout_forward (with residual) equals the CPU bit for bit");
+    check(memcmp(got, want, N * sizeof(float)) == 0,
+          "device dropout_forward (with residual) equals the CPU bit for bit");
     memset(want, 0, N * sizeof(float));
     dropout_backward(want, x, N, 0.1f, stream);
     cudaCheck(cudaMemset(dout, 0, N * sizeof(float)));
@@ -258,7 +261,9 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
     float* wg = (float*)mallocCheck((n + nl) * sizeof(float));
     memcpy(wc, cpu.params_memory, n * sizeof(float));
     memcpy(wg, gpu.params_memory, n * sizeof(float));
-    if (nl > 0) { memcpy(wc + n, cpu.lora_memory, nl * sizeof(float)); memcpy(wg + n, gpu.lora_memory, nl * sizeof(float)); }
+    if (nl > 0) {
+        memcpy(wc + n, cpu.lora_memory, nl * sizeof(float)); memcpy(wg + n, gpu.lora_memory, nl * sizeof(float));
+    }
     double frac = same_direction_(w0, wc, wg, n + nl);
     compare_norm("params", wg, wc, n + nl, 1.0); // printed for the record; the check is the direction
     snprintf(what, sizeof(what), "%s [%s]: after %d steps the weights moved the CPU's way (>= %.3f of them)", sname,
@@ -277,7 +282,9 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
 static void test_checkpoint_cross_(const char* model_path, const char* state_path, int strategy) {
     printf("\n== checkpoints GPU <-> CPU (%s)\n", STRATEGY_NAMES[strategy]);
     RefState st;
-    if (!ref_state_load(&st, state_path)) { check(0, "the reference state for the checkpoint test can be read"); return; }
+    if (!ref_state_load(&st, state_path)) {
+        check(0, "the reference state for the checkpoint test can be read"); return;
+    }
     st.strategy = strategy;
     Bert gpu;
     model_from_state_(&gpu, model_path, &st, 1, cu::PRECISION_FP32);
@@ -327,8 +334,10 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
 
 // ----------------------------------------------------------------------------
 
+// ./test_bertcu [data dir] [tiny]: with "tiny", only the tiny model (compute-sanitizer runs, dev/gpu_check.sh)
 int main(int argc, char** argv) {
     const char* data = argc > 1 ? argv[1] : "data";
+    int nmodels = argc > 2 && strcmp(argv[2], "tiny") == 0 ? 1 : 2;
     char model_path[1024], state_path[1024], path[1024];
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -342,12 +351,13 @@ int main(int argc, char** argv) {
     const char* models[] = {"tiny", "minilm"};
     const char* states[] = {"full", "frozen", "lora", "full_b1", "full_pad"};
     for (int prec = 0; prec < 2; prec++) {
-        for (int m = 0; m < 2; m++) {
+        for (int m = 0; m < nmodels; m++) {
             snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);
             if (access(model_path, R_OK) != 0) {
                 // MiniLM needs the pip package; where it is missing the run says so and goes on
                 printf("\n(skipping %s: %s is missing)\n", models[m], model_path);
-                check(m == 1, m == 1 ? "MiniLM skipped (no data/ref_minilm_model.bin)" : "data/ref_tiny_model.bin exists");
+                check(m == 1,
+                      m == 1 ? "MiniLM skipped (no data/ref_minilm_model.bin)" : "data/ref_tiny_model.bin exists");
                 continue;
             }
             for (int s = 0; s < 5; s++) {

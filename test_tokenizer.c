@@ -61,7 +61,8 @@ static void test_reference(Tokenizer* t, const char* path) {
     FILE* f;
     fopenCheck(&f, path, "rb");
     int32_t header[HEADER_INTS];
-    header_read(f, path, header, TOKREF_MAGIC, TOKREF_VERSION, "tokenizer reference", "re-run `python dev/tokenizer_reference.py`");
+    header_read(f, path, header, TOKREF_MAGIC, TOKREF_VERSION, "tokenizer reference",
+                "re-run `python dev/tokenizer_reference.py`");
     int N = header[2], max_len = header[3];
     if (header[4] != t->do_lower_case || header[5] != t->V) {
         fprintf(stderr, "Error: %s was made with do_lower_case %d and V %d, the tokenizer has %d and %d\n",
@@ -80,7 +81,9 @@ static void test_reference(Tokenizer* t, const char* path) {
         if (nbytes > 0) { freadCheck(text, 1, (size_t)nbytes, f, path); }
         text[nbytes] = '\0';
         freadCheck(&nref, sizeof(int), 1, f, path);
-        if (nref < 2 || nref > max_len) { fprintf(stderr, "Error: %s case %d: bad id count %d\n", path, c, nref); exit(EXIT_FAILURE); }
+        if (nref < 2 || nref > max_len) {
+            fprintf(stderr, "Error: %s case %d: bad id count %d\n", path, c, nref); exit(EXIT_FAILURE);
+        }
         freadCheck(ref, sizeof(int), (size_t)nref, f, path);
 
         int n = tokenizer_encode_bytes(t, text, (size_t)nbytes, ids, max_len);
@@ -96,7 +99,9 @@ static void test_reference(Tokenizer* t, const char* path) {
         }
     }
     char extra;
-    if (fread(&extra, 1, 1, f) != 0) { fprintf(stderr, "Error: %s has bytes after case %d\n", path, N); exit(EXIT_FAILURE); }
+    if (fread(&extra, 1, 1, f) != 0) {
+        fprintf(stderr, "Error: %s has bytes after case %d\n", path, N); exit(EXIT_FAILURE);
+    }
     fclose(f);
     printf("reference: %d cases, %d match Hugging Face, %d differ\n", N, N - case_failed, case_failed);
     arrfree(text);
@@ -173,11 +178,13 @@ static void test_truncation(Tokenizer* t) {
 // main
 
 int main(int argc, char** argv) {
-    const char* vocab_path = argc > 1 ? argv[1] : "../shared/data/bert-base-uncased/vocab.txt"; // as the Makefile's SHARED
+    // as the Makefile's SHARED
+    const char* vocab_path = argc > 1 ? argv[1] : "../shared/data/bert-base-uncased/vocab.txt";
     const char* ref_path = argc > 2 ? argv[2] : "data/tokenizer_ref.bin";
     Tokenizer t;
     tokenizer_init(&t, vocab_path, 1);
-    printf("vocab %s: V %d, [CLS] %d [SEP] %d [UNK] %d [PAD] %d\n", vocab_path, t.V, t.cls_id, t.sep_id, t.unk_id, t.pad_id);
+    printf("vocab %s: V %d, [CLS] %d [SEP] %d [UNK] %d [PAD] %d\n", vocab_path, t.V, t.cls_id, t.sep_id, t.unk_id,
+           t.pad_id);
     test_reference(&t, ref_path);
     test_invalid_utf8(&t);
     test_truncation(&t);

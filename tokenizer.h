@@ -99,7 +99,9 @@ static void uni_strip_accents(uint32_t** out, uint32_t cp) {
     if (i >= 0 && UNI_STRIP_ONE[i][0] == cp) { arrput(*out, UNI_STRIP_ONE[i][1]); return; }
     i = uni_find_row_(&UNI_STRIP_MULTI[0][0], UNI_ROWS_(UNI_STRIP_MULTI), UNI_ROW_LEN_(UNI_STRIP_MULTI), cp);
     if (i >= 0 && UNI_STRIP_MULTI[i][0] == cp) {
-        for (int j = 1; j <= UNI_STRIP_MULTI_MAX && UNI_STRIP_MULTI[i][j] != 0; j++) { arrput(*out, UNI_STRIP_MULTI[i][j]); }
+        for (int j = 1; j <= UNI_STRIP_MULTI_MAX && UNI_STRIP_MULTI[i][j] != 0; j++) {
+            arrput(*out, UNI_STRIP_MULTI[i][j]);
+        }
         return;
     }
     arrput(*out, cp);
@@ -115,7 +117,9 @@ static void uni_lowercase(uint32_t** out, uint32_t cp) {
     }
     i = uni_find_row_(&UNI_LOWER_MULTI[0][0], UNI_ROWS_(UNI_LOWER_MULTI), UNI_ROW_LEN_(UNI_LOWER_MULTI), cp);
     if (i >= 0 && UNI_LOWER_MULTI[i][0] == cp) {
-        for (int j = 1; j <= UNI_LOWER_MULTI_MAX && UNI_LOWER_MULTI[i][j] != 0; j++) { arrput(*out, UNI_LOWER_MULTI[i][j]); }
+        for (int j = 1; j <= UNI_LOWER_MULTI_MAX && UNI_LOWER_MULTI[i][j] != 0; j++) {
+            arrput(*out, UNI_LOWER_MULTI[i][j]);
+        }
         return;
     }
     arrput(*out, cp);
@@ -210,7 +214,9 @@ void tokenizer_init(Tokenizer* t, const char* vocab_path, int do_lower_case) {
     FILE* f = fopen(vocab_path, "rb");
     if (f == NULL) { tokenizer_fail_(vocab_path, "cannot open", NULL); }
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) { tokenizer_fail_(vocab_path, "is not a regular file", NULL); }
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        tokenizer_fail_(vocab_path, "is not a regular file", NULL);
+    }
     if (fseek(f, 0, SEEK_END) != 0) { tokenizer_fail_(vocab_path, "cannot seek", NULL); }
     long size = ftell(f);
     if (size < 0) { tokenizer_fail_(vocab_path, "cannot tell size", NULL); }

@@ -84,7 +84,9 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
                 for (int i = 0; i < im; i++) {
                     for (int j = 0; j < jn; j++) {
                         float sum = out[(size_t)(i0 + i) * N + j0 + j];
-                        for (int k = 0; k < K; k++) { sum += a[(i0 + i) * a_rs + k * a_cs] * b[(size_t)k * N + j0 + j]; }
+                        for (int k = 0; k < K; k++) {
+                            sum += a[(i0 + i) * a_rs + k * a_cs] * b[(size_t)k * N + j0 + j];
+                        }
                         out[(size_t)(i0 + i) * N + j0 + j] = sum;
                     }
                 }
@@ -373,7 +375,8 @@ void pooler_forward(float* out, float* cls, const float* h, const float* w, cons
 // dpre_scratch and dcls_scratch are (B, C).
 void pooler_backward(float* dh, float* dw, float* db, float* dpre_scratch, float* dcls_scratch, const float* dout,
                      const float* out, const float* cls, const float* w, int B, int T, int C) {
-    for (size_t i = 0; i < (size_t)B * C; i++) { dpre_scratch[i] = dout[i] * (1.0f - out[i] * out[i]); } // tanh' = 1 - tanh^2
+    // tanh' = 1 - tanh^2
+    for (size_t i = 0; i < (size_t)B * C; i++) { dpre_scratch[i] = dout[i] * (1.0f - out[i] * out[i]); }
     memset(dcls_scratch, 0, (size_t)B * C * sizeof(float));
     matmul_backward(dcls_scratch, dw, db, dpre_scratch, cls, w, B, C, C);
     for (int b = 0; b < B; b++) {
@@ -619,7 +622,8 @@ static const BufferSpec ACTIVATION_SPECS[NUM_ACTIVATION_TENSORS] = {
     {"encoded",  {D_B, D_T, D_C}, ON_BOTH},             // embeddings before their LayerNorm
     {"emb_mean", {D_B, D_T}, ON_BOTH},
     {"emb_rstd", {D_B, D_T}, ON_BOTH},
-    {"hs",       {D_L1, D_B, D_T, D_C}, ON_BOTH},       // input of each layer; hs[0] = dropout(LN(encoded)), hs[L] the output
+    // input of each layer; hs[0] = dropout(LN(encoded)), hs[L] the output
+    {"hs",       {D_L1, D_B, D_T, D_C}, ON_BOTH},
     {"qkv",      {D_L, D_B, D_T, D_3C}, ON_BOTH},
     {"att",      {D_L, D_B, D_NH, D_T, D_T}, ON_BOTH},  // softmax before dropout
     {"atty",     {D_L, D_B, D_T, D_C}, ON_BOTH},        // attention output, heads concatenated
@@ -850,25 +854,35 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         if (fields[i].value < fields[i].lo || fields[i].value > fields[i].hi) {
-            error_exit("model file %s: header field %s is %d, want %d..%d\n---> HINT: re-run `python prepro_emotion.py`",
-                       path, fields[i].name, fields[i].value, fields[i].lo, fields[i].hi);
+            error_exit("model file %s: header field %s is %d, want %d..%d\n"
+                       "---> HINT: re-run `python prepro_emotion.py`", path, fields[i].name, fields[i].value,
+                       fields[i].lo, fields[i].hi);
         }
     }
-    if (cfg->C % cfg->NH != 0) { error_exit("model file %s: hidden size %d is not a multiple of %d heads", path, cfg->C, cfg->NH); }
+    if (cfg->C % cfg->NH != 0) {
+        error_exit("model file %s: hidden size %d is not a multiple of %d heads", path, cfg->C, cfg->NH);
+    }
     if (!(isfinite(cfg->eps) && cfg->eps > 0.0f && cfg->eps < 1.0f)) {
         error_exit("model file %s: layer-norm eps is %g, want a number in (0, 1)", path, cfg->eps);
     }
     memcpy(cfg->name, &h[MODEL_NAME], MODEL_NAME_INTS * 4);
-    if (memchr(cfg->name, '\0', MODEL_NAME_INTS * 4) == NULL) { error_exit("model file %s: the model name is not NUL-terminated", path); }
+    if (memchr(cfg->name, '\0', MODEL_NAME_INTS * 4) == NULL) {
+        error_exit("model file %s: the model name is not NUL-terminated", path);
+    }
     cfg->name[256] = '\0';
     if (h[MODEL_KIND] == MODEL_KIND_CHECKPOINT) {
         int s = h[CKPT_STRATEGY], r = h[CKPT_LORA_R];
         float alpha = bits_to_float(h[CKPT_LORA_ALPHA]);
-        if (s < 0 || s >= NUM_STRATEGIES) { error_exit("checkpoint %s: strategy %d (want 0 full, 1 frozen, 2 lora)", path, s); }
-        if (s == STRATEGY_LORA && (r < 1 || r > cfg->C || !isfinite(alpha) || !(alpha > 0.0f))) {
-            error_exit("checkpoint %s: LoRA rank %d and alpha %g (want 1..%d and a positive number)", path, r, alpha, cfg->C);
+        if (s < 0 || s >= NUM_STRATEGIES) {
+            error_exit("checkpoint %s: strategy %d (want 0 full, 1 frozen, 2 lora)", path, s);
         }
-        if (s != STRATEGY_LORA && r != 0) { error_exit("checkpoint %s: a %s checkpoint with LoRA rank %d", path, STRATEGY_NAMES[s], r); }
+        if (s == STRATEGY_LORA && (r < 1 || r > cfg->C || !isfinite(alpha) || !(alpha > 0.0f))) {
+            error_exit("checkpoint %s: LoRA rank %d and alpha %g (want 1..%d and a positive number)", path, r, alpha,
+                       cfg->C);
+        }
+        if (s != STRATEGY_LORA && r != 0) {
+            error_exit("checkpoint %s: a %s checkpoint with LoRA rank %d", path, STRATEGY_NAMES[s], r);
+        }
         if (h[CKPT_EPOCH] < 0 || h[CKPT_STEP] < 0) { error_exit("checkpoint %s: negative epoch or step", path); }
     }
 }
@@ -876,7 +890,9 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
 // every float finite: NaN or Inf in weights or moments is a corrupt (or diverged) file
 static void check_finite_(const float* x, size_t n, const char* path, const char* what) {
     for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) { error_exit("%s: %s element %zu is %g; the file is corrupt or from a diverged run", path, what, i, x[i]); }
+        if (!isfinite(x[i])) {
+            error_exit("%s: %s element %zu is %g; the file is corrupt or from a diverged run", path, what, i, x[i]);
+        }
     }
 }
 
@@ -886,7 +902,8 @@ static int bert_read_file_(Bert* model, const char* path, int read_lora) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS];
-    long fsize = header_read(fp, path, h, MODEL_MAGIC, MODEL_VERSION, "model file", "re-run `python prepro_emotion.py`");
+    long fsize = header_read(fp, path, h, MODEL_MAGIC, MODEL_VERSION, "model file",
+                             "re-run `python prepro_emotion.py`");
     BertConfig* cfg = &model->config;
     bert_config_from_header_(cfg, h, path);
     int file_strategy = h[MODEL_KIND] == MODEL_KIND_CHECKPOINT ? h[CKPT_STRATEGY] : -1;
@@ -902,9 +919,11 @@ static int bert_read_file_(Bert* model, const char* path, int read_lora) {
         fill_in_lora_sizes(lora_info, cfg, h[CKPT_LORA_R]);
         nlora = lora_info[0].size + lora_info[1].size;
     }
-    size_t want = size_add(sizeof(h), size_mul(size_add(model->num_parameters, nlora, "model"), sizeof(float), "model"), "model");
+    size_t want = size_add(sizeof(h),
+                           size_mul(size_add(model->num_parameters, nlora, "model"), sizeof(float), "model"), "model");
     if ((size_t)fsize != want) {
-        error_exit("model file %s has %ld bytes, its header says %zu\n---> HINT: re-run `python prepro_emotion.py`", path, fsize, want);
+        error_exit("model file %s has %ld bytes, its header says %zu\n---> HINT: re-run `python prepro_emotion.py`",
+                   path, fsize, want);
     }
     size_t sizes[NUM_PARAMETER_TENSORS];
     table_sizes(sizes, model->param_info, NUM_PARAMETER_TENSORS, 0);
@@ -940,7 +959,8 @@ void bert_build_from_checkpoint(Bert* model, const char* path) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS];
-    header_read(fp, path, h, MODEL_MAGIC, MODEL_VERSION, "checkpoint", "pass out/checkpoint_best.bin (or _last) written by train_bert");
+    header_read(fp, path, h, MODEL_MAGIC, MODEL_VERSION, "checkpoint",
+                "pass out/checkpoint_best.bin (or _last) written by train_bert");
     fcloseCheck(fp, path);
     if (h[MODEL_KIND] != MODEL_KIND_CHECKPOINT) {
         error_exit("%s is not a train_bert checkpoint (a plain model file: header kind %d)\n"
@@ -1023,9 +1043,11 @@ typedef struct {
     float* ln2_rstd; // (B, T)
 } LayerActivations;
 
-static inline LayerActivations layer_activations(const ActivationTensors* a, int l, int B, int T, int C, int NH, int FF) {
+static inline LayerActivations layer_activations(const ActivationTensors* a, int l, int B, int T, int C, int NH,
+                                                 int FF) {
     size_t BT = (size_t)B * T, BTC = BT * C;
-    LayerActivations la = {a->hs + l * BTC, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T, a->atty + l * BTC,
+    LayerActivations la = {a->hs + l * BTC, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T,
+                           a->atty + l * BTC,
                            a->r1 + l * BTC, a->ln1 + l * BTC, a->ln1_mean + l * BT, a->ln1_rstd + l * BT,
                            a->fch + l * BT * FF, a->fch_gelu + l * BT * FF, a->r2 + l * BTC, a->ln2_mean + l * BT,
                            a->ln2_rstd + l * BT};
@@ -1106,7 +1128,9 @@ void bert_zero_grad(Bert* model) {
         float* g = ((float**)&model->grads)[i];
         if (g != NULL) { memset(g, 0, model->param_info[i].size * sizeof(float)); }
     }
-    if (model->lora_grads_memory != NULL) { memset(model->lora_grads_memory, 0, model->num_lora_parameters * sizeof(float)); }
+    if (model->lora_grads_memory != NULL) {
+        memset(model->lora_grads_memory, 0, model->num_lora_parameters * sizeof(float));
+    }
 }
 
 // Backward pass of the last training forward, layer by layer in reverse; accumulates into the
@@ -1145,7 +1169,8 @@ void bert_backward(Bert* model) {
         memset(s.dr, 0, BTC * sizeof(float));
         layernorm_backward(s.dr, LAYER_(g.ln2w, l, C), LAYER_(g.ln2b, l, C), s.dh, la.r2, LAYER_(w.ln2w, l, C),
                            la.ln2_mean, la.ln2_rstd, BT, C);
-        // r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1: d(ln1) gets dr directly, the dense gets it through the mask
+        // r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1: d(ln1) gets dr directly, the dense gets it through the
+        // mask
         memcpy(s.dln1, s.dr, BTC * sizeof(float));
         memset(s.tmp, 0, BTC * sizeof(float));
         dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_FCPROJ));
@@ -1154,7 +1179,8 @@ void bert_backward(Bert* model) {
                         LAYER_(w.fcprojw, l, C * FF), BT, FF, C);
         // fch_gelu = gelu(fch), fch = ln1 @ fcw^T + fcb
         gelu_backward(s.dfch, la.fch, s.dfch, (size_t)BT * FF);
-        matmul_backward(s.dln1, LAYER_(g.fcw, l, FF * C), LAYER_(g.fcb, l, FF), s.dfch, la.ln1, LAYER_(w.fcw, l, FF * C),
+        matmul_backward(s.dln1, LAYER_(g.fcw, l, FF * C), LAYER_(g.fcb, l, FF), s.dfch, la.ln1,
+                        LAYER_(w.fcw, l, FF * C),
                         BT, C, FF);
         // ln1 = LN1(r1)
         memset(s.dr, 0, BTC * sizeof(float));
@@ -1179,8 +1205,9 @@ void bert_backward(Bert* model) {
             for (int j = 0; j < 3; j++) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_backward(dx, model->lora_grads.lora_a + lj * r * C, model->lora_grads.lora_b + lj * C * r, s.du,
-                              s.xd, s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x, model->lora.lora_a + lj * r * C,
-                              model->lora.lora_b + lj * C * r, BT, C, C, r, lora_scale, plora,
+                              s.xd, s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x,
+                              model->lora.lora_a + lj * r * C, model->lora.lora_b + lj * C * r, BT, C, C, r,
+                              lora_scale, plora,
                               bert_stream(model, l, SITE_LORA_Q + j));
             }
         }
@@ -1372,7 +1399,8 @@ void metrics_print_report(const Metrics* m, const char* split) {
 // ----------------------------------------------------------------------------
 // the program around the model, shared with train_bert.cu
 
-#include "bertc/checkpoint.h" // defines: bert_save_checkpoint, bert_load_checkpoint, train_state_save / _load, EarlyStopping
+// defines: bert_save_checkpoint, bert_load_checkpoint, train_state_save / _load, EarlyStopping
+#include "bertc/checkpoint.h"
 #include "bertc/logger.h"     // defines: TensorBoard events (events_open, events_add_scalar), log.tsv
 #include "bertc/trainer.h"    // defines: Backend, trainer_main: the flags, the loop, evaluation, classify mode
 

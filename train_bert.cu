@@ -90,9 +90,11 @@ static float* cuda_malloc_and_point_(float** ptrs, const size_t* sizes, int n) {
 // the host copies of weights (and, when training, AdamW moments) -> device
 void bert_from_host(Bert* model) {
     BertGPU* g = gpu_(model);
-    cudaCheck(cudaMemcpy(g->params_memory, model->params_memory, model->num_parameters * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(g->params_memory, model->params_memory, model->num_parameters * sizeof(float),
+                         cudaMemcpyHostToDevice));
     if (model->num_lora_parameters > 0) {
-        cudaCheck(cudaMemcpy(g->lora_memory, model->lora_memory, model->num_lora_parameters * sizeof(float), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(g->lora_memory, model->lora_memory, model->num_lora_parameters * sizeof(float),
+                             cudaMemcpyHostToDevice));
     }
     if (g->num_trainable > 0) {
         cudaCheck(cudaMemcpy(g->m_memory, model->m_memory, g->num_trainable * sizeof(float), cudaMemcpyHostToDevice));
@@ -104,9 +106,11 @@ void bert_from_host(Bert* model) {
 // device -> the host copies, before a checkpoint or a training state is written
 void bert_to_host(Bert* model) {
     BertGPU* g = gpu_(model);
-    cudaCheck(cudaMemcpy(model->params_memory, g->params_memory, model->num_parameters * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(model->params_memory, g->params_memory, model->num_parameters * sizeof(float),
+                         cudaMemcpyDeviceToHost));
     if (model->num_lora_parameters > 0) {
-        cudaCheck(cudaMemcpy(model->lora_memory, g->lora_memory, model->num_lora_parameters * sizeof(float), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(model->lora_memory, g->lora_memory, model->num_lora_parameters * sizeof(float),
+                             cudaMemcpyDeviceToHost));
     }
     if (g->num_trainable > 0) {
         cudaCheck(cudaMemcpy(model->m_memory, g->m_memory, g->num_trainable * sizeof(float), cudaMemcpyDeviceToHost));
@@ -135,7 +139,9 @@ void bert_setup(Bert* model, int B_max, int T_max) {
         float* ptrs[NUM_PARAMETER_TENSORS + NUM_LORA_TENSORS];
         g->grads_memory = cuda_malloc_and_point_(ptrs, sizes, NUM_PARAMETER_TENSORS + (lora ? NUM_LORA_TENSORS : 0));
         memcpy(&g->grads, ptrs, sizeof(g->grads));
-        if (lora) { g->lora_grads.lora_a = ptrs[NUM_PARAMETER_TENSORS]; g->lora_grads.lora_b = ptrs[NUM_PARAMETER_TENSORS + 1]; }
+        if (lora) {
+            g->lora_grads.lora_a = ptrs[NUM_PARAMETER_TENSORS]; g->lora_grads.lora_b = ptrs[NUM_PARAMETER_TENSORS + 1];
+        }
         g->num_trainable = bert_num_trainable(model);
         cudaCheck(cudaMalloc(&g->m_memory, g->num_trainable * sizeof(float)));
         cudaCheck(cudaMalloc(&g->v_memory, g->num_trainable * sizeof(float)));
@@ -374,13 +380,15 @@ float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, fl
 // the last forward's logits (B, NC) and pooled output (B, C), copied to the host
 const float* bert_logits(Bert* model, int B) {
     BertGPU* g = gpu_(model);
-    cudaCheck(cudaMemcpy(g->host_out, g->acts.logits, (size_t)B * model->config.NC * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g->host_out, g->acts.logits, (size_t)B * model->config.NC * sizeof(float),
+                         cudaMemcpyDeviceToHost));
     return g->host_out;
 }
 
 const float* bert_pooled(Bert* model, int B) {
     BertGPU* g = gpu_(model);
-    cudaCheck(cudaMemcpy(g->host_out, g->acts.pooled, (size_t)B * model->config.C * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(g->host_out, g->acts.pooled, (size_t)B * model->config.C * sizeof(float),
+                         cudaMemcpyDeviceToHost));
     return g->host_out;
 }
 
@@ -400,7 +408,8 @@ void bert_grads_to_host(Bert* model, float* grads, float* lora_grads) {
         offset += n;
     }
     if (lora_grads != NULL && model->num_lora_parameters > 0) {
-        cudaCheck(cudaMemcpy(lora_grads, g->grads_memory + flat, model->num_lora_parameters * sizeof(float), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(lora_grads, g->grads_memory + flat, model->num_lora_parameters * sizeof(float),
+                             cudaMemcpyDeviceToHost));
     }
 }
 
@@ -427,7 +436,8 @@ void bert_free(Bert* model) {
 void bert_init_device(void) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        error_exit("no CUDA device\n---> HINT: train_bertcu needs an NVIDIA GPU; ./train_bert is the same program on the CPU");
+        error_exit("no CUDA device\n"
+                   "---> HINT: train_bertcu needs an NVIDIA GPU; ./train_bert is the same program on the CPU");
     }
 }
 
@@ -444,8 +454,9 @@ void bert_describe(const Bert* model, char* out, size_t n) {
 } // namespace cu
 
 static const Backend CUDA_BACKEND = {
-    .name = "cuda", .on_gpu = 1, .init = cu::bert_init_device, .setup = cu::bert_setup, .forward = cu::bert_forward, .zero_grad = cu::bert_zero_grad,
-    .backward = cu::bert_backward, .update = cu::bert_update, .logits = cu::bert_logits, .pooled = cu::bert_pooled,
+    .name = "cuda", .on_gpu = 1, .init = cu::bert_init_device, .setup = cu::bert_setup, .forward = cu::bert_forward,
+    .zero_grad = cu::bert_zero_grad, .backward = cu::bert_backward, .update = cu::bert_update,
+    .logits = cu::bert_logits, .pooled = cu::bert_pooled,
     .to_host = cu::bert_to_host, .from_host = cu::bert_from_host, .free = cu::bert_free, .describe = cu::bert_describe,
 };
 

@@ -68,7 +68,9 @@ static inline void bert_save_checkpoint(const Bert* model, const char* path, int
     FILE* fp = atomic_open(path);
     fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, path);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
-    if (model->strategy == STRATEGY_LORA) { fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path); }
+    if (model->strategy == STRATEGY_LORA) {
+        fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path);
+    }
     atomic_commit(fp, path);
 }
 
@@ -79,7 +81,8 @@ static inline void bert_load_checkpoint(Bert* model, const char* path) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS], want[HEADER_INTS];
-    long fsize = header_read(fp, path, h, MODEL_MAGIC, MODEL_VERSION, "checkpoint", "it must come from this run's settings");
+    long fsize = header_read(fp, path, h, MODEL_MAGIC, MODEL_VERSION, "checkpoint",
+                             "it must come from this run's settings");
     bert_checkpoint_header_(model, want, 0);
     for (int i = MODEL_V; i <= CKPT_LORA_ALPHA; i++) {
         if (h[i] != want[i]) {
@@ -89,7 +92,8 @@ static inline void bert_load_checkpoint(Bert* model, const char* path) {
     }
     size_t n = model->num_parameters + (model->strategy == STRATEGY_LORA ? model->num_lora_parameters : 0);
     if ((size_t)fsize != sizeof(h) + n * sizeof(float)) {
-        error_exit("checkpoint %s has %ld bytes; this model and strategy need %zu", path, fsize, sizeof(h) + n * sizeof(float));
+        error_exit("checkpoint %s has %ld bytes; this model and strategy need %zu", path, fsize,
+                   sizeof(h) + n * sizeof(float));
     }
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
     check_finite_(model->params_memory, model->num_parameters, path, "parameter");
@@ -124,12 +128,13 @@ typedef struct {
 
 // The settings a state only resumes under, header slots [20..32] (floats as their bits).
 static const char* STATE_SETTING_NAMES[STATE_NUM_SETTINGS] = {"strategy (-s)", "seed (-r)", "batch size (-b)",
-    "epochs (-e)", "number of train examples", "LoRA rank (-k)", "learning rate (-l)", "warmup (-u)", "weight decay (-w)",
-    "max grad norm (-g)", "dropout (-q)", "LoRA alpha (-a)", "LoRA dropout (-z)"};
+    "epochs (-e)", "number of train examples", "LoRA rank (-k)", "learning rate (-l)", "warmup (-u)",
+    "weight decay (-w)", "max grad norm (-g)", "dropout (-q)", "LoRA alpha (-a)", "LoRA dropout (-z)"};
 enum { SET_STRATEGY = 0, SET_SEED, SET_B, SET_EPOCHS, SET_N }; // the ones the checks below use
 
 // Written to path.tmp and renamed, so a kill at any moment leaves the previous state or the new one.
-static inline void train_state_save(const char* path, const Bert* model, const int32_t* settings, const TrainProgress* pr,
+static inline void train_state_save(const char* path, const Bert* model, const int32_t* settings,
+                                    const TrainProgress* pr,
                                     const EarlyStopping* es, const EpochResult* history, int nhistory) {
     int32_t h[HEADER_INTS] = {0};
     size_t ntrain = bert_num_trainable(model);
@@ -139,8 +144,8 @@ static inline void train_state_save(const char* path, const Bert* model, const i
     header_set_f64(h, STATE_LOSS_SUM, pr->loss_sum);
     header_set_f64(h, STATE_TRAIN_SECONDS, pr->train_seconds);
     header_set_f64(h, STATE_EPOCH_SECONDS, pr->epoch_seconds);
-    h[STATE_HAS_BEST] = es->has_best; h[STATE_BEST_F1] = float_to_bits(es->best_f1); h[STATE_BEST_EPOCH] = es->best_epoch;
-    h[STATE_BAD_EPOCHS] = es->bad_epochs;
+    h[STATE_HAS_BEST] = es->has_best; h[STATE_BEST_F1] = float_to_bits(es->best_f1);
+    h[STATE_BEST_EPOCH] = es->best_epoch; h[STATE_BAD_EPOCHS] = es->bad_epochs;
     h[STATE_NHIST] = nhistory;
     h[STATE_NPARAMS] = (int32_t)model->num_parameters; h[STATE_NLORA] = (int32_t)model->num_lora_parameters;
     h[STATE_NTRAIN] = (int32_t)ntrain;
@@ -148,7 +153,9 @@ static inline void train_state_save(const char* path, const Bert* model, const i
     FILE* fp = atomic_open(path);
     fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, path);
     fwriteCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
-    if (model->num_lora_parameters > 0) { fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path); }
+    if (model->num_lora_parameters > 0) {
+        fwriteCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path);
+    }
     fwriteCheck(model->m_memory, sizeof(float), ntrain, fp, path);
     fwriteCheck(model->v_memory, sizeof(float), ntrain, fp, path);
     for (int i = 0; i < nhistory; i++) {
@@ -181,11 +188,13 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS];
-    long fsize = header_read(fp, path, h, STATE_MAGIC, STATE_VERSION, "training state", "start afresh without -R, or with another -o");
+    long fsize = header_read(fp, path, h, STATE_MAGIC, STATE_VERSION, "training state",
+                             "start afresh without -R, or with another -o");
     for (int i = 0; i < STATE_NUM_SETTINGS; i++) {
         if (h[STATE_SETTINGS + i] != settings[i]) {
-            error_exit("%s was written with another %s (%d there, %d now)\n---> HINT: resume with the flags of the interrupted run",
-                       path, STATE_SETTING_NAMES[i], h[STATE_SETTINGS + i], settings[i]);
+            error_exit("%s was written with another %s (%d there, %d now)\n"
+                       "---> HINT: resume with the flags of the interrupted run", path, STATE_SETTING_NAMES[i],
+                       h[STATE_SETTINGS + i], settings[i]);
         }
     }
     // the settings match this run's, so these are valid: steps per epoch and the schedule's length
@@ -198,8 +207,9 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
     size_t want = sizeof(h) + nfloats * sizeof(float) + (size_t)nhist * STATE_HISTORY_INTS * sizeof(int32_t);
     if ((size_t)h[STATE_NPARAMS] != model->num_parameters || (size_t)h[STATE_NLORA] != model->num_lora_parameters ||
         (size_t)h[STATE_NTRAIN] != ntrain || (size_t)fsize != want) {
-        error_exit("training state %s has %ld bytes and %d/%d/%d parameters; this model needs %zu bytes and %zu/%zu/%zu",
-                   path, fsize, h[STATE_NPARAMS], h[STATE_NLORA], h[STATE_NTRAIN], want, model->num_parameters,
+        error_exit("training state %s has %ld bytes and %d/%d/%d parameters; "
+                   "this model needs %zu bytes and %zu/%zu/%zu", path, fsize, h[STATE_NPARAMS], h[STATE_NLORA],
+                   h[STATE_NTRAIN], want, model->num_parameters,
                    model->num_lora_parameters, ntrain);
     }
     model->step = h[STATE_STEP];
@@ -207,8 +217,8 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
     pr->loss_sum = header_get_f64(h, STATE_LOSS_SUM);
     pr->train_seconds = header_get_f64(h, STATE_TRAIN_SECONDS);
     pr->epoch_seconds = header_get_f64(h, STATE_EPOCH_SECONDS);
-    es->has_best = h[STATE_HAS_BEST]; es->best_f1 = bits_to_float(h[STATE_BEST_F1]); es->best_epoch = h[STATE_BEST_EPOCH];
-    es->bad_epochs = h[STATE_BAD_EPOCHS];
+    es->has_best = h[STATE_HAS_BEST]; es->best_f1 = bits_to_float(h[STATE_BEST_F1]);
+    es->best_epoch = h[STATE_BEST_EPOCH]; es->bad_epochs = h[STATE_BAD_EPOCHS];
     // the counters: a state is written at an epoch end (pos 0, the next epoch) or every -S steps within one
     STATE_REQUIRE(pr->done == 0 || pr->done == 1, path, "done flag %d", pr->done);
     STATE_REQUIRE(pr->epoch >= 1 && pr->epoch <= epochs + 1 && (pr->epoch <= epochs || pr->done), path,

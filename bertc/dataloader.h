@@ -46,7 +46,9 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
         error_exit("split file %s was made for V %d and %d labels; the model has V %d and %d labels\n"
                    "---> HINT: re-run `python prepro_emotion.py` with the same --model", path, ds->V, ds->NC, V, NC);
     }
-    if (ds->T_max > P) { error_exit("split file %s has examples of %d tokens; the model has %d positions", path, ds->T_max, P); }
+    if (ds->T_max > P) {
+        error_exit("split file %s has examples of %d tokens; the model has %d positions", path, ds->T_max, P);
+    }
     ds->lengths = (int*)mallocCheck(ds->N * sizeof(int));
     ds->labels = (int*)mallocCheck(ds->N * sizeof(int));
     ds->ids = (int*)mallocCheck(ntok * sizeof(int));
@@ -59,7 +61,8 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
     int longest = 0;
     for (int n = 0; n < ds->N; n++) {
         if (ds->lengths[n] < 1 || ds->lengths[n] > ds->T_max) {
-            error_exit("split file %s: example %d has length %d (want 1..T_max %d)", path, n, ds->lengths[n], ds->T_max);
+            error_exit("split file %s: example %d has length %d (want 1..T_max %d)", path, n, ds->lengths[n],
+                       ds->T_max);
         }
         if (ds->labels[n] < 0 || ds->labels[n] >= ds->NC) {
             error_exit("split file %s: example %d has label %d (want 0..%d)", path, n, ds->labels[n], ds->NC - 1);
@@ -68,7 +71,9 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
         sum += ds->lengths[n];
         if (ds->lengths[n] > longest) { longest = ds->lengths[n]; }
     }
-    if (sum != ntok) { error_exit("split file %s: lengths add up to %ld tokens, the header says %ld", path, sum, ntok); }
+    if (sum != ntok) {
+        error_exit("split file %s: lengths add up to %ld tokens, the header says %ld", path, sum, ntok);
+    }
     if (longest != ds->T_max) { error_exit("split file %s: the longest example has %d tokens, the header says T_max %d",
                                            path, longest, ds->T_max); }
     for (long i = 0; i < ntok; i++) {

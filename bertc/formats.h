@@ -128,11 +128,13 @@ static inline long header_read(FILE* fp, const char* path, int32_t* header, int3
         error_exit("bad magic in %s %s (got %d, want %d)\n---> HINT: %s", what, path, header[H_MAGIC], magic, hint);
     }
     if (header[H_VERSION] != version) {
-        error_exit("bad version in %s %s (got %d, want %d)\n---> HINT: %s", what, path, header[H_VERSION], version, hint);
+        error_exit("bad version in %s %s (got %d, want %d)\n---> HINT: %s", what, path, header[H_VERSION], version,
+                   hint);
     }
     return fsize;
 }
 
 // a float64 kept in two header slots
-static inline double header_get_f64(const int32_t* header, int slot) { double d; memcpy(&d, &header[slot], 8); return d; }
+static inline double header_get_f64(const int32_t* header,
+                                    int slot) { double d; memcpy(&d, &header[slot], 8); return d; }
 static inline void header_set_f64(int32_t* header, int slot, double d) { memcpy(&header[slot], &d, 8); }

@@ -30,7 +30,8 @@ static inline int tests_summary(void) {
 
 // Compare n floats elementwise with tolerance abs_tol + rel_tol * |ref|; prints the first few pairs
 // and the max difference. Returns 1 if every element is within tolerance (NaN anywhere fails).
-static inline int compare_tensor(const char* label, const float* got, const float* ref, size_t n, float abs_tol, float rel_tol,
+static inline int compare_tensor(const char* label, const float* got, const float* ref, size_t n, float abs_tol,
+                                 float rel_tol,
                           int print_first) {
     float max_diff = 0.0f;
     size_t bad = 0;
@@ -39,7 +40,9 @@ static inline int compare_tensor(const char* label, const float* got, const floa
         if (!(diff <= abs_tol + rel_tol * fabsf(ref[i]))) { bad++; }
         if (diff > max_diff || isnan(diff)) { max_diff = isnan(diff) ? INFINITY : diff; }
     }
-    for (int i = 0; i < print_first && (size_t)i < n; i++) { printf("    %s[%d] %+.6e %+.6e\n", label, i, got[i], ref[i]); }
+    for (int i = 0; i < print_first && (size_t)i < n; i++) {
+        printf("    %s[%d] %+.6e %+.6e\n", label, i, got[i], ref[i]);
+    }
     printf("TENSOR %s %-12s max diff %.2e  (%zu elements, %zu outside %.0e + %.0e |ref|)\n", bad == 0 ? "OK " : "BAD",
            label, max_diff, n, bad, abs_tol, rel_tol);
     return bad == 0;
@@ -89,7 +92,8 @@ static inline int ref_state_load(RefState* st, const char* path) {
     st->B = h[REF_B]; st->T = h[REF_T]; st->NC = h[REF_NC]; st->strategy = h[REF_STRATEGY]; st->r = h[REF_LORA_R];
     st->alpha = bits_to_float(h[REF_LORA_ALPHA]); st->nsteps = h[REF_NSTEPS]; st->num_params = (size_t)h[REF_NPARAMS];
     st->num_lora = (size_t)h[REF_NLORA]; st->lr = bits_to_float(h[REF_LR]); st->total_steps = h[REF_TOTAL_STEPS];
-    st->warmup = h[REF_WARMUP]; st->weight_decay = bits_to_float(h[REF_WEIGHT_DECAY]); st->max_norm = bits_to_float(h[REF_MAX_NORM]);
+    st->warmup = h[REF_WARMUP]; st->weight_decay = bits_to_float(h[REF_WEIGHT_DECAY]);
+    st->max_norm = bits_to_float(h[REF_MAX_NORM]);
     if (st->B < 1 || st->T < 1 || st->NC < 2 || st->nsteps < 0 || st->nsteps > 64 || st->strategy < 0 ||
         st->strategy >= NUM_STRATEGIES || h[REF_NPARAMS] < 0 || h[REF_NLORA] < 0) {
         error_exit("reference state %s has a bad header\n---> HINT: run `make reference`", path);
@@ -97,7 +101,9 @@ static inline int ref_state_load(RefState* st, const char* path) {
     size_t BT = (size_t)st->B * st->T;
     size_t want = sizeof(h) + (BT + 2 * (size_t)st->B) * sizeof(int32_t) +
                   (2 * st->num_lora + (size_t)st->B * st->NC + 1 + st->num_params + (size_t)st->nsteps) * sizeof(float);
-    if ((size_t)fsize != want) { error_exit("reference state %s has %ld bytes, its header says %zu", path, fsize, want); }
+    if ((size_t)fsize != want) {
+        error_exit("reference state %s has %ld bytes, its header says %zu", path, fsize, want);
+    }
     st->ids = (int*)mallocCheck(BT * sizeof(int));
     st->lengths = (int*)mallocCheck(st->B * sizeof(int));
     st->labels = (int*)mallocCheck(st->B * sizeof(int));
@@ -140,7 +146,8 @@ static inline void write_corrupt(const char* src, const char* dst, long truncate
 }
 
 // Run fn(arg) in a child process: it must exit non-zero and say `want` (and `arg`, if name_arg) on stderr.
-static inline void expect_failure(void (*fn)(const char*), const char* arg, const char* want, int name_arg, const char* what) {
+static inline void expect_failure(void (*fn)(const char*), const char* arg, const char* want, int name_arg,
+                                  const char* what) {
     int fds[2];
     if (pipe(fds) != 0) { perror("pipe"); exit(EXIT_FAILURE); }
     fflush(stdout);

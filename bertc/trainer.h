@@ -114,7 +114,8 @@ static const FlagSpec FLAG_SPECS[] = {
     {'f', 'i', S_(print_every), 1, INT_MAX, 0, 0, "print a step line every this many steps"},
     {'P', 'i', S_(progress_every), 0, INT_MAX, 0, 0, "progress line every this many steps when stdout is not a\n"
                                                      "              terminal (redrawn in place on one), 0 = off"},
-    {'S', 'i', S_(save_every), 0, INT_MAX, 0, 0, "also save the training state every this many steps, 0 = at epoch ends only"},
+    {'S', 'i', S_(save_every), 0, INT_MAX, 0, 0,
+     "also save the training state every this many steps, 0 = at epoch ends only"},
     {'R', 'i', S_(resume), 0, 1, 0, 0, "1 = resume from <output dir>/state.bin, with the flags of the interrupted run"},
     {'O', 'i', S_(overwrite), 0, 1, 0, 0, "1 = replace an earlier run's results in the output directory (0: refuse)"},
     {'C', 's', S_(classify_path), 0, 0, 0, 0, "classify mode: a checkpoint (out/checkpoint_best.bin)"},
@@ -123,7 +124,8 @@ static const FlagSpec FLAG_SPECS[] = {
     {'y', 'i', S_(print_logits), 0, 1, 0, 0, "classify mode: 1 = also print the logits"},
     {'c', 's', S_(precision), 0, 0, 0, 1, "precision: fp32 (TF32 off, matches the CPU) | bf16 (bf16 matrix products)"},
     {'X', 'i', S_(exit_after), 1, INT_MAX, 1, 0, "tests only: exit (code 3) right after this step, as if killed"},
-    {'N', 'i', S_(nan_at), 1, INT_MAX, 1, 0, "tests only: report this step's gradient norm as NaN, as a diverging run would"},
+    {'N', 'i', S_(nan_at), 1, INT_MAX, 1, 0,
+     "tests only: report this step's gradient norm as NaN, as a diverging run would"},
 };
 #define NUM_FLAGS ((int)(sizeof(FLAG_SPECS) / sizeof(FLAG_SPECS[0])))
 static const char* PRECISION_NAMES[] = {"fp32", "bf16"};
@@ -190,12 +192,15 @@ static inline void settings_parse(Settings* s, int argc, char** argv, const Back
         if (f->flag == 'l') { s->lr_given = 1; }
     }
     s->strategy_id = -1;
-    for (int k = 0; k < NUM_STRATEGIES; k++) { if (strcmp(s->strategy, STRATEGY_NAMES[k]) == 0) { s->strategy_id = k; } }
+    for (int k = 0; k < NUM_STRATEGIES; k++) { if (strcmp(s->strategy,
+                                                          STRATEGY_NAMES[k]) == 0) { s->strategy_id = k; } }
     if (s->strategy_id < 0) { flag_error_(be, "unknown strategy '%s' (full, frozen or lora)", s->strategy); }
     s->precision_id = -1;
     for (int k = 0; k < 2; k++) { if (strcmp(s->precision, PRECISION_NAMES[k]) == 0) { s->precision_id = k; } }
     if (s->precision_id < 0) { flag_error_(be, "unknown precision '%s' (fp32 or bf16)", s->precision); }
-    if ((s->classify_path == NULL) != (s->classify_text == NULL)) { flag_error_(be, "classify mode needs both -C and -t"); }
+    if ((s->classify_path == NULL) != (s->classify_text == NULL)) {
+        flag_error_(be, "classify mode needs both -C and -t");
+    }
     if (s->probe && s->strategy_id != STRATEGY_FROZEN) { flag_error_(be, "the probe (-F 1) is for -s frozen"); }
     if (s->probe && (s->resume || s->save_every > 0)) {
         flag_error_(be, "the probe (-F 1) takes seconds: it neither saves nor resumes a training state (-S, -R)");
@@ -208,7 +213,8 @@ static inline void settings_parse(Settings* s, int argc, char** argv, const Back
 
 typedef struct { char label[32]; char value[4300]; } TableRow;
 
-static inline void table_add_(TableRow** rows, const char* label, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline void table_add_(TableRow** rows, const char* label, const char* fmt,
+                              ...) __attribute__((format(printf, 3, 4)));
 static inline void table_add_(TableRow** rows, const char* label, const char* fmt, ...) {
     TableRow r;
     snprintf(r.label, sizeof(r.label), "%s", label);
@@ -221,9 +227,9 @@ static inline void table_print_(TableRow* rows) {
     int width = 50;
     for (int i = 0; i < arrlen(rows); i++) { int n = (int)strlen(rows[i].value); if (n > width) { width = n; } }
     char rule[4400];
-    snprintf(rule, sizeof(rule), "+------------------------+-%.*s-+", width,
-             "------------------------------------------------------------------------------------------------------------");
-    if (width > 100) { memset(rule + 27, '-', width); snprintf(rule + 27 + width, 4, "-+"); }
+    snprintf(rule, sizeof(rule), "+------------------------+-");
+    memset(rule + 27, '-', width);
+    snprintf(rule + 27 + width, 4, "-+");
     printf("%s\n", rule);
     for (int i = 0; i < arrlen(rows); i++) {
         if (rows[i].label[0] == '-') { printf("%s\n", rule); continue; }
@@ -232,7 +238,8 @@ static inline void table_print_(TableRow* rows) {
     printf("%s\n", rule);
 }
 
-static inline void settings_print_(const Settings* s, const Bert* model, const Backend* be, const Dataset* splits, int T_max,
+static inline void settings_print_(const Settings* s, const Bert* model, const Backend* be, const Dataset* splits,
+                                   int T_max,
                             int total_steps) {
     const BertConfig* cfg = &model->config;
     char device[256];
@@ -287,7 +294,9 @@ static inline void require_file_(const char* path, const char* hint) {
 static inline void output_dir_claim_(const char* out_dir, int resume, int overwrite) {
     struct stat sb;
     if (stat(out_dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) { error_exit("output directory %s is a file", out_dir); }
-    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) { error_exit("could not create output directory %s: %s", out_dir, strerror(errno)); }
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
+        error_exit("could not create output directory %s: %s", out_dir, strerror(errno));
+    }
     if (resume) { return; }
     const char* results[] = {"log.tsv", "state.bin", "checkpoint_best.bin", "checkpoint_last.bin"};
     char path[4200];
@@ -330,7 +339,8 @@ static inline void progress_print_(int tty, int every, int epoch, int done, int 
     if (!tty && (every <= 0 || done % every != 0)) { return; }
     double rate = seconds > 0.0 ? examples / seconds : 0.0;
     double eta = done > 0 ? seconds / done * (total - done) : 0.0;
-    printf("%sprogress | epoch %d | step %d/%d (%.1f%%) | %.1f examples/s | ETA %02d:%02d:%02d%s", tty ? "\r\033[K" : "",
+    printf("%sprogress | epoch %d | step %d/%d (%.1f%%) | %.1f examples/s | ETA %02d:%02d:%02d%s",
+           tty ? "\r\033[K" : "",
            epoch, done, total, 100.0 * done / total, rate, (int)eta / 3600, (int)eta / 60 % 60, (int)eta % 60,
            tty ? "" : "\n");
     fflush(stdout);
@@ -387,17 +397,22 @@ static inline void probe_init_(Probe* pr, const Backend* be, Bert* model, const 
 }
 
 // the classifier on rows (Bb) of a split's features: logits in pr->logits; with labels, the mean loss
-static inline float probe_forward_(Probe* pr, Bert* model, int split, const int* rows, int Bb, const int* labels, int train) {
+static inline float probe_forward_(Probe* pr, Bert* model, int split, const int* rows, int Bb, const int* labels,
+                                   int train) {
     int C = model->config.C, NC = model->config.NC;
-    for (int b = 0; b < Bb; b++) { memcpy(pr->x + (size_t)b * C, pr->feats[split] + (size_t)rows[b] * C, C * sizeof(float)); }
+    for (int b = 0; b < Bb; b++) {
+        memcpy(pr->x + (size_t)b * C, pr->feats[split] + (size_t)rows[b] * C, C * sizeof(float));
+    }
     // the full model's classifier dropout site, so the masks are the ones -s frozen draws
-    dropout_forward(pr->x, pr->x, NULL, (size_t)Bb * C, train ? model->dropout : 0.0f, bert_stream(model, model->config.L, 0));
+    dropout_forward(pr->x, pr->x, NULL, (size_t)Bb * C, train ? model->dropout : 0.0f,
+                    bert_stream(model, model->config.L, 0));
     matmul_forward(pr->logits, pr->x, model->params.clsw, model->params.clsb, pr->wt, Bb, C, NC);
     return labels != NULL ? crossentropy_forward(pr->losses, pr->probs, pr->logits, labels, Bb, NC) : 0.0f;
 }
 
 // one training step of the classifier (as bert_backward's frozen branch, then bert_update); returns the norm
-static inline float probe_step_(Probe* pr, Bert* model, const int* rows, int Bb, const int* labels, float lr, const Settings* s) {
+static inline float probe_step_(Probe* pr, Bert* model, const int* rows, int Bb, const int* labels, float lr,
+                                const Settings* s) {
     int C = model->config.C, NC = model->config.NC;
     model->mean_loss = probe_forward_(pr, model, 0, rows, Bb, labels, 1);
     crossentropy_backward(pr->dlogits, pr->probs, labels, Bb, NC);
@@ -414,7 +429,9 @@ static inline void probe_evaluate_(Probe* pr, Bert* model, const Dataset* ds, in
         int Bb = ds->N - n < B ? ds->N - n : B;
         for (int b = 0; b < Bb; b++) { rows[b] = n + b; }
         loss += (double)probe_forward_(pr, model, split, rows, Bb, ds->labels + n, 0) * Bb;
-        for (int b = 0; b < Bb; b++) { preds[n + b] = argmax(pr->logits + (size_t)b * model->config.NC, model->config.NC); }
+        for (int b = 0; b < Bb; b++) {
+            preds[n + b] = argmax(pr->logits + (size_t)b * model->config.NC, model->config.NC);
+        }
     }
     metrics_compute(m, preds, ds->labels, ds->N);
     m->loss = (float)(loss / ds->N);
@@ -472,7 +489,9 @@ static inline int train_main_(Settings* s, const Backend* be) {
     be->setup(&model, s->B, T_max);
     output_dir_claim_(s->out_dir, s->resume, s->overwrite);
     int steps_per_epoch = (splits[0].N + s->B - 1) / s->B;
-    if ((long long)s->epochs * steps_per_epoch > INT_MAX / 2) { error_exit("-e %d epochs of %d steps is too many steps", s->epochs, steps_per_epoch); }
+    if ((long long)s->epochs * steps_per_epoch > INT_MAX / 2) {
+        error_exit("-e %d epochs of %d steps is too many steps", s->epochs, steps_per_epoch);
+    }
     int total_steps = s->epochs * steps_per_epoch;
     settings_print_(s, &model, be, splits, T_max, total_steps);
 
@@ -488,8 +507,9 @@ static inline int train_main_(Settings* s, const Backend* be) {
     TrainProgress pr = {1, 0, 0, 0.0, 0.0, 0.0, 0};
     int lora = s->strategy_id == STRATEGY_LORA;
     int32_t state_settings[STATE_NUM_SETTINGS] = {s->strategy_id, s->seed, s->B, s->epochs, splits[0].N,
-        lora ? s->lora_r : 0, float_to_bits(s->lr), s->warmup, float_to_bits(s->weight_decay), float_to_bits(s->max_norm),
-        float_to_bits(s->dropout), float_to_bits(lora ? s->lora_alpha : 0.0f), float_to_bits(lora ? s->lora_dropout : 0.0f)};
+        lora ? s->lora_r : 0, float_to_bits(s->lr), s->warmup, float_to_bits(s->weight_decay),
+        float_to_bits(s->max_norm), float_to_bits(s->dropout), float_to_bits(lora ? s->lora_alpha : 0.0f),
+        float_to_bits(lora ? s->lora_dropout : 0.0f)};
     if (s->resume) {
         require_file_(state_path, "start without -R 1 (the interrupted run saved no state yet), or fix -o");
         history = train_state_load(state_path, &model, state_settings, &pr, &es);
@@ -516,10 +536,14 @@ static inline int train_main_(Settings* s, const Backend* be) {
         loader_start_epoch(&loader, epoch, 1);
         double loss_sum = 0.0, epoch_before = 0.0;
         int nsteps = 0, Bb, T;
-        if (epoch == pr.epoch) { loader.pos = pr.pos; loss_sum = pr.loss_sum; nsteps = pr.nsteps; epoch_before = pr.epoch_seconds; }
+        if (epoch == pr.epoch) {
+            loader.pos = pr.pos; loss_sum = pr.loss_sum; nsteps = pr.nsteps; epoch_before = pr.epoch_seconds;
+        }
         int first_pos = loader.pos;
         int epoch_steps = steps_per_epoch;
-        if (s->max_steps > 0 && model.step - nsteps + epoch_steps > s->max_steps) { epoch_steps = s->max_steps - (model.step - nsteps); }
+        if (s->max_steps > 0 && model.step - nsteps + epoch_steps > s->max_steps) {
+            epoch_steps = s->max_steps - (model.step - nsteps);
+        }
         while (loader_next_batch(&loader, model.ids, model.lengths, model.labels, cfg->pad_id, &Bb, &T)) {
             // one step: forward, backward, clip + AdamW at the scheduled learning rate
             double t0 = now_seconds();
@@ -575,8 +599,9 @@ static inline int train_main_(Settings* s, const Backend* be) {
         sync_to_host_(be, &model, s->probe);
         bert_save_checkpoint(&model, last_path, epoch);
         if (rec.best) { bert_save_checkpoint(&model, best_path, epoch); }
-        printf("epoch %d | train loss %.4f | val loss %.4f | acc %.4f | precision %.4f | recall %.4f | F1 (weighted) %.4f"
-               " | %.1f s%s\n", epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision, rec.recall, rec.f1,
+        printf("epoch %d | train loss %.4f | val loss %.4f | acc %.4f | precision %.4f | recall %.4f"
+               " | F1 (weighted) %.4f | %.1f s%s\n", epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision,
+               rec.recall, rec.f1,
                rec.seconds, rec.best ? " | best" : "");
         log_epoch(log, log_path, &rec);
         events_add_scalar(&events, "train/epoch_loss", model.step, rec.train_loss);
@@ -618,9 +643,10 @@ static inline int train_main_(Settings* s, const Backend* be) {
     events_add_scalar(&events, "test/recall", model.step, test.recall);
     events_add_scalar(&events, "test/f1", model.step, test.f1);
     events_close(&events);
-    printf("summary | strategy %s | trainable %zu | epochs %d | best epoch %d | train runtime %.1f s | test acc %.4f"
-           " | precision %.4f | recall %.4f | F1 %.4f | loss %.4f\n", s->probe ? "probe" : STRATEGY_NAMES[model.strategy],
-           bert_num_trainable(&model), (int)arrlen(history), es.best_epoch, train_seconds, test.accuracy, test.precision,
+    printf("summary | strategy %s | trainable %zu | epochs %d | best epoch %d | train runtime %.1f s"
+           " | test acc %.4f | precision %.4f | recall %.4f | F1 %.4f | loss %.4f\n",
+           s->probe ? "probe" : STRATEGY_NAMES[model.strategy], bert_num_trainable(&model), (int)arrlen(history),
+           es.best_epoch, train_seconds, test.accuracy, test.precision,
            test.recall, test.f1, test.loss);
 
     metrics_free(&test);

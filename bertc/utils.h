@@ -56,21 +56,25 @@ static inline void error_exit(const char* fmt, ...) {
 
 static inline void fopen_check(FILE** fp, const char* path, const char* mode, const char* file, int line) {
     *fp = fopen(path, mode);
-    if (*fp == NULL) { error_exit("could not open %s (mode %s): %s\n  at %s:%d", path, mode, strerror(errno), file, line); }
+    if (*fp == NULL) {
+        error_exit("could not open %s (mode %s): %s\n  at %s:%d", path, mode, strerror(errno), file, line);
+    }
 #ifdef FUZZING
     for (int i = 0; i < 16; i++) { if (fuzz_open_files[i] == NULL) { fuzz_open_files[i] = *fp; break; } }
 #endif
 }
 #define fopenCheck(fp, path, mode) fopen_check(fp, path, mode, __FILE__, __LINE__)
 
-static inline void fread_check(void* ptr, size_t size, size_t nmemb, FILE* fp, const char* path, const char* file, int line) {
+static inline void fread_check(void* ptr, size_t size, size_t nmemb, FILE* fp, const char* path, const char* file,
+                               int line) {
     if (fread(ptr, size, nmemb, fp) != nmemb) {
         error_exit("short read from %s (wanted %zu items of %zu bytes)\n  at %s:%d", path, nmemb, size, file, line);
     }
 }
 #define freadCheck(ptr, size, nmemb, fp, path) fread_check(ptr, size, nmemb, fp, path, __FILE__, __LINE__)
 
-static inline void fwrite_check(const void* ptr, size_t size, size_t nmemb, FILE* fp, const char* path, const char* file,
+static inline void fwrite_check(const void* ptr, size_t size, size_t nmemb, FILE* fp, const char* path,
+                                const char* file,
                          int line) {
     if (fwrite(ptr, size, nmemb, fp) != nmemb) {
         error_exit("short write to %s: %s\n  at %s:%d", path, strerror(errno), file, line);
@@ -80,7 +84,9 @@ static inline void fwrite_check(const void* ptr, size_t size, size_t nmemb, FILE
 
 // a full disk often shows up only here, when the buffered bytes finally go out
 static inline void fflush_check(FILE* fp, const char* path, const char* file, int line) {
-    if (fflush(fp) != 0 || ferror(fp)) { error_exit("could not write %s: %s\n  at %s:%d", path, strerror(errno), file, line); }
+    if (fflush(fp) != 0 || ferror(fp)) {
+        error_exit("could not write %s: %s\n  at %s:%d", path, strerror(errno), file, line);
+    }
 }
 #define fflushCheck(fp, path) fflush_check(fp, path, __FILE__, __LINE__)
 
@@ -130,7 +136,9 @@ static inline char* file_read_all(const char* path, long* n) {
 // out = dir/name; a path that does not fit is an error, never silently cut short
 static inline void path_join(char* out, size_t out_size, const char* dir, const char* name) {
     int n = snprintf(out, out_size, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= out_size) { error_exit("path too long (%zu bytes at most): %s/%s", out_size - 1, dir, name); }
+    if (n < 0 || (size_t)n >= out_size) {
+        error_exit("path too long (%zu bytes at most): %s/%s", out_size - 1, dir, name);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -151,7 +159,9 @@ static inline FILE* atomic_open(const char* path) {
 
 static inline void atomic_commit(FILE* fp, const char* path) {
     fcloseCheck(fp, pending_tmp_);
-    if (rename(pending_tmp_, path) != 0) { error_exit("could not rename %s to %s: %s", pending_tmp_, path, strerror(errno)); }
+    if (rename(pending_tmp_, path) != 0) {
+        error_exit("could not rename %s to %s: %s", pending_tmp_, path, strerror(errno));
+    }
     pending_tmp_[0] = '\0';
 }
 

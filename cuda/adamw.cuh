@@ -1,5 +1,6 @@
 /*
-cuda/adamw.cuh: train_bert.c's bert_grad_norm and adamw_update. The global gradient L2 norm (clip_grad_norm_) over the flat block of
+cuda/adamw.cuh: train_bert.c's bert_grad_norm and adamw_update. The global gradient L2 norm (clip_grad_norm_) over the
+flat block of
 trainable gradients, and torch.optim.AdamW on one tensor (decoupled weight decay,
 bias correction), all in fp32 with the norm's sum in double as the CPU does.
 */

@@ -1,5 +1,6 @@
 /*
-cuda/attention.cuh: train_bert.c's attention_forward / attention_backward, bidirectional self-attention with a key padding mask, as BertSelfAttention: scores =
+cuda/attention.cuh: train_bert.c's attention_forward / attention_backward, bidirectional self-attention with a key
+padding mask, as BertSelfAttention: scores =
 q k^T / sqrt(hs) over the real keys, softmax, dropout, @ v. One warp per query row
 (b, h, t) with its row of scores in shared memory: T <= 512 keeps it at 2 KB a warp.
 Not flash attention: att (B, NH, T, T) is stored, as the CPU stores it, for the backward.
@@ -139,8 +140,8 @@ void attention_backward(float* dqkv, float* dsbuf, const float* dout, const floa
     attention_backward_query_kernel<<<ceil_div(rows, ATT_WARPS), ATT_WARPS * 32, smem>>>(
         dqkv, dsbuf, dout, qkv, att, lengths, B, T, C, NH, scale, p, 1.0f / (1.0f - p), stream);
     kernelCheck();
-    attention_backward_key_kernel<<<ceil_div(rows, ATT_WARPS), ATT_WARPS * 32>>>(dqkv, dsbuf, dout, qkv, att, lengths,
-                                                                              B, T, C, NH, p, 1.0f / (1.0f - p), stream);
+    attention_backward_key_kernel<<<ceil_div(rows, ATT_WARPS), ATT_WARPS * 32>>>(
+        dqkv, dsbuf, dout, qkv, att, lengths, B, T, C, NH, p, 1.0f / (1.0f - p), stream);
     kernelCheck();
 }
 

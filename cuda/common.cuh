@@ -38,7 +38,7 @@ inline void cublas_check(cublasStatus_t status, const char* file, int line) {
 // the next synchronising call); debug builds (-DCUDA_DEBUG: make train_bertcu_debug test_bertcu_debug,
 // meant for compute-sanitizer) synchronise too, so an error is reported at the kernel that made it.
 #ifdef CUDA_DEBUG
-#define kernelCheck() do { kernelCheck(); cudaCheck(cudaDeviceSynchronize()); } while (0)
+#define kernelCheck() do { cudaCheck(cudaGetLastError()); cudaCheck(cudaDeviceSynchronize()); } while (0)
 #else
 #define kernelCheck() cudaCheck(cudaGetLastError())
 #endif

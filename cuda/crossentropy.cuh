@@ -8,7 +8,8 @@ with the mean over the batch. B rows of NC logits: tiny, one thread per row.
 namespace cu {
 
 // probs (B, NC) = softmax(logits), losses (B) = -log probs[label]; the mean is taken on the host
-__global__ void crossentropy_forward_kernel(float* losses, float* probs, const float* logits, const int* labels, int B, int NC) {
+__global__ void crossentropy_forward_kernel(float* losses, float* probs, const float* logits, const int* labels, int B,
+                                            int NC) {
     int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= B) { return; }
     const float* z = logits + (size_t)b * NC;

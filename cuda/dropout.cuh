@@ -1,5 +1,6 @@
 /*
-cuda/dropout.cuh: train_bert.c's dropout_forward / dropout_backward, inverted dropout with train_bert.c's counter-based masks: element i of a tensor is kept
+cuda/dropout.cuh: train_bert.c's dropout_forward / dropout_backward, inverted dropout with train_bert.c's counter-based
+masks: element i of a tensor is kept
 iff dropout_uniform(stream, i) >= p, so forward, backward and the CPU agree exactly.
 */
 #pragma once
@@ -18,7 +19,8 @@ __global__ void dropout_forward_kernel(float* out, const float* inp, const float
 }
 
 // dinp += mask * dout
-__global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t N, float p, float pscale, uint64_t stream) {
+__global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t N, float p, float pscale,
+                                        uint64_t stream) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N) { return; }
     float d = dout[i];

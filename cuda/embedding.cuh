@@ -8,7 +8,8 @@ LayerNorm: word + position + token type 0.
 namespace cu {
 
 // out (B, T, C) = wte[ids] + wpe[t] + wtt[0]
-__global__ void embedding_forward_kernel(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt,
+__global__ void embedding_forward_kernel(float* out, const int* ids, const float* wte, const float* wpe,
+                                         const float* wtt,
                                          int B, int T, int C) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * T * C) { return; }
@@ -39,7 +40,8 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt,
     if (which == 2) { dwtt[c] += acc; }
 }
 
-void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt, int B, int T, int C) {
+void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt, int B, int T,
+                       int C) {
     embedding_forward_kernel<<<ceil_div((size_t)B * T * C, 256), 256>>>(out, ids, wte, wpe, wtt, B, T, C);
     kernelCheck();
 }

@@ -1,5 +1,6 @@
 /*
-cuda/gelu.cuh: train_bert.c's gelu_forward / gelu_backward, exact GELU as Hugging Face's "gelu": 0.5 x (1 + erf(x / sqrt 2)), and its derivative.
+cuda/gelu.cuh: train_bert.c's gelu_forward / gelu_backward, exact GELU as Hugging Face's "gelu": 0.5 x (1 + erf(x / sqrt
+2)), and its derivative.
 */
 #pragma once
 #include "common.cuh"

@@ -1,5 +1,6 @@
 /*
-cuda/layernorm.cuh: train_bert.c's layernorm_forward / layernorm_backward, nn.LayerNorm over the last dim (biased variance), forward and backward, one warp per row.
+cuda/layernorm.cuh: train_bert.c's layernorm_forward / layernorm_backward, nn.LayerNorm over the last dim (biased
+variance), forward and backward, one warp per row.
 Statistics in fp32 with the CPU's two-pass formula (mean, then mean of squared deviations).
 The forward can apply dropout to its output (the embeddings: hs[0] = dropout(LN(encoded))).
 */
@@ -10,7 +11,8 @@ namespace cu {
 
 // out (N, C) = dropout((x - mean) * rstd * w + b); mean, rstd (N). One warp per row.
 __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                                         const float* bias, int N, int C, float eps, float p, float pscale, uint64_t stream) {
+                                         const float* bias, int N, int C, float eps, float p, float pscale,
+                                         uint64_t stream) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) { return; }
@@ -91,13 +93,15 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 }
 
 // dweight / dbias may be NULL (frozen)
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp, const float* weight,
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight,
                         const float* mean, const float* rstd, int N, int C) {
     const int block = 256;
     layernorm_backward_kernel<<<ceil_div(N, block / 32), block>>>(dinp, dout, inp, weight, mean, rstd, N, C);
     kernelCheck();
     if (dweight != NULL) {
-        layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
+        layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dweight, dbias, dout, inp, mean, rstd,
+                                                                                N, C);
         kernelCheck();
     }
 }

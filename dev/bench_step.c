@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
 #ifdef OMP
     threads = omp_get_max_threads();
 #endif
-    printf("C step | %s | %s | B %d T %d | threads %d | median %.1f ms | min %.1f ms | max %.1f ms\n", model.config.name,
+    printf("C step | %s | %s | B %d T %d | threads %d | median %.1f ms | min %.1f ms | max %.1f ms\n",
+           model.config.name,
            argv[3], Bb, T, threads, ms[repeats / 2], ms[0], ms[repeats - 1]);
     free(ms);
     loader_free(&loader);

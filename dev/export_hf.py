@@ -14,6 +14,10 @@ the base model it refers to (base weights and tokenizer), so:
     model = PeftModel.from_pretrained(base, "OUTDIR")
 The adapter's base_model_name_or_path is the absolute path of OUTDIR/base.
 
+With --merge, a LoRA checkpoint becomes a plain BertForSequenceClassification instead: each
+adapted projection W gets W + (alpha / r) B A (computed in float64, stored as float32), which is
+PEFT's merge_and_unload; the merged model's logits equal the adapter model's to within 1e-5.
+
 Checkpoint layout: docs/formats.md ("Checkpoint": a model file with MODEL_KIND 1, then the LoRA tensors).
 """
 import argparse
@@ -83,10 +87,25 @@ def save_tokenizer(cfg, vocab, outdir):
     tok.save_pretrained(outdir)
 
 
-def export(ckpt, outdir, vocab):
+def merge_lora(cfg, params, lora):
+    """the parameter table with the adapters folded in: qkvw[l, j] += (alpha / r) B[l, j] @ A[l, j]"""
+    C, scale = cfg["C"], cfg["alpha"] / cfg["r"]
+    qkvw = np.array(params["qkvw"], dtype=np.float64)  # (L, 3C, C)
+    for l in range(cfg["L"]):
+        for j in range(3):  # query, key, value
+            qkvw[l, j * C:(j + 1) * C, :] += scale * (lora["b"][l, j].astype(np.float64) @ lora["a"][l, j].astype(np.float64))
+    merged = dict(params)
+    merged["qkvw"] = qkvw.astype(np.float32)
+    return merged
+
+
+def export(ckpt, outdir, vocab, merge=False):
     import torch
     cfg, params, lora = read_checkpoint(ckpt)
     os.makedirs(outdir, exist_ok=True)
+    if lora is not None and merge:
+        params, lora = merge_lora(cfg, params, lora), None
+        cfg = dict(cfg, merged=True)
     model = hf_model(cfg, params)
     if lora is None:
         model.save_pretrained(outdir, safe_serialization=True)
@@ -120,9 +139,15 @@ def main(argv=None):
     p.add_argument("checkpoint")
     p.add_argument("outdir")
     p.add_argument("--vocab", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "vocab.txt"))
+    p.add_argument("--merge", action="store_true", help="LoRA: fold the adapters into the weights, a plain model")
     args = p.parse_args(argv)
-    cfg = export(args.checkpoint, args.outdir, args.vocab)
-    kind = "PEFT LoRA adapter (base model in base/)" if cfg["strategy"] == "lora" else "BertForSequenceClassification"
+    cfg = export(args.checkpoint, args.outdir, args.vocab, args.merge)
+    if cfg.get("merged"):
+        kind = "BertForSequenceClassification with the LoRA adapters merged"
+    elif cfg["strategy"] == "lora":
+        kind = "PEFT LoRA adapter (base model in base/)"
+    else:
+        kind = "BertForSequenceClassification"
     print(f"wrote {args.outdir}: {kind}, {cfg['name']} {cfg['strategy']}, epoch {cfg['epoch']}, step {cfg['step']}")
 
 

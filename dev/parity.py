@@ -42,8 +42,18 @@ def compute_metrics(pred):
 
 
 def run_trainer(args, strategy, cfg, splits):
+    """the Trainer for one strategy; its result is also kept in <out>/trainer_<strategy>.json, and a strategy
+    with that file is not run again (a rerun after an interruption goes on with the next one)"""
+    import json
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+    done = os.path.join(args.out, f"trainer_{strategy}.json")
+    if os.path.exists(done):
+        print(f"{strategy}: the Trainer finished earlier, read from {done}", flush=True)
+        return json.load(open(done))
     torch.set_num_threads(args.threads)
+    cuda = torch.cuda.is_available()
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as train_bertcu's default
+    torch.backends.cudnn.allow_tf32 = False
     model = build_model(args.model_bin, strategy, seed=args.seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     targs = TrainingArguments(
@@ -51,7 +61,7 @@ def run_trainer(args, strategy, cfg, splits):
         per_device_eval_batch_size=args.batch, num_train_epochs=args.epochs, learning_rate=5e-5, weight_decay=0.0,
         lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0, eval_strategy="epoch", save_strategy="epoch",
         load_best_model_at_end=True, metric_for_best_model="f1", greater_is_better=True, save_total_limit=2,
-        logging_strategy="epoch", report_to=[], seed=args.seed, use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
+        logging_strategy="epoch", report_to=[], seed=args.seed, use_cpu=not cuda, remove_unused_columns=False, disable_tqdm=True)
     trainer = Trainer(model=model, args=targs, train_dataset=splits["train"], eval_dataset=splits["validation"],
                       data_collator=collate(cfg["pad_id"]), compute_metrics=compute_metrics,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=3)])
@@ -63,10 +73,13 @@ def run_trainer(args, strategy, cfg, splits):
     test = trainer.evaluate(eval_dataset=splits["test"], metric_key_prefix="test")
     evals = [h for h in trainer.state.log_history if "eval_f1" in h]
     best = max(evals, key=lambda h: h["eval_f1"]) if evals else {"epoch": 0}
-    return dict(who="Trainer", strategy=strategy, trainable=trainable, epochs=len(evals), best_epoch=int(round(best["epoch"])),
-                resumed=resume, runtime=runtime,
-                acc=test["test_accuracy"], precision=test["test_precision"], recall=test["test_recall"],
-                f1=test["test_f1"], loss=test["test_loss"], train_loss=out.training_loss)
+    r = dict(who="Trainer", strategy=strategy, trainable=trainable, epochs=len(evals), best_epoch=int(round(best["epoch"])),
+             resumed=resume, runtime=runtime, device=torch.cuda.get_device_name(0) if cuda else "cpu",
+             acc=test["test_accuracy"], precision=test["test_precision"], recall=test["test_recall"],
+             f1=test["test_f1"], loss=test["test_loss"], train_loss=out.training_loss)
+    with open(done, "w") as f:
+        json.dump(r, f)
+    return r
 
 
 def main():

@@ -125,6 +125,36 @@ def test_export_hf(checkpoints, tmp_path, strategy):
     assert np.abs(got - want).max() <= 1e-4
 
 
+def test_export_lora_merged(exe, small_data, tmp_path):
+    """--merge folds the adapters into the weights: a plain model with the adapter model's logits (1e-5),
+    after a few steps at a large learning rate, so that the adapters change the logits visibly"""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    run(exe, TRAIN_FLAGS + ["-s", "lora", "-d", small_data, "-o", str(tmp_path / "run"), "-x", "6", "-e", "1", "-l", "1e-2"])
+    ckpt = str(tmp_path / "run" / "checkpoint_last.bin")
+    adapter, merged = str(tmp_path / "adapter"), str(tmp_path / "merged")
+    for out, extra in ((adapter, []), (merged, ["--merge"])):
+        subprocess.run([sys.executable, os.path.join(REPO, "dev", "export_hf.py"), ckpt, out] + extra, env=ENV,
+                       check=True, cwd=REPO)
+    assert not os.path.exists(os.path.join(merged, "adapter_config.json"))
+    plain = AutoModelForSequenceClassification.from_pretrained(merged, local_files_only=True).eval()
+    base = AutoModelForSequenceClassification.from_pretrained(os.path.join(adapter, "base"), local_files_only=True)
+    with torch.no_grad():
+        base.classifier.weight.zero_()  # the adapter's classifier copy is what counts
+        base.classifier.bias.zero_()
+    peft = PeftModel.from_pretrained(base, adapter, local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(merged, local_files_only=True)
+    a, b = hf_logits(plain, tok, TEXTS), hf_logits(peft, tok, TEXTS)
+    unadapted = hf_logits(AutoModelForSequenceClassification.from_pretrained(os.path.join(adapter, "base"),
+                                                                            local_files_only=True).eval(), tok, TEXTS)
+    print("max |merged - adapter| logits", np.abs(a - b).max(), "| adapters move them by", np.abs(a - unadapted).max())
+    assert np.abs(a - unadapted).max() > 1e-3  # the adapters matter here
+    assert np.abs(a - b).max() <= 1e-5
+    got, _ = c_logits(exe, ckpt, TEXTS)
+    assert np.abs(got - a).max() <= 1e-4
+
+
 def read_scalars(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})

@@ -46,9 +46,13 @@ __global__ void adamw_kernel2(float4* param, const float4* grad, float4* m, floa
 
 void adamw(int version, float* p, const float* g, float* m, float* v, size_t N, float lr, float wd, float clip,
            float step_size, float bc2_sqrt, int block) {
-    if (version == 1) { cu::adamw_kernel<<<ceil_div(N, block), block>>>(p, g, m, v, N, lr, 0.9f, 0.999f, 1e-8f, wd, clip, step_size, bc2_sqrt); }
+    if (version == 1) {
+        cu::adamw_kernel<<<ceil_div(N, block), block>>>(p, g, m, v, N, lr, 0.9f, 0.999f, 1e-8f, wd, clip, step_size,
+                                                        bc2_sqrt);
+    }
     else if (version == 2) {
-        adamw_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)p, (const float4*)g, (float4*)m, (float4*)v, N / 4, lr, 0.9f,
+        adamw_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)p, (const float4*)g, (float4*)m, (float4*)v, N / 4,
+                                                         lr, 0.9f,
                                                          0.999f, 1e-8f, wd, clip, step_size, bc2_sqrt);
     } else { fprintf(stderr, "unknown version %d\n", version); exit(EXIT_FAILURE); }
     cudaCheck(cudaGetLastError());
@@ -85,7 +89,8 @@ int main(int argc, char** argv) {
         }
         for (int bi = 0; bi < 5; bi++) {
             int block = blocks[bi];
-            float ms = time_ms([&] { adamw(version, d_p, d_g, d_m, d_v, N, lr, wd, 0.5f, step_size, bc2_sqrt, block); });
+            float ms = time_ms([&] { adamw(version, d_p, d_g, d_m, d_v, N, lr, wd, 0.5f, step_size, bc2_sqrt,
+                                           block); });
             printf("  block %4d | %.4f ms %.0f GB/s\n", block, ms, 7.0 * N * 4 / ms / 1e6);
         }
         free(p); free(g); free(m); free(v);

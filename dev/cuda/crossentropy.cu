@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
         crossentropy_backward(dlogits, probs, labels, B, NC);
         float *d_logits = to_device(logits, n), *d_losses, *d_probs, *d_dlogits;
         int* d_labels;
-        cudaCheck(cudaMalloc(&d_losses, B * 4)); cudaCheck(cudaMalloc(&d_probs, n * 4)); cudaCheck(cudaMalloc(&d_dlogits, n * 4));
+        cudaCheck(cudaMalloc(&d_losses, B * 4)); cudaCheck(cudaMalloc(&d_probs,
+                                                                      n * 4)); cudaCheck(cudaMalloc(&d_dlogits, n * 4));
         cudaCheck(cudaMalloc(&d_labels, B * sizeof(int)));
         cudaCheck(cudaMemcpy(d_labels, labels, B * sizeof(int), cudaMemcpyHostToDevice));
         poison(d_losses, B); poison(d_probs, n); poison(d_dlogits, n);

@@ -34,14 +34,19 @@ __global__ void gelu_backward_kernel2(float4* dinp, const float4* inp, const flo
 
 void gelu_fwd(int version, float* out, const float* inp, size_t N, int block) {
     if (version == 1) { cu::gelu_forward_kernel<<<ceil_div(N, block), block>>>(out, inp, N); }
-    else if (version == 2) { gelu_forward_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)out, (const float4*)inp, N / 4); }
+    else if (version == 2) {
+        gelu_forward_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)out, (const float4*)inp, N / 4);
+    }
     else { fprintf(stderr, "unknown version %d\n", version); exit(EXIT_FAILURE); }
     cudaCheck(cudaGetLastError());
 }
 
 void gelu_bwd(int version, float* dinp, const float* inp, const float* dout, size_t N, int block) {
     if (version == 1) { cu::gelu_backward_kernel<<<ceil_div(N, block), block>>>(dinp, inp, dout, N); }
-    else if (version == 2) { gelu_backward_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)dinp, (const float4*)inp, (const float4*)dout, N / 4); }
+    else if (version == 2) {
+        gelu_backward_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)dinp, (const float4*)inp,
+                                                                 (const float4*)dout, N / 4);
+    }
     else { fprintf(stderr, "unknown version %d\n", version); exit(EXIT_FAILURE); }
     cudaCheck(cudaGetLastError());
 }
@@ -74,11 +79,13 @@ int main(int argc, char** argv) {
             int block = blocks[bi];
             float ms = time_ms([&] { gelu_fwd(version, d_out, d_inp, N, block); });
             float msb = time_ms([&] { gelu_bwd(version, d_dinp, d_inp, d_dout, N, block); });
-            printf("  block %4d | forward %.4f ms %.0f GB/s | backward %.4f ms %.0f GB/s\n", block, ms, 2.0 * N * 4 / ms / 1e6,
+            printf("  block %4d | forward %.4f ms %.0f GB/s | backward %.4f ms %.0f GB/s\n", block, ms,
+                   2.0 * N * 4 / ms / 1e6,
                    msb, 3.0 * N * 4 / msb / 1e6);
         }
         free(inp); free(dout); free(out); free(dinp);
-        cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_dinp));
+        cudaCheck(cudaFree(d_inp)); cudaCheck(cudaFree(d_dout));
+        cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_dinp));
     }
     printf("gelu: %s\n", failures_ == 0 ? "all versions valid" : "VALIDATION FAILED");
     return failures_ == 0 ? 0 : 1;

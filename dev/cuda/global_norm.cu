@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
             int block = version == 1 ? NORM_THREADS : blocks[bi]; // v1's block size is fixed by its shared array
             double got = norm_gpu(version, d_out, d_partials, d_g, N, block);
             double rel = fabs(got - ref) / ref;
-            printf("  v%d block %d norm %.9e rel err %.2e %s\n", version, block, got, rel, rel <= 1e-12 ? "ok" : "FAIL");
+            printf("  v%d block %d norm %.9e rel err %.2e %s\n", version, block, got, rel,
+                   rel <= 1e-12 ? "ok" : "FAIL");
             EXPECT(rel <= 1e-12);
         }
         for (int bi = 0; bi < 5; bi++) {

@@ -14,7 +14,8 @@ Bytes counted: forward reads inp, writes out (+ N mean/rstd): 2 N C 4; backward 
 (+ read of dinp for the +=) and reads both again for dweight: 6 N C 4.
 */
 #include "common.h"
-#include "../../cuda/layernorm.cuh" // defines: cu::layernorm_forward_kernel, cu::layernorm_backward_kernel, cu::layernorm_param_backward_kernel
+// defines: cu::layernorm_forward_kernel, cu::layernorm_backward_kernel, cu::layernorm_param_backward_kernel
+#include "../../cuda/layernorm.cuh"
 
 // version 2: one block per row, the row in shared memory (C floats, dynamic)
 __global__ void layernorm_forward_kernel2(float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -34,11 +35,13 @@ __global__ void layernorm_forward_kernel2(float* out, float* mean, float* rstd, 
     if (threadIdx.x == 0) { mean[n] = m; rstd[n] = s; }
 }
 
-void layernorm_forward(int version, float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b,
+void layernorm_forward(int version, float* out, float* mean, float* rstd, const float* inp, const float* w,
+                       const float* b,
                        int N, int C, float eps, int block) {
     switch (version) {
     case 1:
-        cu::layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, mean, rstd, inp, w, b, N, C, eps, 0.0f, 1.0f, 0);
+        cu::layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, mean, rstd, inp, w, b, N, C, eps, 0.0f,
+                                                                         1.0f, 0);
         break;
     case 2:
         layernorm_forward_kernel2<<<N, block, C * sizeof(float)>>>(out, mean, rstd, inp, w, b, N, C, eps);
@@ -48,13 +51,15 @@ void layernorm_forward(int version, float* out, float* mean, float* rstd, const 
     cudaCheck(cudaGetLastError());
 }
 
-void layernorm_backward(int version, float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+void layernorm_backward(int version, float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                        const float* w,
                         const float* mean, const float* rstd, int N, int C, int block) {
     switch (version) {
     case 1:
         cu::layernorm_backward_kernel<<<ceil_div(N, block / 32), block>>>(dinp, dout, inp, w, mean, rstd, N, C);
         cudaCheck(cudaGetLastError());
-        cu::layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dw, db, dout, inp, mean, rstd, N, C);
+        cu::layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dw, db, dout, inp, mean, rstd, N,
+                                                                                    C);
         break;
     default: fprintf(stderr, "unknown backward version %d\n", version); exit(EXIT_FAILURE);
     }
@@ -82,10 +87,14 @@ int main(int argc, char** argv) {
             float* db = (float*)callocCheck(C, sizeof(float));
             layernorm_forward(out, mean, rstd, inp, w, b, N, C, 1e-12f);
             layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
-            float *d_inp = to_device(inp, NC), *d_w = to_device(w, C), *d_b = to_device(b, C), *d_dout = to_device(dout, NC);
+            float *d_inp = to_device(inp, NC), *d_w = to_device(w, C), *d_b = to_device(b,
+                                                                                        C), *d_dout = to_device(dout,
+                                                                                                                NC);
             float *d_out, *d_mean, *d_rstd, *d_dinp, *d_dw, *d_db;
-            cudaCheck(cudaMalloc(&d_out, NC * 4)); cudaCheck(cudaMalloc(&d_mean, N * 4)); cudaCheck(cudaMalloc(&d_rstd, N * 4));
-            cudaCheck(cudaMalloc(&d_dinp, NC * 4)); cudaCheck(cudaMalloc(&d_dw, C * 4)); cudaCheck(cudaMalloc(&d_db, C * 4));
+            cudaCheck(cudaMalloc(&d_out, NC * 4)); cudaCheck(cudaMalloc(&d_mean, N * 4)); cudaCheck(cudaMalloc(&d_rstd,
+                                                                                                               N * 4));
+            cudaCheck(cudaMalloc(&d_dinp, NC * 4)); cudaCheck(cudaMalloc(&d_dw, C * 4)); cudaCheck(cudaMalloc(&d_db,
+                                                                                                              C * 4));
             printf("N %d C %d\n", N, C);
             for (int bi = 0; bi < 5; bi++) {
                 int block = blocks[bi];
@@ -96,7 +105,9 @@ int main(int argc, char** argv) {
                 EXPECT(validate("mean", d_mean, mean, N, 1e-5));
                 EXPECT(validate("rstd", d_rstd, rstd, N, 1e-5));
                 // backward accumulates: start from zeros as the CPU reference did (d_mean/d_rstd now valid)
-                cudaCheck(cudaMemset(d_dinp, 0, NC * 4)); cudaCheck(cudaMemset(d_dw, 0, C * 4)); cudaCheck(cudaMemset(d_db, 0, C * 4));
+                cudaCheck(cudaMemset(d_dinp, 0, NC * 4)); cudaCheck(cudaMemset(d_dw, 0,
+                                                                               C * 4)); cudaCheck(cudaMemset(d_db, 0,
+                                                                                                             C * 4));
                 layernorm_backward(bwd, d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, block);
                 printf("  backward v%d block %d\n", bwd, block);
                 EXPECT(validate("dinp", d_dinp, dinp, NC, 1e-5));
@@ -105,8 +116,10 @@ int main(int argc, char** argv) {
             }
             for (int bi = 0; bi < 5; bi++) {
                 int block = blocks[bi];
-                float ms = time_ms([&] { layernorm_forward(fwd, d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, 1e-12f, block); });
-                float msb = time_ms([&] { layernorm_backward(bwd, d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean, d_rstd, N, C, block); });
+                float ms = time_ms([&] { layernorm_forward(fwd, d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, 1e-12f,
+                                                           block); });
+                float msb = time_ms([&] { layernorm_backward(bwd, d_dinp, d_dw, d_db, d_dout, d_inp, d_w, d_mean,
+                                                             d_rstd, N, C, block); });
                 printf("  block %4d | forward v%d %.4f ms %.0f GB/s | backward v%d %.4f ms %.0f GB/s\n", block, fwd, ms,
                        2.0 * NC * 4 / ms / 1e6, bwd, msb, 6.0 * NC * 4 / msb / 1e6);
             }

@@ -51,7 +51,9 @@ static void fuzz_one_(uint8_t selector, const uint8_t* data, size_t size) {
     if (selector == 0 || selector == 1) {
         Bert m;
         memset(&m, 0, sizeof(m));
-        if (selector == 0) { bert_build_from_file(&m, input_path_); } else { bert_build_from_checkpoint(&m, input_path_); }
+        if (selector == 0) {
+            bert_build_from_file(&m, input_path_); } else { bert_build_from_checkpoint(&m, input_path_);
+        }
         require_(m.num_parameters > 0 && (m.strategy != STRATEGY_LORA || m.num_lora_parameters > 0));
         bert_free(&m);
     } else if (selector == 2) {
@@ -77,7 +79,9 @@ static void fuzz_one_(uint8_t selector, const uint8_t* data, size_t size) {
         // resume as the trainer does: the loader at the state's position, over MICRO_N examples
         static int lengths_[MICRO_N], labels_[MICRO_N], ids_[MICRO_N * 2];
         static size_t starts_[MICRO_N];
-        for (int n = 0; n < MICRO_N; n++) { lengths_[n] = 2; labels_[n] = 0; ids_[2 * n] = 2; ids_[2 * n + 1] = 3; starts_[n] = 2 * n; }
+        for (int n = 0; n < MICRO_N; n++) {
+            lengths_[n] = 2; labels_[n] = 0; ids_[2 * n] = 2; ids_[2 * n + 1] = 3; starts_[n] = 2 * n;
+        }
         Dataset ds = {MICRO_N, 2, MICRO.NC, MICRO.V, lengths_, labels_, ids_, starts_};
         DataLoader loader;
         loader_init(&loader, &ds, 4, 42);

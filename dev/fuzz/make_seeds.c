@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
     m.step = 7;
     TrainProgress pr = {3, 4, 1, 0.5, 1.0, 3.0, 0};
     EarlyStopping es = {3, 1, 0.5f, 1, 1};
-    EpochResult hist[2] = {{1, 3, 1, 1.5f, 1.4f, 0.4f, 0.3f, 0.4f, 0.5f, 1.0f}, {2, 6, 0, 1.2f, 1.3f, 0.4f, 0.3f, 0.4f, 0.45f, 1.0f}};
+    EpochResult hist[2] = {{1, 3, 1, 1.5f, 1.4f, 0.4f, 0.3f, 0.4f, 0.5f, 1.0f},
+                           {2, 6, 0, 1.2f, 1.3f, 0.4f, 0.3f, 0.4f, 0.45f, 1.0f}};
     for (size_t i = 0; i < bert_num_trainable(&m); i++) { m.v_memory[i] = 1e-6f; }
     train_state_save(tmp, &m, MICRO_SETTINGS, &pr, &es, hist, 2);
     seed_(dir, "state", 3, tmp);
