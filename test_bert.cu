@@ -18,9 +18,12 @@ Last line: "N passed, N failed"; the exit code is non-zero on any failure.
 #include "train_bert.cu"
 #include "bertc/testing.h" // defines: check, compare_tensor, compare_norm, RefState, ref_state_load
 
+static int kernels_ = 1; // the kernel set under test (-K): the main loop runs everything with 1, then with 2
+
 // a fresh model of either back end from the model file, set up as the state says, dropout 0
 static void model_from_state_(Bert* model, const char* model_path, const RefState* st, int on_gpu, int precision) {
     memset(model, 0, sizeof(*model));
+    model->kernels = kernels_;
     model->strategy = st->strategy;
     model->seed = 42;
     model->lora_r = st->strategy == STRATEGY_LORA ? st->r : 8;
@@ -55,9 +58,10 @@ static void gpu_model_free_(Bert* model) { cu::bert_free(model); bert_free(model
 #define BF16_STEPS_REL 2e-2f
 
 static void test_state_(const char* model_path, const char* state_path, int precision) {
-    printf("\n== %s (model %s, %s)\n", state_path, model_path, cu::precision_name(precision));
+    printf("\n== %s (model %s, %s, kernel set %d)\n", state_path, model_path, cu::precision_name(precision), kernels_);
     int bf16 = precision == cu::PRECISION_BF16;
-    const char* pname = cu::precision_name(precision);
+    char pname[32];
+    snprintf(pname, sizeof(pname), "%s, K%d", cu::precision_name(precision), kernels_);
     char what[2048];
     RefState st;
     snprintf(what, sizeof(what), "%s: the reference state can be read", state_path);
@@ -68,6 +72,7 @@ static void test_state_(const char* model_path, const char* state_path, int prec
     check(model.num_parameters == st.num_params, what);
 
     cu::bert_forward(&model, st.B, st.T, st.labels, 1);
+    cu::bert_sync_loss(&model);
     const float* logits = cu::bert_logits(&model, st.B);
     size_t nlog = (size_t)st.B * st.NC;
     snprintf(what, sizeof(what), "%s [%s]: logits", state_path, pname);
@@ -126,6 +131,7 @@ static void test_state_(const char* model_path, const char* state_path, int prec
     float losses[64];
     for (int s = 0; s < st.nsteps; s++) {
         cu::bert_forward(&model, st.B, st.T, st.labels, 1);
+        cu::bert_sync_loss(&model);
         losses[s] = model.mean_loss;
         cu::bert_zero_grad(&model);
         cu::bert_backward(&model);
@@ -206,8 +212,8 @@ static double same_direction_(const float* w0, const float* wa, const float* wb,
 }
 
 static void test_side_by_side_(const char* model_path, const Dataset* train, int strategy, int precision) {
-    printf("\n== GPU (%s) and CPU trainers, %s, dropout 0.1, %d steps\n", cu::precision_name(precision),
-           STRATEGY_NAMES[strategy], SIDE_STEPS);
+    printf("\n== GPU (%s, kernel set %d) and CPU trainers, %s, dropout 0.1, %d steps\n", cu::precision_name(precision),
+           kernels_, STRATEGY_NAMES[strategy], SIDE_STEPS);
     int B = 16, bf16 = precision == cu::PRECISION_BF16;
     Bert cpu, gpu;
     Bert* both[2] = {&cpu, &gpu};
@@ -215,7 +221,7 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
         Bert* m = both[k];
         memset(m, 0, sizeof(*m));
         m->strategy = strategy; m->seed = 42; m->dropout = 0.1f; m->lora_r = 8; m->lora_alpha = 32.0f;
-        m->lora_dropout = 0.1f; m->precision = k == 1 ? precision : 0;
+        m->lora_dropout = 0.1f; m->precision = k == 1 ? precision : 0; m->kernels = kernels_;
         bert_build_from_file(m, model_path);
         bert_init_training(m);
         bert_alloc_batch(m, B, train->T_max);
@@ -250,7 +256,8 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
                ngpu[s], ncpu[s]);
     }
     const char* sname = STRATEGY_NAMES[strategy];
-    const char* pname = cu::precision_name(precision);
+    char pname[32];
+    snprintf(pname, sizeof(pname), "%s, K%d", cu::precision_name(precision), kernels_);
     char what[256];
     snprintf(what, sizeof(what), "%s [%s]: per-step losses with dropout match the CPU", sname, pname);
     check(compare_tensor("losses", lgpu, lcpu, SIDE_STEPS, bf16 ? 0.0f : 1e-5f, bf16 ? 2e-2f : 1e-4f, 0), what);
@@ -272,6 +279,42 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
     free(w0); free(wc); free(wg);
     loader_free(&lc);
     loader_free(&lg);
+    bert_free(&cpu);
+    gpu_model_free_(&gpu);
+}
+
+// ----------------------------------------------------------------------------
+// evaluation through the trainer's evaluate_: the GPU back end (either kernel set) against the CPU's
+
+static void test_evaluate_(const char* model_path, const char* split_path) {
+    printf("\n== evaluation, kernel set %d, against the CPU\n", kernels_);
+    Bert cpu, gpu;
+    Bert* both[2] = {&cpu, &gpu};
+    Dataset ds;
+    for (int k = 0; k < 2; k++) {
+        memset(both[k], 0, sizeof(Bert));
+        both[k]->kernels = kernels_;
+        bert_build_from_file(both[k], model_path);
+        if (k == 0) { dataset_load(&ds, split_path, cpu.config.V, cpu.config.NC, cpu.config.P); }
+        bert_alloc_batch(both[k], 32, ds.T_max);
+    }
+    bert_alloc_activations(&cpu, 32, ds.T_max);
+    cu::bert_setup(&gpu, 32, ds.T_max);
+    Metrics mc, mg;
+    metrics_init(&mc, cpu.config.NC);
+    metrics_init(&mg, cpu.config.NC);
+    evaluate_(&CPU_BACKEND, &cpu, &ds, 32, &mc);
+    evaluate_(&CUDA_BACKEND, &gpu, &ds, 32, &mg);
+    printf("    cpu: loss %.6f acc %.4f F1 %.4f | gpu: loss %.6f acc %.4f F1 %.4f\n", mc.loss, mc.accuracy, mc.f1,
+           mg.loss,
+           mg.accuracy, mg.f1);
+    // logits agree to ~1e-6, so at most a near-tie or two may flip; the loss is a mean of 2,000 numbers
+    char what[128];
+    snprintf(what, sizeof(what), "K%d: validation loss and accuracy on the GPU match the CPU", kernels_);
+    check(fabsf(mg.loss - mc.loss) <= 1e-4f * mc.loss && fabsf(mg.accuracy - mc.accuracy) <= 2.0f / ds.N, what);
+    metrics_free(&mc);
+    metrics_free(&mg);
+    dataset_free(&ds);
     bert_free(&cpu);
     gpu_model_free_(&gpu);
 }
@@ -350,42 +393,47 @@ int main(int argc, char** argv) {
     test_dropout_device_();
     const char* models[] = {"tiny", "minilm"};
     const char* states[] = {"full", "frozen", "lora", "full_b1", "full_pad"};
-    for (int prec = 0; prec < 2; prec++) {
-        for (int m = 0; m < nmodels; m++) {
-            snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);
-            if (access(model_path, R_OK) != 0) {
-                // MiniLM needs the pip package; where it is missing the run says so and goes on
-                printf("\n(skipping %s: %s is missing)\n", models[m], model_path);
-                check(m == 1,
-                      m == 1 ? "MiniLM skipped (no data/ref_minilm_model.bin)" : "data/ref_tiny_model.bin exists");
-                continue;
-            }
-            for (int s = 0; s < 5; s++) {
-                if (m == 1 && s >= 3) { continue; } // the batch variants are made for tiny only
-                snprintf(state_path, sizeof(state_path), "%s/ref_%s_%s.bin", data, models[m], states[s]);
-                test_state_(model_path, state_path, prec);
+    snprintf(path, sizeof(path), "%s/emotion_train.bin", data);
+    char val_path[1024];
+    snprintf(val_path, sizeof(val_path), "%s/emotion_validation.bin", data);
+    for (kernels_ = 1; kernels_ <= 2; kernels_++) { // every test, with each kernel set
+        for (int prec = 0; prec < 2; prec++) {
+            for (int m = 0; m < nmodels; m++) {
+                snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);
+                if (access(model_path, R_OK) != 0) {
+                    // MiniLM needs the pip package; where it is missing the run says so and goes on
+                    printf("\n(skipping %s: %s is missing)\n", models[m], model_path);
+                    check(m == 1,
+                          m == 1 ? "MiniLM skipped (no data/ref_minilm_model.bin)" : "data/ref_tiny_model.bin exists");
+                    continue;
+                }
+                for (int s = 0; s < 5; s++) {
+                    if (m == 1 && s >= 3) { continue; } // the batch variants are made for tiny only
+                    snprintf(state_path, sizeof(state_path), "%s/ref_%s_%s.bin", data, models[m], states[s]);
+                    test_state_(model_path, state_path, prec);
+                }
             }
         }
+        snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
+        if (access(model_path, R_OK) != 0 || access(path, R_OK) != 0 || access(val_path, R_OK) != 0) {
+            check(0, "the tiny model and the splits exist (side-by-side, evaluation and checkpoint tests)");
+            continue;
+        }
+        Bert probe;
+        memset(&probe, 0, sizeof(probe));
+        bert_build_from_file(&probe, model_path);
+        Dataset train;
+        dataset_load(&train, path, probe.config.V, probe.config.NC, probe.config.P);
+        for (int prec = 0; prec < 2; prec++) {
+            for (int s = 0; s < NUM_STRATEGIES; s++) { test_side_by_side_(model_path, &train, s, prec); }
+        }
+        test_evaluate_(model_path, val_path);
+        for (int s = 0; s < NUM_STRATEGIES; s++) {
+            snprintf(state_path, sizeof(state_path), "%s/ref_tiny_%s.bin", data, STRATEGY_NAMES[s]);
+            test_checkpoint_cross_(model_path, state_path, s);
+        }
+        dataset_free(&train);
+        bert_free(&probe);
     }
-    snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
-    snprintf(path, sizeof(path), "%s/emotion_train.bin", data);
-    if (access(model_path, R_OK) != 0 || access(path, R_OK) != 0) {
-        check(0, "the tiny model and the train split exist (side-by-side and checkpoint tests)");
-        return tests_summary();
-    }
-    Bert probe;
-    memset(&probe, 0, sizeof(probe));
-    bert_build_from_file(&probe, model_path);
-    Dataset train;
-    dataset_load(&train, path, probe.config.V, probe.config.NC, probe.config.P);
-    for (int prec = 0; prec < 2; prec++) {
-        for (int s = 0; s < NUM_STRATEGIES; s++) { test_side_by_side_(model_path, &train, s, prec); }
-    }
-    for (int s = 0; s < NUM_STRATEGIES; s++) {
-        snprintf(state_path, sizeof(state_path), "%s/ref_tiny_%s.bin", data, STRATEGY_NAMES[s]);
-        test_checkpoint_cross_(model_path, state_path, s);
-    }
-    dataset_free(&train);
-    bert_free(&probe);
     return tests_summary();
 }

@@ -749,6 +749,7 @@ typedef struct {
     uint64_t seed;
     int step;       // optimizer steps taken; also numbers the dropout streams
     int precision;  // matrix products: 0 fp32, 1 bf16 (the GPU's -c; the CPU is fp32 only)
+    int kernels;    // the GPU's kernel set (-K): 1 the first versions, 2 the fused ones (dev/cuda/README.md)
     void* device;   // the GPU back end's state (train_bert.cu), NULL on the CPU
 } Bert;
 
@@ -1335,11 +1336,9 @@ void metrics_free(Metrics* m) {
     free(m->confusion); free(m->class_precision); free(m->class_recall); free(m->class_f1); free(m->support);
 }
 
-// everything from predictions (N) and true labels (N)
-void metrics_compute(Metrics* m, const int* preds, const int* labels, int N) {
+// everything from the confusion matrix over N examples (m->confusion filled in)
+void metrics_from_confusion(Metrics* m, int N) {
     int NC = m->NC;
-    memset(m->confusion, 0, (size_t)NC * NC * sizeof(int));
-    for (int n = 0; n < N; n++) { m->confusion[labels[n] * NC + preds[n]]++; }
     int correct = 0;
     double precision = 0.0, recall = 0.0, f1 = 0.0;
     for (int c = 0; c < NC; c++) {
@@ -1360,6 +1359,14 @@ void metrics_compute(Metrics* m, const int* preds, const int* labels, int N) {
     m->precision = (float)(precision / N);
     m->recall = (float)(recall / N);
     m->f1 = (float)(f1 / N);
+}
+
+// everything from predictions (N) and true labels (N)
+void metrics_compute(Metrics* m, const int* preds, const int* labels, int N) {
+    int NC = m->NC;
+    memset(m->confusion, 0, (size_t)NC * NC * sizeof(int));
+    for (int n = 0; n < N; n++) { m->confusion[labels[n] * NC + preds[n]]++; }
+    metrics_from_confusion(m, N);
 }
 
 // the prediction of one row of logits: the first largest
@@ -1423,7 +1430,8 @@ static void cpu_describe_(const Bert* model, char* out, size_t n) {
 static const Backend CPU_BACKEND = {
     .name = "cpu", .on_gpu = 0, .init = NULL, .setup = cpu_setup_, .forward = bert_forward, .zero_grad = bert_zero_grad,
     .backward = bert_backward, .update = bert_update, .logits = cpu_logits_, .pooled = cpu_pooled_,
-    .to_host = NULL, .from_host = NULL, .free = cpu_free_, .describe = cpu_describe_,
+    .to_host = NULL, .from_host = NULL, .free = cpu_free_, .eval_add = NULL, .eval_read = NULL,
+    .describe = cpu_describe_,
 };
 
 // ----------------------------------------------------------------------------

@@ -65,6 +65,17 @@ typedef struct {
     double* norm_partials;   // (NORM_BLOCKS)
     double* norm_sumsq;      // (1)
     float* host_out;         // (B_max * max(C, NC)) logits or pooled output copied back
+    // kernel set 2 (-K 2): the step's numbers stay on the device until the host asks
+    AdamWTable adamw;        // the trainable tensors for the fused optimizer step
+    float* loss;             // (1) the last forward's mean loss
+    int* confusion;          // (NC, NC) evaluation: rows the true label, columns the prediction
+    double* loss_sum;        // (1) evaluation: the sum of batch losses times batch sizes
+    int* confusion_host;     // (NC, NC) kernel set 1's evaluation, on the host
+    double loss_sum_host;
+    int* tokens;             // (B_max * T_max) the batch's real tokens sorted by id (embedding_sort_tokens), device
+    int* runs;               // (B_max * T_max + 1) where each id's run of tokens starts, device
+    int* run_ids;            // (B_max * T_max) the id of each run, device
+    int* sort_host;          // (3 * B_max * T_max + 1) the same three lists, built on the host
 } BertGPU;
 
 static BertGPU* gpu_(const Bert* model) {
@@ -161,13 +172,38 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     // cuBLAS; for bf16 the weight copies and the scratch for the largest operand that is not a
     // weight: (B*T, max(FF, 3C)), dqkv read with stride 3C
     size_t wide = cfg->FF > 3 * cfg->C ? cfg->FF : 3 * cfg->C;
-    matmul_init(&g->mm, model->precision, (size_t)B_max * T_max * wide);
+    matmul_init(&g->mm, model->precision, model->kernels, (size_t)B_max * T_max * wide, (size_t)B_max * T_max, wide);
+    size_t BT_max = (size_t)B_max * T_max;
+    cudaCheck(cudaMalloc(&g->loss, sizeof(float)));
+    cudaCheck(cudaMalloc(&g->confusion, (size_t)cfg->NC * cfg->NC * sizeof(int)));
+    cudaCheck(cudaMalloc(&g->loss_sum, sizeof(double)));
+    g->confusion_host = (int*)callocCheck((size_t)cfg->NC * cfg->NC, sizeof(int));
+    cudaCheck(cudaMalloc(&g->tokens, BT_max * sizeof(int)));
+    cudaCheck(cudaMalloc(&g->runs, (BT_max + 1) * sizeof(int)));
+    cudaCheck(cudaMalloc(&g->run_ids, BT_max * sizeof(int)));
+    g->sort_host = (int*)mallocCheck((3 * BT_max + 1) * sizeof(int));
     if (model->precision == PRECISION_BF16) {
         cudaCheck(cudaMalloc(&g->params16, model->num_parameters * sizeof(__nv_bfloat16)));
         matmul_register_bf16(&g->mm, 0, g->params_memory, g->params16, model->num_parameters);
         if (lora) {
             cudaCheck(cudaMalloc(&g->lora16, model->num_lora_parameters * sizeof(__nv_bfloat16)));
             matmul_register_bf16(&g->mm, 1, g->lora_memory, g->lora16, model->num_lora_parameters);
+        }
+    }
+    // kernel set 2's optimizer table: the trainable tensors in the order of the flat gradient and moment blocks
+    if (g->num_trainable > 0) {
+        size_t offset = 0;
+        for (int i = 0; i < NUM_PARAMETER_TENSORS + NUM_LORA_TENSORS; i++) {
+            int is_lora = i >= NUM_PARAMETER_TENSORS;
+            if (is_lora && !lora) { break; }
+            const TensorInfo* t = is_lora ? &model->lora_info[i - NUM_PARAMETER_TENSORS] : &model->param_info[i];
+            if (!t->trainable) { continue; }
+            float* base = is_lora ? g->lora_memory : g->params_memory;
+            float* param = is_lora ? ((float**)&g->lora)[i - NUM_PARAMETER_TENSORS] : ((float**)&g->params)[i];
+            __nv_bfloat16* base16 = is_lora ? g->lora16 : g->params16;
+            AdamWTensor a = {param, base16 != NULL ? base16 + (param - base) : NULL, offset, t->size, t->decay};
+            g->adamw.t[g->adamw.n++] = a;
+            offset += t->size;
         }
     }
     bert_from_host(model);
@@ -230,15 +266,25 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p,
                           bert_stream(model, l, SITE_ATT));
         matmul_forward(mm, s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), BT, C, C);
-        dropout_forward(la.r1, s.tmp, la.x, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
-        layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C), LAYER_(w.ln1b, l, C),
-                          BT, C, cfg->eps, 0.0f, 0);
+        if (model->kernels >= 2) { // r1 = x + dropout(tmp), ln1 = LN1(r1) in one pass
+            residual_layernorm_forward(la.ln1, la.r1, la.ln1_mean, la.ln1_rstd, s.tmp, la.x, LAYER_(w.ln1w, l, C),
+                                       LAYER_(w.ln1b, l, C), BT, C, cfg->eps, p, bert_stream(model, l, SITE_ATTPROJ));
+        } else {
+            dropout_forward(la.r1, s.tmp, la.x, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
+            layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C), LAYER_(w.ln1b, l, C),
+                              BT, C, cfg->eps, 0.0f, 0);
+        }
         matmul_forward(mm, la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), BT, C, FF);
         gelu_forward(la.fch_gelu, la.fch, (size_t)BT * FF);
         matmul_forward(mm, s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), BT, FF, C);
-        dropout_forward(la.r2, s.tmp, la.ln1, BTC, p, bert_stream(model, l, SITE_FCPROJ));
-        layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
-                          LAYER_(w.ln2b, l, C), BT, C, cfg->eps, 0.0f, 0);
+        if (model->kernels >= 2) { // r2 = ln1 + dropout(tmp), hs[l+1] = LN2(r2)
+            residual_layernorm_forward(la.x + BTC, la.r2, la.ln2_mean, la.ln2_rstd, s.tmp, la.ln1, LAYER_(w.ln2w, l, C),
+                                       LAYER_(w.ln2b, l, C), BT, C, cfg->eps, p, bert_stream(model, l, SITE_FCPROJ));
+        } else {
+            dropout_forward(la.r2, s.tmp, la.ln1, BTC, p, bert_stream(model, l, SITE_FCPROJ));
+            layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
+                              LAYER_(w.ln2b, l, C), BT, C, cfg->eps, 0.0f, 0);
+        }
     }
     pooler_forward(mm, a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, B, T, C);
     dropout_forward(a.pooled_d, a.pooled, NULL, (size_t)B * C, p, bert_stream(model, L, 0));
@@ -247,10 +293,14 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
         cudaCheck(cudaMemcpy(g->labels, labels, B * sizeof(int), cudaMemcpyHostToDevice));
         crossentropy_forward(a.losses, a.probs, a.logits, g->labels, B, NC);
-        cudaCheck(cudaMemcpy(g->host_out, a.losses, B * sizeof(float), cudaMemcpyDeviceToHost));
-        float mean = 0.0f; // summed in the CPU's order
-        for (int b = 0; b < B; b++) { mean += g->host_out[b]; }
-        model->mean_loss = mean / B;
+        if (model->kernels >= 2) { // on the device: the host reads it with the norm (bert_update) or the evaluation
+            mean_loss(g->loss, a.losses, B);
+        } else {
+            cudaCheck(cudaMemcpy(g->host_out, a.losses, B * sizeof(float), cudaMemcpyDeviceToHost));
+            float mean = 0.0f; // summed in the CPU's order
+            for (int b = 0; b < B; b++) { mean += g->host_out[b]; }
+            model->mean_loss = mean / B;
+        }
     }
 }
 
@@ -291,14 +341,19 @@ void bert_backward(Bert* model) {
                     a.pooled, a.cls, w.poolw, B, T, C);
     for (int l = L - 1; l >= 0; l--) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
-        // hs[l+1] = LN2(r2)
-        cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
-        layernorm_backward(s.dr, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2, LAYER_(w.ln2w, l, C),
-                           la.ln2_mean, la.ln2_rstd, BT, C);
-        // r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1
-        cudaCheck(cudaMemcpy(s.dln1, s.dr, BTC * sizeof(float), cudaMemcpyDeviceToDevice));
-        cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
-        dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_FCPROJ));
+        // hs[l+1] = LN2(r2), r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1
+        if (model->kernels >= 2) { // dln1 = LN2'(dh), tmp = mask * dln1 in one pass
+            residual_layernorm_backward(s.dln1, s.tmp, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2,
+                                        LAYER_(w.ln2w, l, C), la.ln2_mean, la.ln2_rstd, BT, C, p,
+                                        bert_stream(model, l, SITE_FCPROJ));
+        } else {
+            cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
+            layernorm_backward(s.dr, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2, LAYER_(w.ln2w, l, C),
+                               la.ln2_mean, la.ln2_rstd, BT, C);
+            cudaCheck(cudaMemcpy(s.dln1, s.dr, BTC * sizeof(float), cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
+            dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_FCPROJ));
+        }
         cudaCheck(cudaMemset(s.dfch, 0, (size_t)BT * FF * sizeof(float)));
         matmul_backward(mm, s.dfch, LAYER_(gr.fcprojw, l, C * FF), LAYER_(gr.fcprojb, l, C), s.tmp, la.fch_gelu,
                         LAYER_(w.fcprojw, l, C * FF), BT, FF, C);
@@ -306,14 +361,19 @@ void bert_backward(Bert* model) {
         gelu_backward(s.dfch, la.fch, s.dfch, (size_t)BT * FF);
         matmul_backward(mm, s.dln1, LAYER_(gr.fcw, l, FF * C), LAYER_(gr.fcb, l, FF), s.dfch, la.ln1,
                         LAYER_(w.fcw, l, FF * C), BT, C, FF);
-        // ln1 = LN1(r1)
-        cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
-        layernorm_backward(s.dr, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1, LAYER_(w.ln1w, l, C),
-                           la.ln1_mean, la.ln1_rstd, BT, C);
-        // r1 = dropout(atty @ attprojw^T + attprojb) + x: dh now collects d(x)
-        cudaCheck(cudaMemcpy(s.dh, s.dr, BTC * sizeof(float), cudaMemcpyDeviceToDevice));
-        cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
-        dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
+        // ln1 = LN1(r1), r1 = dropout(atty @ attprojw^T + attprojb) + x: dh now collects d(x)
+        if (model->kernels >= 2) { // dh = LN1'(dln1), tmp = mask * dh in one pass
+            residual_layernorm_backward(s.dh, s.tmp, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1,
+                                        LAYER_(w.ln1w, l, C), la.ln1_mean, la.ln1_rstd, BT, C, p,
+                                        bert_stream(model, l, SITE_ATTPROJ));
+        } else {
+            cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
+            layernorm_backward(s.dr, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1, LAYER_(w.ln1w, l, C),
+                               la.ln1_mean, la.ln1_rstd, BT, C);
+            cudaCheck(cudaMemcpy(s.dh, s.dr, BTC * sizeof(float), cudaMemcpyDeviceToDevice));
+            cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
+            dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
+        }
         cudaCheck(cudaMemset(s.datty, 0, BTC * sizeof(float)));
         matmul_backward(mm, s.datty, LAYER_(gr.attprojw, l, C * C), LAYER_(gr.attprojb, l, C), s.tmp, la.atty,
                         LAYER_(w.attprojw, l, C * C), BT, C, C);
@@ -341,7 +401,17 @@ void bert_backward(Bert* model) {
     dropout_backward(s.dr, s.dh, BTC, p, bert_stream(model, -1, 0));
     cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
     layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, BT, C);
-    embedding_backward(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, B, T, C);
+    if (model->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens
+        int ntok, *tokens = g->sort_host, *runs = tokens + (size_t)B * T, *run_ids = runs + (size_t)B * T + 1;
+        int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T, &ntok);
+        cudaCheck(cudaMemcpy(g->tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
+        embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, g->tokens, g->runs, g->run_ids,
+                                  nruns, B, T, C);
+    } else {
+        embedding_backward(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, B, T, C);
+    }
 }
 
 // global L2 norm of the trainable gradients (clip_grad_norm_): one pass over the flat block
@@ -357,11 +427,21 @@ float bert_grad_norm(Bert* model) {
 // Returns the norm before clipping.
 float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm) {
     BertGPU* g = gpu_(model);
-    float norm = cu::bert_grad_norm(model); // qualified: the CPU's bert_grad_norm takes a Bert* too
-    float clip = clip_coef(norm, max_norm);
     model->step++;
     double bc1 = 1.0 - pow(beta1, model->step);
     double bc2 = 1.0 - pow(beta2, model->step);
+    if (model->kernels >= 2) {
+        // one pass, the clip coefficient on the device; then one copy back of the step's numbers
+        adamw_fused(&g->adamw, g->grads_memory, g->m_memory, g->v_memory, g->num_trainable, g->norm_sumsq,
+                    g->norm_partials, max_norm, lr, beta1, beta2, eps, weight_decay, (float)(lr / bc1),
+                    (float)sqrt(bc2));
+        double sumsq;
+        cudaCheck(cudaMemcpy(&sumsq, g->norm_sumsq, sizeof(double), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(&model->mean_loss, g->loss, sizeof(float), cudaMemcpyDeviceToHost));
+        return (float)sqrt(sumsq);
+    }
+    float norm = cu::bert_grad_norm(model); // qualified: the CPU's bert_grad_norm takes a Bert* too
+    float clip = clip_coef(norm, max_norm);
     size_t offset = 0; // into the flat gradient and moment blocks
     for (int i = 0; i < NUM_PARAMETER_TENSORS + NUM_LORA_TENSORS; i++) {
         int is_lora = i >= NUM_PARAMETER_TENSORS;
@@ -390,6 +470,45 @@ const float* bert_pooled(Bert* model, int B) {
     cudaCheck(cudaMemcpy(g->host_out, g->acts.pooled, (size_t)B * model->config.C * sizeof(float),
                          cudaMemcpyDeviceToHost));
     return g->host_out;
+}
+
+// Evaluation (the trainer's evaluate_ calls these after each forward with labels). Kernel set 2 keeps the
+// confusion matrix and the loss sum on the device and copies them once; kernel set 1 takes the logits to the host.
+void bert_eval_add(Bert* model, int B, int first) {
+    BertGPU* g = gpu_(model);
+    int NC = model->config.NC;
+    if (model->kernels >= 2) {
+        if (first) {
+            cudaCheck(cudaMemset(g->confusion, 0, (size_t)NC * NC * sizeof(int)));
+            cudaCheck(cudaMemset(g->loss_sum, 0, sizeof(double)));
+        }
+        eval_accumulate(g->confusion, g->loss_sum, g->loss, g->acts.logits, g->labels, B, NC);
+        return;
+    }
+    if (first) { memset(g->confusion_host, 0, (size_t)NC * NC * sizeof(int)); g->loss_sum_host = 0.0; }
+    g->loss_sum_host += (double)model->mean_loss * B;
+    const float* logits = cu::bert_logits(model, B);
+    for (int b = 0; b < B; b++) { g->confusion_host[model->labels[b] * NC + argmax(logits + (size_t)b * NC, NC)]++; }
+}
+
+void bert_eval_read(Bert* model, int* confusion, double* loss_sum) {
+    BertGPU* g = gpu_(model);
+    size_t n = (size_t)model->config.NC * model->config.NC;
+    if (model->kernels >= 2) {
+        cudaCheck(cudaMemcpy(confusion, g->confusion, n * sizeof(int), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(loss_sum, g->loss_sum, sizeof(double), cudaMemcpyDeviceToHost));
+    } else {
+        memcpy(confusion, g->confusion_host, n * sizeof(int));
+        *loss_sum = g->loss_sum_host;
+    }
+}
+
+// kernel set 2 leaves the last forward's mean loss on the device: copy it to model->mean_loss (for tests)
+void bert_sync_loss(Bert* model) {
+    BertGPU* g = gpu_(model);
+    if (model->kernels >= 2) {
+        cudaCheck(cudaMemcpy(&model->mean_loss, g->loss, sizeof(float), cudaMemcpyDeviceToHost));
+    }
 }
 
 // the device gradients in the host's table layout (zeros for frozen tensors), for tests:
@@ -427,6 +546,14 @@ void bert_free(Bert* model) {
     cudaCheck(cudaFree(g->norm_partials));
     cudaCheck(cudaFree(g->norm_sumsq));
     free(g->host_out);
+    cudaCheck(cudaFree(g->loss));
+    cudaCheck(cudaFree(g->confusion));
+    cudaCheck(cudaFree(g->loss_sum));
+    cudaCheck(cudaFree(g->tokens));
+    cudaCheck(cudaFree(g->runs));
+    cudaCheck(cudaFree(g->run_ids));
+    free(g->confusion_host);
+    free(g->sort_host);
     matmul_free(&g->mm);
     free(g);
     model->device = NULL;
@@ -447,8 +574,8 @@ void bert_describe(const Bert* model, char* out, size_t n) {
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    snprintf(out, n, "%s (sm_%d%d), %s, %.0f of %.0f MiB in use", prop.name, prop.major, prop.minor,
-             precision_name(model->precision), (total_b - free_b) / 1048576.0, total_b / 1048576.0);
+    snprintf(out, n, "%s (sm_%d%d), %s, kernel set %d, %.0f of %.0f MiB in use", prop.name, prop.major, prop.minor,
+             precision_name(model->precision), model->kernels, (total_b - free_b) / 1048576.0, total_b / 1048576.0);
 }
 
 } // namespace cu
@@ -457,7 +584,8 @@ static const Backend CUDA_BACKEND = {
     .name = "cuda", .on_gpu = 1, .init = cu::bert_init_device, .setup = cu::bert_setup, .forward = cu::bert_forward,
     .zero_grad = cu::bert_zero_grad, .backward = cu::bert_backward, .update = cu::bert_update,
     .logits = cu::bert_logits, .pooled = cu::bert_pooled,
-    .to_host = cu::bert_to_host, .from_host = cu::bert_from_host, .free = cu::bert_free, .describe = cu::bert_describe,
+    .to_host = cu::bert_to_host, .from_host = cu::bert_from_host, .free = cu::bert_free,
+    .eval_add = cu::bert_eval_add, .eval_read = cu::bert_eval_read, .describe = cu::bert_describe,
 };
 
 // ----------------------------------------------------------------------------

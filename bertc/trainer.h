@@ -45,6 +45,10 @@ typedef struct {
     void (*to_host)(Bert* model);
     void (*from_host)(Bert* model);
     void (*free)(Bert* model);
+    // evaluation on the device (NULL: the host takes the argmax of logits()): after each forward with labels, add
+    // its predictions to a confusion matrix and its loss to a sum (first = 1 starts them); read both once, at the end
+    void (*eval_add)(Bert* model, int B, int first);
+    void (*eval_read)(Bert* model, int* confusion, double* loss_sum);
     // one line for the settings table: the device, threads or precision
     void (*describe)(const Bert* model, char* out, size_t n);
 } Backend;
@@ -63,6 +67,7 @@ typedef struct {
     const char* classify_path, *classify_text, *vocab_path; // classify mode
     int print_logits;
     const char* precision;   // -c (GPU)
+    int kernels;             // -K (GPU)
     int exit_after, nan_at;  // tests only
     // derived by settings_parse
     int strategy_id, precision_id, lr_given, strategy_given;
@@ -74,7 +79,7 @@ static const Settings DEFAULT_SETTINGS = {
     .lr = 5e-5f, .weight_decay = 0.0f, .max_norm = 1.0f, .dropout = 0.1f, .lora_alpha = 32.0f, .lora_dropout = 0.1f,
     .print_every = 1, .progress_every = 100, .save_every = 0, .resume = 0, .overwrite = 0, .probe = 0,
     .classify_path = NULL, .classify_text = NULL, .vocab_path = "data/vocab.txt", .print_logits = 0,
-    .precision = "fp32", .exit_after = -1, .nan_at = -1,
+    .precision = "fp32", .kernels = 1, .exit_after = -1, .nan_at = -1,
     .strategy_id = 0, .precision_id = 0, .lr_given = 0, .strategy_given = 0,
 };
 #define PROBE_LR 1e-3f // the probe's default learning rate (-F 1 without -l): see docs/results.md
@@ -123,6 +128,8 @@ static const FlagSpec FLAG_SPECS[] = {
     {'v', 's', S_(vocab_path), 0, 0, 0, 0, "classify mode: the vocabulary"},
     {'y', 'i', S_(print_logits), 0, 1, 0, 0, "classify mode: 1 = also print the logits"},
     {'c', 's', S_(precision), 0, 0, 0, 1, "precision: fp32 (TF32 off, matches the CPU) | bf16 (bf16 matrix products)"},
+    {'K', 'i', S_(kernels), 1, 2, 0, 1, "kernel set: 1 the first versions | 2 the fused ones (not yet measured;\n"
+                                       "              dev/cuda/README.md)"},
     {'X', 'i', S_(exit_after), 1, INT_MAX, 1, 0, "tests only: exit (code 3) right after this step, as if killed"},
     {'N', 'i', S_(nan_at), 1, INT_MAX, 1, 0,
      "tests only: report this step's gradient norm as NaN, as a diverging run would"},
@@ -322,12 +329,21 @@ static inline void evaluate_(const Backend* be, Bert* model, const Dataset* ds, 
     double loss = 0.0;
     while (loader_next_batch(&loader, model->ids, model->lengths, labels + n, model->config.pad_id, &Bb, &T)) {
         be->forward(model, Bb, T, labels + n, 0);
-        loss += (double)model->mean_loss * Bb;
-        const float* logits = be->logits(model, Bb);
-        for (int b = 0; b < Bb; b++) { preds[n + b] = argmax(logits + (size_t)b * NC, NC); }
+        if (be->eval_add != NULL) {
+            be->eval_add(model, Bb, n == 0);
+        } else {
+            loss += (double)model->mean_loss * Bb;
+            const float* logits = be->logits(model, Bb);
+            for (int b = 0; b < Bb; b++) { preds[n + b] = argmax(logits + (size_t)b * NC, NC); }
+        }
         n += Bb;
     }
-    metrics_compute(m, preds, labels, ds->N);
+    if (be->eval_add != NULL) {
+        be->eval_read(model, m->confusion, &loss);
+        metrics_from_confusion(m, ds->N);
+    } else {
+        metrics_compute(m, preds, labels, ds->N);
+    }
     m->loss = (float)(loss / ds->N);
     free(preds);
     free(labels);
@@ -464,6 +480,7 @@ static inline int train_main_(Settings* s, const Backend* be) {
     model.lora_alpha = s->lora_alpha;
     model.lora_dropout = s->lora_dropout;
     model.precision = s->precision_id;
+    model.kernels = s->kernels;
     require_file_(s->model_path, data_hint);
     bert_build_from_file(&model, s->model_path);
     const BertConfig* cfg = &model.config;
@@ -669,6 +686,7 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
     require_file_(s->classify_path, "pass a checkpoint written by train_bert (out/checkpoint_best.bin)");
     bert_build_from_checkpoint(&model, s->classify_path);
     model.precision = s->precision_id;
+    model.kernels = s->kernels;
     const BertConfig* cfg = &model.config;
     if (s->strategy_given && model.strategy != s->strategy_id) {
         error_exit("%s is a %s checkpoint, not %s", s->classify_path, STRATEGY_NAMES[model.strategy], s->strategy);

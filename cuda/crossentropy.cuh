@@ -40,4 +40,40 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
     kernelCheck();
 }
 
+// ----------------------------------------------------------------------------
+// kernel set 2: the mean loss and evaluation stay on the device; the host reads them when it needs them
+
+// *mean_out = mean of losses (B), summed in the CPU's order and precision (crossentropy_forward's)
+__global__ void mean_loss_kernel(float* mean_out, const float* losses, int B) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) { return; }
+    float mean = 0.0f;
+    for (int b = 0; b < B; b++) { mean += losses[b]; }
+    *mean_out = mean / B;
+}
+
+// evaluation: confusion[label][argmax(logits row)] += 1 for each row (integer atomics: any order gives the same
+// counts), and *loss_sum += (double)mean * B, as the host's evaluate_ adds each batch's loss
+__global__ void eval_accumulate_kernel(int* confusion, double* loss_sum, const float* mean, const float* logits,
+                                       const int* labels, int B, int NC) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b < B) {
+        const float* z = logits + (size_t)b * NC;
+        int best = 0;
+        for (int c = 1; c < NC; c++) { if (z[c] > z[best]) { best = c; } } // the first largest, as argmax()
+        atomicAdd(&confusion[labels[b] * NC + best], 1);
+    }
+    if (b == 0) { *loss_sum += (double)(*mean) * B; }
+}
+
+void mean_loss(float* mean_out, const float* losses, int B) {
+    mean_loss_kernel<<<1, 32>>>(mean_out, losses, B);
+    kernelCheck();
+}
+
+void eval_accumulate(int* confusion, double* loss_sum, const float* mean, const float* logits, const int* labels, int B,
+                     int NC) {
+    eval_accumulate_kernel<<<ceil_div(B, 128), 128>>>(confusion, loss_sum, mean, logits, labels, B, NC);
+    kernelCheck();
+}
+
 } // namespace cu

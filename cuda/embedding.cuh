@@ -24,9 +24,9 @@ __global__ void embedding_forward_kernel(float* out, const int* ids, const float
 // 2: wtt). Two tokens with the same id add into the same row, so a row is never shared
 // between threads. Latency-bound (B*T sequential steps), but it is once per step.
 __global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
-                                          const int* lengths, int B, int T, int C) {
+                                          const int* lengths, int B, int T, int C, int first_table) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
-    int which = blockIdx.y;
+    int which = first_table + blockIdx.y;
     if (c >= C) { return; }
     float acc = 0.0f; // wtt: one row
     for (int b = 0; b < B; b++) {
@@ -48,7 +48,72 @@ void embedding_forward(float* out, const int* ids, const float* wte, const float
 
 void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids, const int* lengths,
                         int B, int T, int C) {
-    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C);
+    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 0);
+    kernelCheck();
+}
+
+// ----------------------------------------------------------------------------
+// kernel set 2: the same sums, parallel. The host lists the batch's real tokens sorted by id, stably, so each
+// id's tokens keep the CPU's (b, t) order (embedding_sort_tokens); a block per (id, 128 columns) adds its
+// tokens' rows in that order. dwpe: a block per (position, 128 columns) adds over the batch in order. Both
+// gradients start at 0 each step, so 0 + (d1 + d2 + ...) is the CPU's ((0 + d1) + d2) + ...: the same bits.
+
+// tokens (ntok) holds b * T + t of each real token, sorted by (id, b, t); runs (nruns + 1) where each id's run
+// starts, run_ids (nruns) its id. Returns nruns. Host side, O(ntok log ntok) on a few thousand tokens.
+static int embedding_sort_tokens(int* tokens, int* runs, int* run_ids, const int* ids, const int* lengths, int B,
+                                 int T, int* ntok_out) {
+    int ntok = 0;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < lengths[b]; t++) { tokens[ntok++] = b * T + t; }
+    }
+    // insertion into order by (id, token index): ids repeat little within a batch, so this is near linear
+    for (int i = 1; i < ntok; i++) {
+        int x = tokens[i], j = i - 1;
+        while (j >= 0 && (ids[tokens[j]] > ids[x] || (ids[tokens[j]] == ids[x] && tokens[j] > x))) {
+            tokens[j + 1] = tokens[j];
+            j--;
+        }
+        tokens[j + 1] = x;
+    }
+    int nruns = 0;
+    for (int i = 0; i < ntok; i++) {
+        if (i == 0 || ids[tokens[i]] != ids[tokens[i - 1]]) {
+            runs[nruns] = i; run_ids[nruns] = ids[tokens[i]]; nruns++;
+        }
+    }
+    runs[nruns] = ntok;
+    *ntok_out = ntok;
+    return nruns;
+}
+
+__global__ void embedding_backward_wte_kernel(float* dwte, const float* dout, const int* tokens, const int* runs,
+                                              const int* run_ids, int C) {
+    int run = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) { return; }
+    float acc = 0.0f;
+    for (int k = runs[run]; k < runs[run + 1]; k++) { acc += dout[(size_t)tokens[k] * C + c]; }
+    dwte[(size_t)run_ids[run] * C + c] += acc;
+}
+
+__global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, const int* lengths, int B, int T, int C) {
+    int t = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) { return; }
+    float acc = 0.0f;
+    for (int b = 0; b < B; b++) {
+        if (t < lengths[b]) { acc += dout[((size_t)b * T + t) * C + c]; }
+    }
+    dwpe[(size_t)t * C + c] += acc;
+}
+
+// tokens, runs, run_ids: embedding_sort_tokens' lists, already on the device; dwtt keeps the serial kernel
+void embedding_backward_sorted(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
+                               const int* lengths, const int* tokens, const int* runs, const int* run_ids, int nruns,
+                               int B, int T, int C) {
+    embedding_backward_wte_kernel<<<dim3(nruns, ceil_div(C, 128)), 128>>>(dwte, dout, tokens, runs, run_ids, C);
+    kernelCheck();
+    embedding_backward_wpe_kernel<<<dim3(T, ceil_div(C, 128)), 128>>>(dwpe, dout, lengths, B, T, C);
+    kernelCheck();
+    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 1), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 2);
     kernelCheck();
 }
 

@@ -25,20 +25,30 @@ inline const char* precision_name(int precision) { return precision == PRECISION
 typedef struct {
     cublasHandle_t handle;
     int precision;
+    int kernels;               // 1: the first kernels; 2: kernel set 2 (bias gradients by a two-stage reduction)
+    float* bias_partials;      // (bias_partials_cap) kernel set 2's per-chunk column sums
     __nv_bfloat16* scratch[2]; // operand casts, each (scratch_cap)
     size_t scratch_cap;
     // fp32 ranges that have a bf16 copy kept elsewhere (slot 0: the parameters, 1: LoRA)
     const float* ranges[2];
     const __nv_bfloat16* ranges16[2];
     size_t range_sizes[2];
+    size_t bias_partials_cap;
 } Matmul;
 
-// scratch_elems: the largest operand that is not a weight (bf16 only)
-void matmul_init(Matmul* mm, int precision, size_t scratch_elems) {
+#define BIAS_CHUNK 64 // rows per partial sum of the kernel set 2 bias gradient
+
+// scratch_elems: the largest operand that is not a weight (bf16 only); N_max x OC_max: the largest output
+void matmul_init(Matmul* mm, int precision, int kernels, size_t scratch_elems, size_t N_max, size_t OC_max) {
     memset(mm, 0, sizeof(*mm));
     cublasCheck(cublasCreate(&mm->handle));
     cublasCheck(cublasSetMathMode(mm->handle, CUBLAS_DEFAULT_MATH)); // no TF32 behind our back
     mm->precision = precision;
+    mm->kernels = kernels;
+    if (kernels >= 2) {
+        mm->bias_partials_cap = (size_t)ceil_div(N_max, BIAS_CHUNK) * OC_max;
+        cudaCheck(cudaMalloc(&mm->bias_partials, mm->bias_partials_cap * sizeof(float)));
+    }
     if (precision == PRECISION_BF16) {
         for (int i = 0; i < 2; i++) { cudaCheck(cudaMalloc(&mm->scratch[i], scratch_elems * sizeof(__nv_bfloat16))); }
         mm->scratch_cap = scratch_elems;
@@ -48,6 +58,7 @@ void matmul_init(Matmul* mm, int precision, size_t scratch_elems) {
 void matmul_free(Matmul* mm) {
     cublasCheck(cublasDestroy(mm->handle));
     if (mm->scratch_cap > 0) { cudaCheck(cudaFree(mm->scratch[0])); cudaCheck(cudaFree(mm->scratch[1])); }
+    if (mm->bias_partials != NULL) { cudaCheck(cudaFree(mm->bias_partials)); }
     memset(mm, 0, sizeof(*mm));
 }
 
@@ -114,6 +125,46 @@ __global__ void bias_backward_kernel(float* dbias, const float* dout, int N, int
     dbias[o] += sum;
 }
 
+// Kernel set 2: the same column sums as a two-stage reduction. Stage 1: block (32, 8) takes 32 columns of a
+// chunk of BIAS_CHUNK rows, 8 rows at a time, and writes the chunk's sums; stage 2: one thread per column adds
+// the chunks in order. Fixed chunks, fixed order: deterministic, and all of the machine busy.
+__global__ void bias_partials_kernel(float* partials, const float* dout, int N, int OC) {
+    __shared__ float s[8][33];
+    int o = blockIdx.x * 32 + threadIdx.x;
+    int n0 = blockIdx.y * BIAS_CHUNK, n1 = n0 + BIAS_CHUNK < N ? n0 + BIAS_CHUNK : N;
+    float acc = 0.0f;
+    if (o < OC) {
+        for (int n = n0 + threadIdx.y; n < n1; n += 8) { acc += dout[(size_t)n * OC + o]; }
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && o < OC) {
+        for (int y = 1; y < 8; y++) { acc += s[y][threadIdx.x]; }
+        partials[(size_t)blockIdx.y * OC + o] = acc;
+    }
+}
+
+__global__ void bias_sum_kernel(float* dbias, const float* partials, int chunks, int OC) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) { return; }
+    float sum = 0.0f;
+    for (int c = 0; c < chunks; c++) { sum += partials[(size_t)c * OC + o]; }
+    dbias[o] += sum;
+}
+
+// dbias (OC) += the column sums of dout (N, OC)
+void bias_backward(const Matmul* mm, float* dbias, const float* dout, int N, int OC) {
+    int chunks = ceil_div(N, BIAS_CHUNK);
+    if (mm->kernels >= 2 && (size_t)chunks * OC <= mm->bias_partials_cap) {
+        bias_partials_kernel<<<dim3(ceil_div(OC, 32), chunks), dim3(32, 8)>>>(mm->bias_partials, dout, N, OC);
+        kernelCheck();
+        bias_sum_kernel<<<ceil_div(OC, 128), 128>>>(dbias, mm->bias_partials, chunks, OC);
+    } else {
+        bias_backward_kernel<<<ceil_div(OC, 128), 128>>>(dbias, dout, N, OC, OC);
+    }
+    kernelCheck();
+}
+
 // nn.Linear, as train_bert.c's matmul_forward: out (N, OC) = inp (N, C) @ weight^T + bias, weight (OC, C).
 void matmul_forward(const Matmul* mm, float* out, const float* inp, const float* weight, const float* bias,
                     int N, int C, int OC) {
@@ -132,10 +183,7 @@ void matmul_backward(const Matmul* mm, float* dinp, float* dweight, float* dbias
     if (dinp != NULL) { gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, dout, OC, 1.0f, dinp, C); }
     // dW (OC, C) += dout^T @ inp: column-major dW^T (C, OC) += inp^T (C, N) x dout (N, OC)
     if (dweight != NULL) { gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, C); }
-    if (dbias != NULL) {
-        bias_backward_kernel<<<ceil_div(OC, 128), 128>>>(dbias, dout, N, OC, OC);
-        kernelCheck();
-    }
+    if (dbias != NULL) { bias_backward(mm, dbias, dout, N, OC); }
 }
 
 } // namespace cu

@@ -52,7 +52,7 @@ stage() {
 
 ARCH=${ARCH:-sm_90}
 NVFLAGS="-O3 -std=c++17 -arch=$ARCH -Igpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP"
-KERNELS="layernorm attention gelu adamw crossentropy global_norm"
+KERNELS="layernorm attention gelu adamw crossentropy global_norm embedding bias"
 build() {
     nvcc $NVFLAGS train_bert.cu -o train_bertcu -lcublas -lm &
     nvcc $NVFLAGS test_bert.cu -o test_bertcu -lcublas -lm &
@@ -103,11 +103,12 @@ stage racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 99 ./tes
 row racecheck_result "$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$WORK/logs/racecheck.log" | tail -n 1)"
 kernels() { # every version of every notebook (dev/cuda/Makefile's check)
     local rc=0
-    for kv in "layernorm 1" "layernorm 2" "attention 1" "gelu 1" "gelu 2" "adamw 1" "adamw 2" "crossentropy 1" \
-              "global_norm 1" "global_norm 2"; do
+    for kv in "layernorm 1 1" "layernorm 2 1" "layernorm 3 2" "attention 1" "gelu 1" "gelu 2" "adamw 1" "adamw 2" \
+              "adamw 3" "crossentropy 1" "crossentropy 2" "global_norm 1" "global_norm 2" "embedding 1" "embedding 2" \
+              "bias 1" "bias 2"; do
         set -- $kv
-        echo "---- dev/cuda/$1 $2"
-        "dev/cuda/$1" "$2" || rc=1
+        echo "---- dev/cuda/$kv"
+        "dev/cuda/$1" "${@:2}" || rc=1
     done
     return $rc
 }

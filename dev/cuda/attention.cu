@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
             EXPECT(validate("dqkv", d_dqkv, dqkv, BT * 3 * C, 1e-5));
         }
         float ms = time_ms([&] { cu::attention_forward(d_out, d_att, d_qkv, d_len, B, T, C, NH, 0.1f, stream); });
-        float msb = time_ms([&] { cu::attention_backward(d_dqkv, d_ds, d_dout, d_qkv, d_att, d_len, B, T, C, NH, 0.1f,
-                                                         stream); });
+        float msb = time_ms([&] {
+            cu::attention_backward(d_dqkv, d_ds, d_dout, d_qkv, d_att, d_len, B, T, C, NH, 0.1f, stream);
+        });
         double fbytes = (4.0 * BT * C + natt) * 4;
         printf("  v%d | forward %.4f ms %.0f GB/s | backward %.4f ms\n", version, ms, fbytes / ms / 1e6, msb);
         free(lengths); free(qkv); free(dout); free(out); free(att); free(dqkv);

@@ -66,7 +66,7 @@ float time_ms(F fn, int warmup = 5, int repeats = 50) {
         cudaCheck(cudaEventSynchronize(stop));
         cudaCheck(cudaEventElapsedTime(&t[i], start, stop));
     }
-    for (int i = 1; i < repeats; i++) { // insertion sort, then the middle
+    for (int i = 1; i < repeats; i++) { // insertion sort; the median is the middle
         for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { float x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
     }
     float median = t[repeats / 2];
