@@ -84,15 +84,15 @@ train_bertcu_debug: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
 test_bertcu_debug: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
 	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
 
-# every .cu file must compile for Hopper and Ampere with warnings on, even where no GPU runs
-CU_SOURCES = train_bert.cu test_bert.cu
+# every .cu file must compile for Hopper and Ampere with warnings on (and the debug build used with
+# compute-sanitizer), even where no GPU runs
 cuda-check:
 ifeq ($(HAS_NVCC),1)
-	@for f in $(CU_SOURCES); do for arch in sm_90 sm_80; do for dbg in "" -DCUDA_DEBUG; do \
-		echo "nvcc -arch=$$arch $$dbg $$f"; \
-		$(NVCC) $(NVCCFLAGS) $$dbg -arch=$$arch -c $$f -o /dev/null 2>&1 | tee cuda-check.out; \
-		if [ -s cuda-check.out ]; then echo "✗ $$f: nvcc printed warnings or errors"; rm -f cuda-check.out; exit 1; fi; \
-	done; done; done; rm -f cuda-check.out
+	@for job in "train_bert.cu" "test_bert.cu" "test_bert.cu -DCUDA_DEBUG" "dev/bench_gpu.cu"; do for arch in sm_90 sm_80; do \
+		echo "nvcc -arch=$$arch $$job"; \
+		$(NVCC) $(NVCCFLAGS) -arch=$$arch -c $$job -o /dev/null 2>&1 | tee cuda-check.out; \
+		if [ -s cuda-check.out ]; then echo "✗ $$job: nvcc printed warnings or errors"; rm -f cuda-check.out; exit 1; fi; \
+	done; done; rm -f cuda-check.out
 	$(MAKE) -B -C dev/cuda ARCH=sm_90 && $(MAKE) -B -C dev/cuda ARCH=sm_80 && $(MAKE) -C dev/cuda clean
 else
 	@echo "✗ nvcc not found: CUDA compile check skipped"

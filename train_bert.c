@@ -63,6 +63,7 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
         for (int it = 0; it < mtiles; it++) {
             int i0 = it * MM_TM, j0 = jt * MM_TN;
             if (i0 + MM_TM <= M && j0 + MM_TN <= N) {
+                // a full tile: load out's MM_TM x MM_TN block into registers, add every k's outer product, store
                 float acc[MM_TM][MM_TN];
                 for (int i = 0; i < MM_TM; i++) {
                     for (int j = 0; j < MM_TN; j++) { acc[i][j] = out[(size_t)(i0 + i) * N + j0 + j]; }
@@ -109,11 +110,12 @@ static void transpose_(float* out, const float* w, int R, int Cc) {
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                     float* wt_scratch, int N, int C, int OC) {
     transpose_(wt_scratch, weight, OC, C);
+    // out starts as the bias and the product accumulates into it, so each output is bias + a sequential sum
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) { out[(size_t)n * OC + o] = bias != NULL ? bias[o] : 0.0f; }
     }
-    matmul_(out, inp, C, 1, wt_scratch, N, C, OC);
+    matmul_(out, inp, C, 1, wt_scratch, N, C, OC); // a = inp read by rows: a[n, k] = inp[n * C + k]
 }
 
 // backward of out = inp @ weight^T + bias. Any of dinp (N, C), dweight (OC, C), dbias (OC) may be
@@ -122,7 +124,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      const float* inp, const float* weight, int N, int C, int OC) {
     if (dinp != NULL) { matmul_(dinp, dout, OC, 1, weight, N, OC, C); }    // dinp += dout @ W
     if (dweight != NULL) { matmul_(dweight, dout, 1, OC, inp, OC, N, C); } // dW += dout^T @ inp (dout by columns)
-    if (dbias != NULL) {
+    if (dbias != NULL) { // dbias += the column sums of dout
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
             float sum = 0.0f;
@@ -170,13 +172,14 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float* x = inp + (size_t)n * C;
+        // two passes, as torch: the mean, then the mean squared deviation (numerically better than E[x^2] - m^2)
         float m = 0.0f;
         for (int i = 0; i < C; i++) { m += x[i]; }
         m /= C;
         float v = 0.0f;
         for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
         v /= C;
-        float s = 1.0f / sqrtf(v + eps);
+        float s = 1.0f / sqrtf(v + eps); // 1 / std, kept for backward
         float* o = out + (size_t)n * C;
         for (int i = 0; i < C; i++) { o[i] = (x[i] - m) * s * weight[i] + bias[i]; }
         mean[n] = m;
@@ -210,7 +213,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
         }
     }
     if (dweight != NULL) {
-        // a separate loop over channels: parallel without two threads adding into one dw[i]
+        // dweight = sum_n norm * dout, dbias = sum_n dout; a separate loop over channels: parallel without two
+        // threads adding into one dw[i]
         #pragma omp parallel for
         for (int i = 0; i < C; i++) {
             float dw = 0.0f, db = 0.0f;
@@ -297,8 +301,9 @@ void attention_forward(float* out, float* att, const float* qkv, const int* leng
     }
 }
 
-// backward of the above into dqkv (B, T, 3C), which it accumulates.
-// Parallel over (b, h): every write of one (b, h) lands in its own slice of dqkv.
+// backward of out = dropout(softmax(q k^T / sqrt(hs))) @ v into dqkv (B, T, 3C), which it accumulates; att is the
+// forward's softmax, the dropout mask is regenerated. Parallel over (b, h): every write of one (b, h) lands in its
+// own slice of dqkv, so no two threads add into one element.
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, const int* lengths,
                         int B, int T, int C, int NH, float p, uint64_t stream) {
     int hs = C / NH;
@@ -419,6 +424,7 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 void lora_forward(float* out, size_t out_stride, float* u, float* xd_scratch, const float* x, const float* A,
                   const float* Bw, int N, int C, int OC, int r, float s, float p, uint64_t stream) {
     dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream);
+    // per row: u = A dropout(x) (r numbers), then out += s * B u; r is small (8), so plain loops
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float* xn = xd_scratch + (size_t)n * C;
@@ -530,7 +536,7 @@ typedef struct {
 // compute every size from it, so a shape is written once.
 enum Dim {
     D_END = 0, D_V, D_P, D_TV, D_C, D_3C, D_L, D_L1 /* L + 1 */, D_NH, D_FF, D_NC, D_B, D_T, D_R /* LoRA rank */, D_3,
-    D_4, D_WMAX /* max(3C, FF) * max(C, FF): the largest weight matrix */
+    D_2, D_4, D_WMAX /* max(3C, FF) * max(C, FF): the largest weight matrix */
 };
 #define MAX_DIMS 6
 
@@ -617,7 +623,7 @@ typedef struct {
     int where;
 } BufferSpec;
 
-#define NUM_ACTIVATION_TENSORS 23
+#define NUM_ACTIVATION_TENSORS 24
 static const BufferSpec ACTIVATION_SPECS[NUM_ACTIVATION_TENSORS] = {
     {"encoded",  {D_B, D_T, D_C}, ON_BOTH},             // embeddings before their LayerNorm
     {"emb_mean", {D_B, D_T}, ON_BOTH},
@@ -643,6 +649,8 @@ static const BufferSpec ACTIVATION_SPECS[NUM_ACTIVATION_TENSORS] = {
     {"logits",   {D_B, D_NC}, ON_BOTH},
     {"probs",    {D_B, D_NC}, ON_BOTH},
     {"losses",   {D_B}, ON_BOTH},
+    // the GPU's kernel set 2 keeps each softmax row's max and sum instead of att, and recomputes att in backward
+    {"att_stats", {D_L, D_B, D_NH, D_T, D_2}, GPU_ONLY},
 };
 typedef struct {
     float* encoded;  // (B, T, C)
@@ -668,6 +676,7 @@ typedef struct {
     float* logits;   // (B, NC)
     float* probs;    // (B, NC)
     float* losses;   // (B)
+    float* att_stats; // (L, B, NH, T, 2) GPU kernel set 2
 } ActivationTensors;
 
 // scratch for one layer at a time in forward and backward
@@ -774,6 +783,7 @@ static size_t shape_size_(const int* shape, const BertConfig* cfg, size_t B, siz
             case D_B: d = B; break;
             case D_T: d = T; break;
             case D_R: d = r; break;
+            case D_2: d = 2; break;
             case D_3: d = 3; break;
             case D_4: d = 4; break;
             case D_WMAX: d = wmax; break;
@@ -809,6 +819,12 @@ void fill_in_buffer_sizes(size_t* sizes, const BufferSpec* specs, int n, const B
         int needed = specs[i].where == ON_BOTH || specs[i].where == (on_gpu ? GPU_ONLY : CPU_ONLY);
         sizes[i] = needed ? shape_size_(specs[i].shape, cfg, (size_t)B, (size_t)T, (size_t)r) : 0;
     }
+}
+
+// the row of a buffer table with this name (for a back end that does without one)
+int buffer_index(const BufferSpec* specs, int n, const char* name) {
+    for (int i = 0; i < n; i++) { if (strcmp(specs[i].name, name) == 0) { return i; } }
+    error_exit("no buffer named %s", name);
 }
 
 // One allocation for a table of tensors: sizes in, one pointer per row out (a row of size 0, such
@@ -1027,6 +1043,9 @@ static inline uint64_t bert_stream(const Bert* model, int layer, int site) {
     return dropout_stream(model->seed, (uint64_t)model->step, (uint64_t)(layer + 1) * SITES_PER_LAYER + site);
 }
 
+// the slice of layer l of an (L, n) tensor; NULL stays NULL (a frozen tensor's gradient)
+#define LAYER_(ptr, l, n) ((ptr) != NULL ? (ptr) + (size_t)(l) * (n) : NULL)
+
 // the activations of layer l: slices of the (L, ...) buffers of a batch of (B, T)
 typedef struct {
     float* x;        // (B, T, C) the layer's input, hs[l]; its output is hs[l + 1] = x + B * T * C
@@ -1042,21 +1061,20 @@ typedef struct {
     float* r2;       // (B, T, C)
     float* ln2_mean; // (B, T)
     float* ln2_rstd; // (B, T)
+    float* att_stats; // (B, NH, T, 2) the GPU's kernel set 2: each softmax row's max and sum (NULL on the CPU)
 } LayerActivations;
 
 static inline LayerActivations layer_activations(const ActivationTensors* a, int l, int B, int T, int C, int NH,
                                                  int FF) {
     size_t BT = (size_t)B * T, BTC = BT * C;
-    LayerActivations la = {a->hs + l * BTC, a->qkv + l * BTC * 3, a->att + (size_t)l * B * NH * T * T,
+    LayerActivations la = {a->hs + l * BTC, a->qkv + l * BTC * 3, LAYER_(a->att, l, (size_t)B * NH * T * T),
                            a->atty + l * BTC,
                            a->r1 + l * BTC, a->ln1 + l * BTC, a->ln1_mean + l * BT, a->ln1_rstd + l * BT,
                            a->fch + l * BT * FF, a->fch_gelu + l * BT * FF, a->r2 + l * BTC, a->ln2_mean + l * BT,
-                           a->ln2_rstd + l * BT};
+                           a->ln2_rstd + l * BT, LAYER_(a->att_stats, l, (size_t)B * NH * T * 2)};
     return la;
 }
 
-// the slice of layer l of an (L, n) tensor; NULL stays NULL (a frozen tensor's gradient)
-#define LAYER_(ptr, l, n) ((ptr) != NULL ? (ptr) + (size_t)(l) * (n) : NULL)
 
 // ----------------------------------------------------------------------------
 // forward, backward, update
@@ -1341,6 +1359,7 @@ void metrics_from_confusion(Metrics* m, int N) {
     int NC = m->NC;
     int correct = 0;
     double precision = 0.0, recall = 0.0, f1 = 0.0;
+    // per class c: tp = confusion[c][c], support = its row's sum (true c), predicted = its column's sum
     for (int c = 0; c < NC; c++) {
         int tp = m->confusion[c * NC + c], support = 0, predicted = 0;
         for (int k = 0; k < NC; k++) { support += m->confusion[c * NC + k]; predicted += m->confusion[k * NC + c]; }
@@ -1355,6 +1374,7 @@ void metrics_from_confusion(Metrics* m, int N) {
         recall += (double)m->class_recall[c] * support;
         f1 += (double)m->class_f1[c] * support;
     }
+    // weighted by support: each class counts as often as it occurs
     m->accuracy = (float)correct / N;
     m->precision = (float)(precision / N);
     m->recall = (float)(recall / N);

@@ -136,6 +136,7 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     BertGPU* g = (BertGPU*)callocCheck(1, sizeof(BertGPU));
     model->device = g;
     const BertConfig* cfg = &model->config;
+    // the weights: the same table and order as the host's, so one copy moves them (bert_from_host)
     size_t sizes[NUM_PARAMETER_TENSORS + NUM_LORA_TENSORS];
     table_sizes(sizes, model->param_info, NUM_PARAMETER_TENSORS, 0);
     g->params_memory = cuda_malloc_and_point_((float**)&g->params, sizes, NUM_PARAMETER_TENSORS);
@@ -159,12 +160,19 @@ void bert_setup(Bert* model, int B_max, int T_max) {
         cudaCheck(cudaMalloc(&g->norm_partials, NORM_BLOCKS * sizeof(double)));
         cudaCheck(cudaMalloc(&g->norm_sumsq, sizeof(double)));
     }
+    // activations and scratch from the shared tables: the GPU rows (datt), not the CPU's (wt)
     int r = lora ? model->lora_r : 0;
     size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS];
     fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, cfg, B_max, T_max, r, 1);
     fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, cfg, B_max, T_max, r, 1);
+    if (model->kernels >= 2 && attention2_fits(T_max, cfg->C, cfg->NH)) {
+        // kernel set 2 recomputes the softmax in backward: no (L, B, NH, T, T) probabilities, no score gradients
+        a[buffer_index(ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, "att")] = 0;
+        s[buffer_index(SCRATCH_SPECS, NUM_SCRATCH_TENSORS, "datt")] = 0;
+    }
     g->acts_memory = cuda_malloc_and_point_((float**)&g->acts, a, NUM_ACTIVATION_TENSORS);
     g->scratch_memory = cuda_malloc_and_point_((float**)&g->scratch, s, NUM_SCRATCH_TENSORS);
+    // the batch, uploaded by each forward from the host's buffers
     cudaCheck(cudaMalloc(&g->ids, (size_t)B_max * T_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->lengths, B_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->labels, B_max * sizeof(int)));
@@ -244,6 +252,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     float p = train ? model->dropout : 0.0f, plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
     size_t BTC = (size_t)BT * C;
+    // the batch to the device; the bf16 weight copies up to date (bf16 only)
     cudaCheck(cudaMemcpy(g->ids, model->ids, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(g->lengths, model->lengths, B * sizeof(int), cudaMemcpyHostToDevice));
     weights16_refresh_(model, g);
@@ -263,8 +272,12 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
                              bert_stream(model, l, SITE_LORA_Q + j));
             }
         }
-        attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p,
-                          bert_stream(model, l, SITE_ATT));
+        if (la.att == NULL) { // kernel set 2: only the rows' max and sum are kept
+            attention_forward2(la.atty, la.att_stats, la.qkv, g->lengths, B, T, C, NH, p,
+                               bert_stream(model, l, SITE_ATT));
+        } else {
+            attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p, bert_stream(model, l, SITE_ATT));
+        }
         matmul_forward(mm, s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), BT, C, C);
         if (model->kernels >= 2) { // r1 = x + dropout(tmp), ln1 = LN1(r1) in one pass
             residual_layernorm_forward(la.ln1, la.r1, la.ln1_mean, la.ln1_rstd, s.tmp, la.x, LAYER_(w.ln1w, l, C),
@@ -377,10 +390,15 @@ void bert_backward(Bert* model) {
         cudaCheck(cudaMemset(s.datty, 0, BTC * sizeof(float)));
         matmul_backward(mm, s.datty, LAYER_(gr.attprojw, l, C * C), LAYER_(gr.attprojb, l, C), s.tmp, la.atty,
                         LAYER_(w.attprojw, l, C * C), BT, C, C);
-        // atty = attention(qkv); the score gradients go through s.datt
+        // atty = attention(qkv); kernel set 1's score gradients go through s.datt, kernel set 2 recomputes
         cudaCheck(cudaMemset(s.dqkv, 0, BTC * 3 * sizeof(float)));
-        attention_backward(s.dqkv, s.datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH,
-                           p, bert_stream(model, l, SITE_ATT));
+        if (la.att == NULL) {
+            attention_backward2(s.dqkv, s.datty, la.qkv, la.att_stats, g->lengths, B, T, C, NH, p,
+                                bert_stream(model, l, SITE_ATT));
+        } else {
+            attention_backward(s.dqkv, s.datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH, p,
+                               bert_stream(model, l, SITE_ATT));
+        }
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
         float* dx = (l > 0 || model->strategy == STRATEGY_FULL) ? s.dh : NULL;
         matmul_backward(mm, dx, LAYER_(gr.qkvw, l, 3 * C * C), LAYER_(gr.qkvb, l, 3 * C), s.dqkv, la.x,
@@ -440,6 +458,7 @@ float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, fl
         cudaCheck(cudaMemcpy(&model->mean_loss, g->loss, sizeof(float), cudaMemcpyDeviceToHost));
         return (float)sqrt(sumsq);
     }
+    // kernel set 1: the norm through the host, which computes the clip coefficient, then a launch per tensor
     float norm = cu::bert_grad_norm(model); // qualified: the CPU's bert_grad_norm takes a Bert* too
     float clip = clip_coef(norm, max_norm);
     size_t offset = 0; // into the flat gradient and moment blocks

@@ -82,7 +82,7 @@ static const Settings DEFAULT_SETTINGS = {
     .precision = "fp32", .kernels = 1, .exit_after = -1, .nan_at = -1,
     .strategy_id = 0, .precision_id = 0, .lr_given = 0, .strategy_given = 0,
 };
-#define PROBE_LR 1e-3f // the probe's default learning rate (-F 1 without -l): see docs/results.md
+#define PROBE_LR 1e-2f // the probe's default learning rate (-F 1 without -l), chosen on validation F1: docs/results.md
 
 typedef struct {
     char flag;
@@ -103,7 +103,7 @@ static const FlagSpec FLAG_SPECS[] = {
     {'e', 'i', S_(epochs), 1, 10000, 0, 0, "epochs; also the length of the linear lr decay"},
     {'b', 'i', S_(B), 1, 4096, 0, 0, "batch size. 32 is the reference run's global batch: 16 per GPU on 2 GPUs\n"
                                      "              (its logs show 500 steps per epoch)"},
-    {'l', 'f', S_(lr), 1e-12, 10, 0, 0, "learning rate (with -F 1: default 1e-3)"},
+    {'l', 'f', S_(lr), 1e-12, 10, 0, 0, "learning rate (with -F 1: default 1e-2)"},
     {'w', 'f', S_(weight_decay), 0, 1, 0, 0, "AdamW weight decay (not on biases and LayerNorm)"},
     {'g', 'f', S_(max_norm), 0, 1e6, 0, 0, "max gradient norm for clipping, 0 = no clipping"},
     {'u', 'i', S_(warmup), 0, 1e9, 0, 0, "warmup steps of the linear schedule"},
@@ -166,6 +166,7 @@ static inline void flag_error_(const Backend* be, const char* fmt, ...) {
 // be one of theirs. Anything else is one clear error and exit 1; -h prints the help and exits 0.
 static inline void settings_parse(Settings* s, int argc, char** argv, const Backend* be) {
     *s = DEFAULT_SETTINGS;
+    // flags come in pairs, "-x value"; a back end's own flags (gpu_only) exist only where it runs
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (strcmp(a, "-h") == 0) { usage_(be, stdout); exit(EXIT_SUCCESS); }
@@ -185,6 +186,7 @@ static inline void settings_parse(Settings* s, int argc, char** argv, const Back
             *(const char**)field = v;
             continue;
         }
+        // a number: all of the value must parse ("12abc" is no 12), and it must be finite and in the flag's range
         char* end;
         errno = 0;
         double x = f->type == 'i' ? (double)strtol(v, &end, 10) : strtod(v, &end);
@@ -198,6 +200,7 @@ static inline void settings_parse(Settings* s, int argc, char** argv, const Back
         if (f->type == 'i') { *(int*)field = (int)x; } else { *(float*)field = (float)x; }
         if (f->flag == 'l') { s->lr_given = 1; }
     }
+    // the choices, and the combinations that make no sense
     s->strategy_id = -1;
     for (int k = 0; k < NUM_STRATEGIES; k++) { if (strcmp(s->strategy,
                                                           STRATEGY_NAMES[k]) == 0) { s->strategy_id = k; } }
@@ -461,218 +464,268 @@ static inline void probe_free_(Probe* pr) {
 }
 
 // ----------------------------------------------------------------------------
-// training: the whole run
+// training: a run is the model, the data, early stopping, the history and the files it writes
+
+typedef struct {
+    const Settings* s;
+    const Backend* be;
+    Bert model;
+    Dataset splits[3];       // train, validation, test
+    int T_max;               // the longest example of the three
+    int steps_per_epoch;
+    int total_steps;         // the linear schedule's length: epochs * steps_per_epoch
+    DataLoader loader;       // the train split, reshuffled every epoch
+    EarlyStopping es;
+    EpochResult* history;    // stb_ds list, one row per finished epoch
+    TrainProgress pr;        // where the run stands (at the start: where a resumed run left off)
+    int32_t state_settings[STATE_NUM_SETTINGS]; // what a resume must repeat
+    int done;                // training has ended: only the test split remains
+    Probe probe;             // -F 1 only
+    char last_path[4200], best_path[4200], state_path[4200], log_path[4200];
+    FILE* log;
+    EventWriter events;
+    int tty;                 // stdout is a terminal: the progress line redraws in place
+    double start;            // when this process started training (earlier processes' time is in pr)
+} Run;
 
 // a copy of the back end's weights and moments on the host, unless the host copy is the truth (the probe)
-static inline void sync_to_host_(const Backend* be, Bert* model, int probe) {
-    if (be->to_host != NULL && !probe) { be->to_host(model); }
+static inline void sync_to_host_(Run* run) {
+    if (run->be->to_host != NULL && !run->s->probe) { run->be->to_host(&run->model); }
 }
 
-static inline int train_main_(Settings* s, const Backend* be) {
+// seconds of training so far, across resumes
+static inline double run_seconds_(const Run* run) { return run->pr.train_seconds + now_seconds() - run->start; }
+
+// The model from the model file with the strategy's training state, the three splits checked against it, the
+// output directory claimed, the settings table, then (with -R 1) the state of an interrupted run.
+static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
+    memset(run, 0, sizeof(*run));
+    run->s = s;
+    run->be = be;
     const char* data_hint = "run `make data` (python prepro_emotion.py) first";
-    // the model and its training state
-    Bert model;
-    memset(&model, 0, sizeof(model));
-    model.strategy = s->strategy_id;
-    model.seed = (uint64_t)s->seed;
-    model.dropout = s->dropout;
-    model.lora_r = s->lora_r;
-    model.lora_alpha = s->lora_alpha;
-    model.lora_dropout = s->lora_dropout;
-    model.precision = s->precision_id;
-    model.kernels = s->kernels;
+    Bert* model = &run->model;
+    model->strategy = s->strategy_id;
+    model->seed = (uint64_t)s->seed;
+    model->dropout = s->dropout;
+    model->lora_r = s->lora_r;
+    model->lora_alpha = s->lora_alpha;
+    model->lora_dropout = s->lora_dropout;
+    model->precision = s->precision_id;
+    model->kernels = s->kernels;
     require_file_(s->model_path, data_hint);
-    bert_build_from_file(&model, s->model_path);
-    const BertConfig* cfg = &model.config;
+    bert_build_from_file(model, s->model_path);
+    const BertConfig* cfg = &model->config;
     if (s->strategy_id == STRATEGY_LORA && s->lora_r > cfg->C) {
         error_exit("LoRA rank %d is larger than the hidden size %d of %s (-k)", s->lora_r, cfg->C, s->model_path);
     }
-    bert_init_training(&model);
-
-    // the three splits, checked against the model
-    Dataset splits[3];
+    bert_init_training(model);
     const char* split_names[3] = {"train", "validation", "test"};
-    char path[4200];
-    int T_max = 0;
     for (int k = 0; k < 3; k++) {
-        char name[64];
+        char name[64], path[4200];
         snprintf(name, sizeof(name), "emotion_%s.bin", split_names[k]);
         path_join(path, sizeof(path), s->data_dir, name);
         require_file_(path, data_hint);
-        dataset_load(&splits[k], path, cfg->V, cfg->NC, cfg->P);
-        if (splits[k].T_max > T_max) { T_max = splits[k].T_max; }
+        dataset_load(&run->splits[k], path, cfg->V, cfg->NC, cfg->P);
+        if (run->splits[k].T_max > run->T_max) { run->T_max = run->splits[k].T_max; }
     }
-    bert_alloc_batch(&model, s->B, T_max);
-    be->setup(&model, s->B, T_max);
+    // one allocation for the largest batch, on the host and in the back end
+    bert_alloc_batch(model, s->B, run->T_max);
+    be->setup(model, s->B, run->T_max);
     output_dir_claim_(s->out_dir, s->resume, s->overwrite);
-    int steps_per_epoch = (splits[0].N + s->B - 1) / s->B;
-    if ((long long)s->epochs * steps_per_epoch > INT_MAX / 2) {
-        error_exit("-e %d epochs of %d steps is too many steps", s->epochs, steps_per_epoch);
+    run->steps_per_epoch = (run->splits[0].N + s->B - 1) / s->B;
+    if ((long long)s->epochs * run->steps_per_epoch > INT_MAX / 2) {
+        error_exit("-e %d epochs of %d steps is too many steps", s->epochs, run->steps_per_epoch);
     }
-    int total_steps = s->epochs * steps_per_epoch;
-    settings_print_(s, &model, be, splits, T_max, total_steps);
-
-    char last_path[4200], best_path[4200], state_path[4200], log_path[4200];
-    path_join(last_path, sizeof(last_path), s->out_dir, "checkpoint_last.bin");
-    path_join(best_path, sizeof(best_path), s->out_dir, "checkpoint_best.bin");
-    path_join(state_path, sizeof(state_path), s->out_dir, "state.bin");
-    path_join(log_path, sizeof(log_path), s->out_dir, "log.tsv");
-    DataLoader loader;
-    loader_init(&loader, &splits[0], s->B, (uint64_t)s->seed);
-    EarlyStopping es = {s->patience, 0, 0.0f, 0, 0};
-    EpochResult* history = NULL; // stb_ds growing list
-    TrainProgress pr = {1, 0, 0, 0.0, 0.0, 0.0, 0};
+    run->total_steps = s->epochs * run->steps_per_epoch;
+    settings_print_(s, model, be, run->splits, run->T_max, run->total_steps);
+    path_join(run->last_path, sizeof(run->last_path), s->out_dir, "checkpoint_last.bin");
+    path_join(run->best_path, sizeof(run->best_path), s->out_dir, "checkpoint_best.bin");
+    path_join(run->state_path, sizeof(run->state_path), s->out_dir, "state.bin");
+    path_join(run->log_path, sizeof(run->log_path), s->out_dir, "log.tsv");
+    loader_init(&run->loader, &run->splits[0], s->B, (uint64_t)s->seed);
+    run->es.patience = s->patience;
+    run->pr.epoch = 1;
     int lora = s->strategy_id == STRATEGY_LORA;
-    int32_t state_settings[STATE_NUM_SETTINGS] = {s->strategy_id, s->seed, s->B, s->epochs, splits[0].N,
+    int32_t settings[STATE_NUM_SETTINGS] = {s->strategy_id, s->seed, s->B, s->epochs, run->splits[0].N,
         lora ? s->lora_r : 0, float_to_bits(s->lr), s->warmup, float_to_bits(s->weight_decay),
         float_to_bits(s->max_norm), float_to_bits(s->dropout), float_to_bits(lora ? s->lora_alpha : 0.0f),
         float_to_bits(lora ? s->lora_dropout : 0.0f)};
+    memcpy(run->state_settings, settings, sizeof(settings));
     if (s->resume) {
-        require_file_(state_path, "start without -R 1 (the interrupted run saved no state yet), or fix -o");
-        history = train_state_load(state_path, &model, state_settings, &pr, &es);
-        if (be->from_host != NULL) { be->from_host(&model); }
-        printf("resumed from %s: step %d, epoch %d, %d examples into it%s\n", state_path, model.step, pr.epoch, pr.pos,
-               pr.done ? ", training had finished" : "");
+        require_file_(run->state_path, "start without -R 1 (the interrupted run saved no state yet), or fix -o");
+        run->history = train_state_load(run->state_path, model, run->state_settings, &run->pr, &run->es);
+        if (be->from_host != NULL) { be->from_host(model); }
+        printf("resumed from %s: step %d, epoch %d, %d examples into it%s\n", run->state_path, model->step,
+               run->pr.epoch, run->pr.pos, run->pr.done ? ", training had finished" : "");
     }
-    Probe probe;
-    memset(&probe, 0, sizeof(probe));
-    if (s->probe) { probe_init_(&probe, be, &model, splits, s->B); }
-    FILE* log = log_open(log_path, history, (int)arrlen(history));
-    // TensorBoard, with the Trainer's tags. A resumed run starts a new file that tells TensorBoard to
-    // drop what the interrupted run logged after the state.
-    EventWriter events;
-    events_open(&events, s->out_dir);
-    if (s->resume) { events_add_restart(&events, model.step + 1); }
+    run->done = run->pr.done;
+    if (s->probe) { probe_init_(&run->probe, be, model, run->splits, s->B); }
+    // log.tsv is rewritten from the history, so a resumed run's log equals an uninterrupted one's
+    run->log = log_open(run->log_path, run->history, (int)arrlen(run->history));
+    // TensorBoard, with the Trainer's tags. A resumed run starts a new file that tells TensorBoard to drop
+    // what the interrupted run logged after the state.
+    events_open(&run->events, s->out_dir);
+    if (s->resume) { events_add_restart(&run->events, model->step + 1); }
+    run->tty = isatty(fileno(stdout));
+    run->start = now_seconds();
+}
 
-    int tty = isatty(fileno(stdout));
-    double run_start = now_seconds(); // this process's share; pr.train_seconds has the earlier ones'
-    int done = pr.done;
-    for (int epoch = pr.epoch; epoch <= s->epochs && !done; epoch++) {
-        // the epoch's order is a function of (seed, epoch): a resumed epoch skips what was trained
-        double epoch_start = now_seconds();
-        loader_start_epoch(&loader, epoch, 1);
-        double loss_sum = 0.0, epoch_before = 0.0;
-        int nsteps = 0, Bb, T;
-        if (epoch == pr.epoch) {
-            loader.pos = pr.pos; loss_sum = pr.loss_sum; nsteps = pr.nsteps; epoch_before = pr.epoch_seconds;
+// One epoch of steps: forward, backward, clip + AdamW at the scheduled learning rate; a step line every -f steps,
+// TensorBoard's per-step scalars, the state every -S steps. A resumed epoch skips what was trained (the order
+// is a function of (seed, epoch)). Leaves the epoch's step count and loss sum in run->pr.
+static inline void run_epoch_(Run* run, int epoch) {
+    const Settings* s = run->s;
+    Bert* model = &run->model;
+    double epoch_start = now_seconds();
+    loader_start_epoch(&run->loader, epoch, 1);
+    if (epoch != run->pr.epoch) { // a fresh epoch (run->pr holds a resumed one's counters)
+        TrainProgress fresh = {epoch, 0, 0, 0.0, 0.0, run->pr.train_seconds, 0};
+        run->pr = fresh;
+    }
+    run->loader.pos = run->pr.pos;
+    double epoch_before = run->pr.epoch_seconds; // time spent on it before a resume
+    int first_pos = run->loader.pos, Bb, T;
+    int epoch_steps = run->steps_per_epoch; // for the progress line: -x may end the epoch early
+    if (s->max_steps > 0 && model->step - run->pr.nsteps + epoch_steps > s->max_steps) {
+        epoch_steps = s->max_steps - (model->step - run->pr.nsteps);
+    }
+    while (loader_next_batch(&run->loader, model->ids, model->lengths, model->labels, model->config.pad_id, &Bb, &T)) {
+        double t0 = now_seconds();
+        float step_lr = lr_at_step(s->lr, model->step, s->warmup, run->total_steps);
+        float norm;
+        if (s->probe) {
+            norm = probe_step_(&run->probe, model, run->loader.order + run->loader.pos - Bb, Bb, model->labels,
+                               step_lr, s);
+        } else {
+            run->be->forward(model, Bb, T, model->labels, 1);
+            run->be->zero_grad(model);
+            run->be->backward(model);
+            norm = run->be->update(model, step_lr, 0.9f, 0.999f, 1e-8f, s->weight_decay, s->max_norm);
         }
-        int first_pos = loader.pos;
-        int epoch_steps = steps_per_epoch;
-        if (s->max_steps > 0 && model.step - nsteps + epoch_steps > s->max_steps) {
-            epoch_steps = s->max_steps - (model.step - nsteps);
+        if (model->step == s->nan_at) { norm = NAN; } // tests only (-N)
+        // a diverged step stops the run before anything is written: the last good files stay
+        if (!isfinite(model->mean_loss)) { diverged_("training loss", model->mean_loss, model->step, s->out_dir); }
+        if (!isfinite(norm)) { diverged_("gradient norm", norm, model->step, s->out_dir); }
+        run->pr.loss_sum += model->mean_loss;
+        run->pr.nsteps++;
+        events_add_scalar(&run->events, "train/loss", model->step, model->mean_loss);
+        events_add_scalar(&run->events, "train/learning_rate", model->step, step_lr);
+        events_add_scalar(&run->events, "train/grad_norm", model->step, norm);
+        if (model->step % s->print_every == 0) {
+            printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", run->tty ? "\r\033[K" : "",
+                   model->step, run->total_steps, epoch, model->mean_loss, norm, step_lr,
+                   (now_seconds() - t0) * 1000.0);
         }
-        while (loader_next_batch(&loader, model.ids, model.lengths, model.labels, cfg->pad_id, &Bb, &T)) {
-            // one step: forward, backward, clip + AdamW at the scheduled learning rate
-            double t0 = now_seconds();
-            float step_lr = lr_at_step(s->lr, model.step, s->warmup, total_steps);
-            float norm;
-            if (s->probe) {
-                norm = probe_step_(&probe, &model, loader.order + loader.pos - Bb, Bb, model.labels, step_lr, s);
-            } else {
-                be->forward(&model, Bb, T, model.labels, 1);
-                be->zero_grad(&model);
-                be->backward(&model);
-                norm = be->update(&model, step_lr, 0.9f, 0.999f, 1e-8f, s->weight_decay, s->max_norm);
-            }
-            if (model.step == s->nan_at) { norm = NAN; } // tests only (-N)
-            if (!isfinite(model.mean_loss)) { diverged_("training loss", model.mean_loss, model.step, s->out_dir); }
-            if (!isfinite(norm)) { diverged_("gradient norm", norm, model.step, s->out_dir); }
-            loss_sum += model.mean_loss;
-            nsteps++;
-            events_add_scalar(&events, "train/loss", model.step, model.mean_loss);
-            events_add_scalar(&events, "train/learning_rate", model.step, step_lr);
-            events_add_scalar(&events, "train/grad_norm", model.step, norm);
-            if (model.step % s->print_every == 0) {
-                printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", tty ? "\r\033[K" : "",
-                       model.step, total_steps, epoch, model.mean_loss, norm, step_lr, (now_seconds() - t0) * 1000.0);
-            }
-            progress_print_(tty, s->progress_every, epoch, nsteps, epoch_steps, loader.pos - first_pos,
-                            now_seconds() - epoch_start);
-            if (s->max_steps > 0 && model.step >= s->max_steps) { done = 1; break; }
-            if (s->save_every > 0 && model.step % s->save_every == 0) {
-                double t = now_seconds();
-                TrainProgress now = {epoch, loader.pos, nsteps, loss_sum, epoch_before + t - epoch_start,
-                                     pr.train_seconds + t - run_start, 0};
-                sync_to_host_(be, &model, s->probe);
-                train_state_save(state_path, &model, state_settings, &now, &es, history, (int)arrlen(history));
-            }
-            if (model.step == s->exit_after) {
-                printf("%sexiting after step %d (-X)\n", tty ? "\r\033[K" : "", model.step);
-                fflush(stdout);
-                _exit(3);
-            }
+        progress_print_(run->tty, s->progress_every, epoch, run->pr.nsteps, epoch_steps, run->loader.pos - first_pos,
+                        now_seconds() - epoch_start);
+        if (s->max_steps > 0 && model->step >= s->max_steps) { run->done = 1; break; }
+        if (s->save_every > 0 && model->step % s->save_every == 0) {
+            TrainProgress now = run->pr;
+            now.pos = run->loader.pos;
+            now.epoch_seconds = epoch_before + now_seconds() - epoch_start;
+            now.train_seconds = run_seconds_(run);
+            sync_to_host_(run);
+            train_state_save(run->state_path, model, run->state_settings, &now, &run->es, run->history,
+                             (int)arrlen(run->history));
         }
-        if (tty) { printf("\r\033[K"); }
-        // the epoch's end: validation, early stopping, checkpoints, the log, the state
-        Metrics val;
-        metrics_init(&val, cfg->NC);
-        if (s->probe) { probe_evaluate_(&probe, &model, &splits[1], 1, s->B, &val); }
-        else { evaluate_(be, &model, &splits[1], s->B, &val); }
-        if (!isfinite(val.loss)) { diverged_("validation loss", val.loss, model.step, s->out_dir); }
-        EpochResult rec = {epoch, model.step, 0, (float)(loss_sum / (nsteps > 0 ? nsteps : 1)), val.loss, val.accuracy,
-                           val.precision, val.recall, val.f1, (float)(epoch_before + now_seconds() - epoch_start)};
-        metrics_free(&val);
-        rec.best = early_stopping_update(&es, rec.f1, epoch);
-        sync_to_host_(be, &model, s->probe);
-        bert_save_checkpoint(&model, last_path, epoch);
-        if (rec.best) { bert_save_checkpoint(&model, best_path, epoch); }
-        printf("epoch %d | train loss %.4f | val loss %.4f | acc %.4f | precision %.4f | recall %.4f"
-               " | F1 (weighted) %.4f | %.1f s%s\n", epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision,
-               rec.recall, rec.f1,
-               rec.seconds, rec.best ? " | best" : "");
-        log_epoch(log, log_path, &rec);
-        events_add_scalar(&events, "train/epoch_loss", model.step, rec.train_loss);
-        events_add_scalar(&events, "eval/loss", model.step, rec.val_loss);
-        events_add_scalar(&events, "eval/accuracy", model.step, rec.accuracy);
-        events_add_scalar(&events, "eval/precision", model.step, rec.precision);
-        events_add_scalar(&events, "eval/recall", model.step, rec.recall);
-        events_add_scalar(&events, "eval/f1", model.step, rec.f1);
-        events_add_scalar(&events, "train/epoch", model.step, (float)epoch);
-        arrput(history, rec);
-        if (early_stopping_should_stop(&es)) {
-            printf("early stopping: no F1 improvement for %d epochs (best %.4f at epoch %d)\n", s->patience, es.best_f1,
-                   es.best_epoch);
-            done = 1;
-        }
-        if (!s->probe) {
-            TrainProgress next = {epoch + 1, 0, 0, 0.0, 0.0, pr.train_seconds + now_seconds() - run_start,
-                                  done || epoch == s->epochs};
-            train_state_save(state_path, &model, state_settings, &next, &es, history, (int)arrlen(history));
+        if (model->step == s->exit_after) { // tests only (-X): as if killed right after this step
+            printf("%sexiting after step %d (-X)\n", run->tty ? "\r\033[K" : "", model->step);
+            fflush(stdout);
+            _exit(3);
         }
     }
-    double train_seconds = pr.train_seconds + now_seconds() - run_start; // across resumes
+    if (run->tty) { printf("\r\033[K"); }
+    run->pr.epoch_seconds = epoch_before + now_seconds() - epoch_start;
+}
 
-    // the best checkpoint by validation F1, then the test split
-    bert_load_checkpoint(&model, best_path);
-    if (be->from_host != NULL && !s->probe) { be->from_host(&model); }
-    printf("loaded the best checkpoint (epoch %d, validation F1 %.4f) from %s\n", es.best_epoch, es.best_f1, best_path);
+// The end of an epoch: validation, early stopping, the checkpoints (last, and best if it improved F1), the
+// epoch line, log.tsv, TensorBoard, and the state the next epoch would resume from.
+static inline void run_epoch_end_(Run* run, int epoch) {
+    const Settings* s = run->s;
+    Bert* model = &run->model;
+    double t0 = now_seconds();
+    Metrics val;
+    metrics_init(&val, model->config.NC);
+    if (s->probe) { probe_evaluate_(&run->probe, model, &run->splits[1], 1, s->B, &val); }
+    else { evaluate_(run->be, model, &run->splits[1], s->B, &val); }
+    if (!isfinite(val.loss)) { diverged_("validation loss", val.loss, model->step, s->out_dir); }
+    int nsteps = run->pr.nsteps > 0 ? run->pr.nsteps : 1;
+    EpochResult rec = {epoch, model->step, 0, (float)(run->pr.loss_sum / nsteps), val.loss, val.accuracy,
+                       val.precision, val.recall, val.f1, (float)(run->pr.epoch_seconds + now_seconds() - t0)};
+    metrics_free(&val);
+    rec.best = early_stopping_update(&run->es, rec.f1, epoch);
+    sync_to_host_(run);
+    bert_save_checkpoint(model, run->last_path, epoch);
+    if (rec.best) { bert_save_checkpoint(model, run->best_path, epoch); }
+    printf("epoch %d | train loss %.4f | val loss %.4f | acc %.4f | precision %.4f | recall %.4f"
+           " | F1 (weighted) %.4f | %.1f s%s\n", epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision,
+           rec.recall, rec.f1, rec.seconds, rec.best ? " | best" : "");
+    log_epoch(run->log, run->log_path, &rec);
+    const char* tags[] = {"train/epoch_loss", "eval/loss", "eval/accuracy", "eval/precision", "eval/recall", "eval/f1",
+                          "train/epoch"};
+    float values[] = {rec.train_loss, rec.val_loss, rec.accuracy, rec.precision, rec.recall, rec.f1, (float)epoch};
+    for (int i = 0; i < 7; i++) { events_add_scalar(&run->events, tags[i], model->step, values[i]); }
+    arrput(run->history, rec);
+    if (early_stopping_should_stop(&run->es)) {
+        printf("early stopping: no F1 improvement for %d epochs (best %.4f at epoch %d)\n", s->patience,
+               run->es.best_f1, run->es.best_epoch);
+        run->done = 1;
+    }
+    if (!s->probe) { // the probe takes seconds: it keeps no state
+        TrainProgress next = {epoch + 1, 0, 0, 0.0, 0.0, run_seconds_(run), run->done || epoch == s->epochs};
+        train_state_save(run->state_path, model, run->state_settings, &next, &run->es, run->history,
+                         (int)arrlen(run->history));
+    }
+}
+
+// The best checkpoint by validation F1 on the test split: the report, log.tsv's test line, TensorBoard, and the
+// one summary line that dev/compare.py reads.
+static inline void run_test_(Run* run) {
+    const Settings* s = run->s;
+    Bert* model = &run->model;
+    double train_seconds = run_seconds_(run);
+    bert_load_checkpoint(model, run->best_path);
+    if (run->be->from_host != NULL && !s->probe) { run->be->from_host(model); }
+    printf("loaded the best checkpoint (epoch %d, validation F1 %.4f) from %s\n", run->es.best_epoch,
+           run->es.best_f1, run->best_path);
     Metrics test;
-    metrics_init(&test, cfg->NC);
-    if (s->probe) { probe_evaluate_(&probe, &model, &splits[2], 2, s->B, &test); }
-    else { evaluate_(be, &model, &splits[2], s->B, &test); }
+    metrics_init(&test, model->config.NC);
+    if (s->probe) { probe_evaluate_(&run->probe, model, &run->splits[2], 2, s->B, &test); }
+    else { evaluate_(run->be, model, &run->splits[2], s->B, &test); }
     metrics_print_report(&test, "test");
-    log_test(log, log_path, es.best_epoch, model.step, test.loss, test.accuracy, test.precision, test.recall, test.f1,
-             train_seconds);
-    fcloseCheck(log, log_path);
-    events_add_scalar(&events, "test/loss", model.step, test.loss);
-    events_add_scalar(&events, "test/accuracy", model.step, test.accuracy);
-    events_add_scalar(&events, "test/precision", model.step, test.precision);
-    events_add_scalar(&events, "test/recall", model.step, test.recall);
-    events_add_scalar(&events, "test/f1", model.step, test.f1);
-    events_close(&events);
+    log_test(run->log, run->log_path, run->es.best_epoch, model->step, test.loss, test.accuracy, test.precision,
+             test.recall, test.f1, train_seconds);
+    const char* tags[] = {"test/loss", "test/accuracy", "test/precision", "test/recall", "test/f1"};
+    float values[] = {test.loss, test.accuracy, test.precision, test.recall, test.f1};
+    for (int i = 0; i < 5; i++) { events_add_scalar(&run->events, tags[i], model->step, values[i]); }
     printf("summary | strategy %s | trainable %zu | epochs %d | best epoch %d | train runtime %.1f s"
            " | test acc %.4f | precision %.4f | recall %.4f | F1 %.4f | loss %.4f\n",
-           s->probe ? "probe" : STRATEGY_NAMES[model.strategy], bert_num_trainable(&model), (int)arrlen(history),
-           es.best_epoch, train_seconds, test.accuracy, test.precision,
-           test.recall, test.f1, test.loss);
-
+           s->probe ? "probe" : STRATEGY_NAMES[model->strategy], bert_num_trainable(model), (int)arrlen(run->history),
+           run->es.best_epoch, train_seconds, test.accuracy, test.precision, test.recall, test.f1, test.loss);
     metrics_free(&test);
-    arrfree(history);
-    if (s->probe) { probe_free_(&probe); }
-    loader_free(&loader);
-    for (int k = 0; k < 3; k++) { dataset_free(&splits[k]); }
-    be->free(&model);
-    bert_free(&model);
+}
+
+static inline void run_free_(Run* run) {
+    fcloseCheck(run->log, run->log_path);
+    events_close(&run->events);
+    arrfree(run->history);
+    if (run->s->probe) { probe_free_(&run->probe); }
+    loader_free(&run->loader);
+    for (int k = 0; k < 3; k++) { dataset_free(&run->splits[k]); }
+    run->be->free(&run->model);
+    bert_free(&run->model);
+}
+
+// the whole run: epochs of steps until the last epoch or early stopping, then the test split
+static inline int train_main_(const Settings* s, const Backend* be) {
+    Run run;
+    run_init_(&run, s, be);
+    for (int epoch = run.pr.epoch; epoch <= s->epochs && !run.done; epoch++) {
+        run_epoch_(&run, epoch);
+        run_epoch_end_(&run, epoch);
+    }
+    run_test_(&run);
+    run_free_(&run);
     return 0;
 }
 

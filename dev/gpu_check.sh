@@ -57,6 +57,7 @@ build() {
     nvcc $NVFLAGS train_bert.cu -o train_bertcu -lcublas -lm &
     nvcc $NVFLAGS test_bert.cu -o test_bertcu -lcublas -lm &
     nvcc $NVFLAGS -DCUDA_DEBUG -lineinfo test_bert.cu -o test_bertcu_debug -lcublas -lm &
+    nvcc $NVFLAGS dev/bench_gpu.cu -o dev/bench_gpu -lcublas -lm &
     for k in $KERNELS; do nvcc $NVFLAGS -I. "dev/cuda/$k.cu" -o "dev/cuda/$k" -lcublas -lm & done
     local rc=0
     for job in $(jobs -p); do wait "$job" || rc=1; done
@@ -103,7 +104,7 @@ stage racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 99 ./tes
 row racecheck_result "$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$WORK/logs/racecheck.log" | tail -n 1)"
 kernels() { # every version of every notebook (dev/cuda/Makefile's check)
     local rc=0
-    for kv in "layernorm 1 1" "layernorm 2 1" "layernorm 3 2" "attention 1" "gelu 1" "gelu 2" "adamw 1" "adamw 2" \
+    for kv in "layernorm 1 1" "layernorm 2 1" "layernorm 3 2" "attention 1" "attention 2" "gelu 1" "gelu 2" "adamw 1" "adamw 2" \
               "adamw 3" "crossentropy 1" "crossentropy 2" "global_norm 1" "global_norm 2" "embedding 1" "embedding 2" \
               "bias 1" "bias 2"; do
         set -- $kv
@@ -122,14 +123,9 @@ stage train_200_steps 120 ./train_bertcu -m "$WORK/bench_bert_base.bin" -s full 
 row train_200_summary "$(grep -E '^summary' "$WORK/logs/train_200_steps.log" | cut -c1-120)"
 
 # ---------------------------------------------------------------------------
-# benchmark: ours and the Trainer per strategy and precision, bert-base shapes, batch 32
+# benchmark: ours (dev/bench_gpu.cu: each strategy, precision and kernel set) and the Trainer, bert-base, batch 32
 
-for s in full frozen lora; do
-    for c in fp32 bf16; do
-        stage "ours_${s}_${c}" 60 ./train_bertcu -m "$WORK/bench_bert_base.bin" -s "$s" -c "$c" -x $((BENCH_STEPS + 10)) -e 1 \
-            -p 0 -f 1 -O 1 -o "$WORK/bench_${s}_${c}"
-    done
-done
+stage bench_ours 150 ./dev/bench_gpu "$WORK/bench_bert_base.bin" data "$BENCH_STEPS" 32
 stage trainer_bench 150 $PY dev/bench_trainer.py --model-bin "$WORK/bench_bert_base.bin" --data data --batch 32 \
     --steps "$BENCH_STEPS" --warmup 10 --out "$WORK"
 
@@ -143,46 +139,37 @@ summary() {
     echo "---------------- kernel checks (dev/cuda) ----------------"
     cat "$WORK/kernels_brief.txt" 2>/dev/null
     echo
-    $PY - "$WORK" "$BENCH_STEPS" <<'PYEOF'
-import json, os, re, sys
-work, nsteps = sys.argv[1], int(sys.argv[2])
-def ours(s, c):
-    path = os.path.join(work, "logs", f"ours_{s}_{c}.log")
-    if not os.path.exists(path):
-        return None
-    txt = open(path).read()
-    ms = [float(m) for m in re.findall(r"^step \d+/\d+ .*\| ([\d.]+) ms$", txt, re.M)]
-    ep = re.search(r"^epoch 1 .*\| ([\d.]+) s", txt, re.M)
-    mem = re.search(r"back end +\| .*, ([\d.]+) of [\d.]+ MiB in use", txt)
-    if len(ms) <= 10 or not ep:
-        return {"error": "no step/epoch lines"}
-    t = ms[10:]
-    sps = 1000.0 / (sum(t) / len(t))
-    return {"steps_per_s": sps, "epoch_s": 500 / sps + float(ep.group(1)) - sum(ms) / 1000.0,
-            "peak_mib": float(mem.group(1)) if mem else float("nan")}
-hf = {}
-p = os.path.join(work, "logs", "trainer_bench.log")
-if os.path.exists(p):
-    for line in open(p):
-        if line.startswith("BENCH "):
-            r = json.loads(line[6:])
-            hf[(r["strategy"], r["precision"])] = r
+    $PY - "$WORK" <<'PYEOF'
+import json, os, sys
+work = sys.argv[1]
+def bench(name):
+    out = {}
+    p = os.path.join(work, "logs", name)
+    if os.path.exists(p):
+        for line in open(p):
+            if line.startswith("BENCH "):
+                r = json.loads(line[6:])
+                out[(r["strategy"], r["precision"], r.get("kernels", 0))] = r
+    return out
+ours, hf = bench("bench_ours.log"), bench("trainer_bench.log")
 def cell(r, k, fmt):
     return "n/a" if r is None else "ERR" if "error" in r else fmt.format(r[k])
 print("---------------- benchmark: random-init bert-base, batch 32, emotion ----------------")
-print("epoch s = 500 steps at the timed rate + the run's evaluation and checkpoint time (ours) or one eval pass (Trainer)")
+print("epoch s = 500 steps at the median step time + one validation pass; K = our kernel set (-K)")
 print("memory: ours = device memory in use (cudaMemGetInfo, with the CUDA context); Trainer = torch max_memory_allocated")
-print(f"{'strategy':8} {'prec':5} | {'ours step/s':>11} {'HF step/s':>10} {'ratio':>6} | {'ours epoch s':>12} {'HF epoch s':>10} | "
-      f"{'ours MiB':>9} {'HF MiB':>8}")
+print(f"{'strategy':8} {'prec':5} {'K':>2} | {'ours step/s':>11} {'HF step/s':>10} {'ratio':>6} | {'ours epoch s':>12} "
+      f"{'HF epoch s':>10} | {'ours MiB':>9} {'HF MiB':>8}")
 for s in ("full", "frozen", "lora"):
     for c in ("fp32", "bf16"):
-        o, h = ours(s, c), hf.get((s, c))
-        ratio = "n/a"
-        if o and h and "error" not in o and "error" not in h:
-            ratio = f"{o['steps_per_s'] / h['steps_per_s']:.2f}"
-        print(f"{s:8} {c:5} | {cell(o, 'steps_per_s', '{:.2f}'):>11} {cell(h, 'steps_per_s', '{:.2f}'):>10} {ratio:>6} | "
-              f"{cell(o, 'epoch_s', '{:.1f}'):>12} {cell(h, 'epoch_s', '{:.1f}'):>10} | "
-              f"{cell(o, 'peak_mib', '{:.0f}'):>9} {cell(h, 'peak_mib', '{:.0f}'):>8}")
+        h = hf.get((s, c, 0))
+        for k in (1, 2):
+            o = ours.get((s, c, k))
+            ratio = "n/a"
+            if o and h and "error" not in h:
+                ratio = f"{o['steps_per_s'] / h['steps_per_s']:.2f}"
+            print(f"{s:8} {c:5} {k:>2} | {cell(o, 'steps_per_s', '{:.2f}'):>11} {cell(h, 'steps_per_s', '{:.2f}'):>10} "
+                  f"{ratio:>6} | {cell(o, 'epoch_s', '{:.2f}'):>12} {cell(h, 'epoch_s', '{:.2f}'):>10} | "
+                  f"{cell(o, 'mem_mib', '{:.0f}'):>9} {cell(h, 'peak_mib', '{:.0f}'):>8}")
 PYEOF
 }
 summary > "$RESULTS/gpu_check_summary.txt" 2>&1

@@ -4,26 +4,31 @@ attention_backward), dropout on the probabilities with the shared counter-based 
 
 Versions (forward and backward together):
   1: one warp per query row, scores in shared memory; backward in two kernels, per query row
-     (datt, softmax backward, dq) and per key row (dk, dv), no atomics (cuda/attention.cuh)
+     (datt, softmax backward, dq) and per key row (dk, dv), no atomics; the softmax stored (kernel set 1)
+  2: one block per (b, h), the head's keys and values in shared memory; only each softmax row's max and sum are
+     kept, and backward recomputes the probabilities (phase 1 per query row: dq and the score gradients, kept in
+     shared memory; phase 2 per key row: dk, dv); T <= 128, hs <= 64 (kernel set 2)
 
   make attention && ./attention 1
+  make attention && ./attention 2
 Results (card, ms, GB/s): not run yet; fill in on a GPU.
 Validated at p = 0 and p = 0.1: the masks are the CPU's, so the two agree to rounding either way.
-Bytes counted (forward): qkv read once 3 B T C 4, att written B NH T T 4, out written B T C 4.
+Bytes counted (forward): qkv read once 3 B T C 4, out written B T C 4, and in version 1 att written B NH T T 4.
 */
 #include "common.h"
 #include "../../cuda/attention.cuh" // defines: cu::attention_forward, cu::attention_backward
 
 int main(int argc, char** argv) {
     int version = argc > 1 ? atoi(argv[1]) : 1;
-    if (version != 1) { fprintf(stderr, "unknown version %d\n", version); return 1; }
+    if (version != 1 && version != 2) { fprintf(stderr, "unknown version %d\n", version); return 1; }
     if (!require_device("attention")) { return 2; }
     // (B, T, C, NH): the emotion batches (mean and max T), MiniLM and bert-base widths, and T = 512
-    int cfgs[][4] = {{16, 25, 384, 12}, {16, 87, 768, 12}, {4, 512, 768, 12}, {3, 7, 64, 2}};
+    int cfgs[][4] = {{32, 25, 384, 12}, {32, 87, 768, 12}, {4, 512, 768, 12}, {3, 7, 64, 2}, {2, 128, 768, 12}};
     float ps[] = {0.0f, 0.1f};
     uint64_t stream = dropout_stream(42, 7, 3);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         int B = cfgs[k][0], T = cfgs[k][1], C = cfgs[k][2], NH = cfgs[k][3];
+        if (version == 2 && !cu::attention2_fits(T, C, NH)) { printf("B %d T %d: too long for v2\n", B, T); continue; }
         size_t BT = (size_t)B * T, natt = (size_t)B * NH * T * T;
         int* lengths = (int*)mallocCheck(B * sizeof(int));
         for (int b = 0; b < B; b++) { lengths[b] = b == 0 ? T : 1 + (int)((rand_uniform_() + 1.0f) * 0.5f * (T - 1)); }
@@ -33,10 +38,21 @@ int main(int argc, char** argv) {
         float* att = (float*)mallocCheck(natt * sizeof(float));
         float* dqkv = (float*)mallocCheck(BT * 3 * C * sizeof(float));
         float *d_qkv = to_device(qkv, BT * 3 * C), *d_dout = to_device(dout, BT * C);
-        float *d_out, *d_att, *d_dqkv, *d_ds;
+        float *d_out, *d_att, *d_dqkv, *d_ds, *d_stats;
         int* d_len;
         cudaCheck(cudaMalloc(&d_out, BT * C * 4)); cudaCheck(cudaMalloc(&d_att, natt * 4));
         cudaCheck(cudaMalloc(&d_dqkv, BT * 3 * C * 4)); cudaCheck(cudaMalloc(&d_ds, natt * 4));
+        cudaCheck(cudaMalloc(&d_stats, (size_t)B * NH * T * 2 * 4));
+        auto forward = [&](float p) {
+            if (version == 1) { cu::attention_forward(d_out, d_att, d_qkv, d_len, B, T, C, NH, p, stream); }
+            else { cu::attention_forward2(d_out, d_stats, d_qkv, d_len, B, T, C, NH, p, stream); }
+        };
+        auto backward = [&](float p) {
+            if (version == 1) {
+                cu::attention_backward(d_dqkv, d_ds, d_dout, d_qkv, d_att, d_len, B, T, C, NH, p, stream);
+            }
+            else { cu::attention_backward2(d_dqkv, d_dout, d_qkv, d_stats, d_len, B, T, C, NH, p, stream); }
+        };
         cudaCheck(cudaMalloc(&d_len, B * sizeof(int)));
         cudaCheck(cudaMemcpy(d_len, lengths, B * sizeof(int), cudaMemcpyHostToDevice));
         printf("B %d T %d C %d NH %d\n", B, T, C, NH);
@@ -46,23 +62,22 @@ int main(int argc, char** argv) {
             memset(dqkv, 0, BT * 3 * C * sizeof(float));
             attention_backward(dqkv, dout, qkv, att, lengths, B, T, C, NH, p, stream);
             poison(d_out, BT * C); poison(d_att, natt);
-            cu::attention_forward(d_out, d_att, d_qkv, d_len, B, T, C, NH, p, stream);
+            forward(p);
             printf("  v%d p %.1f\n", version, p);
             EXPECT(validate("out", d_out, out, BT * C, 1e-5));
-            EXPECT(validate("att", d_att, att, natt, 1e-5));
+            if (version == 1) { EXPECT(validate("att", d_att, att, natt, 1e-5)); }
             cudaCheck(cudaMemset(d_dqkv, 0, BT * 3 * C * 4));
-            cu::attention_backward(d_dqkv, d_ds, d_dout, d_qkv, d_att, d_len, B, T, C, NH, p, stream);
+            backward(p);
             EXPECT(validate("dqkv", d_dqkv, dqkv, BT * 3 * C, 1e-5));
         }
-        float ms = time_ms([&] { cu::attention_forward(d_out, d_att, d_qkv, d_len, B, T, C, NH, 0.1f, stream); });
-        float msb = time_ms([&] {
-            cu::attention_backward(d_dqkv, d_ds, d_dout, d_qkv, d_att, d_len, B, T, C, NH, 0.1f, stream);
-        });
-        double fbytes = (4.0 * BT * C + natt) * 4;
+        float ms = time_ms([&] { forward(0.1f); });
+        float msb = time_ms([&] { backward(0.1f); });
+        double fbytes = (4.0 * BT * C + (version == 1 ? natt : 0)) * 4;
         printf("  v%d | forward %.4f ms %.0f GB/s | backward %.4f ms\n", version, ms, fbytes / ms / 1e6, msb);
         free(lengths); free(qkv); free(dout); free(out); free(att); free(dqkv);
         cudaCheck(cudaFree(d_qkv)); cudaCheck(cudaFree(d_dout)); cudaCheck(cudaFree(d_out)); cudaCheck(cudaFree(d_att));
         cudaCheck(cudaFree(d_dqkv)); cudaCheck(cudaFree(d_ds)); cudaCheck(cudaFree(d_len));
+        cudaCheck(cudaFree(d_stats));
     }
     printf("attention: %s\n", failures_ == 0 ? "all versions valid" : "VALIDATION FAILED");
     return failures_ == 0 ? 0 : 1;

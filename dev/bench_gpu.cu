@@ -1,0 +1,95 @@
+/*
+Times train_bertcu's training step and evaluation on real emotion batches: for each strategy, precision and kernel
+set, `steps` steps (forward, backward, clip + AdamW) after 10 untimed ones, then one evaluation pass over the
+validation split; prints one line per configuration with the median step, the epoch it implies (500 steps at batch
+32 plus the evaluation) and the device memory in use. No checkpoints or logs are written: the timing is the model's.
+A benchmark, not a test: dev/gpu_check.sh runs it beside the Hugging Face Trainer (dev/bench_trainer.py).
+
+    nvcc -O3 -std=c++17 -arch=sm_90 dev/bench_gpu.cu -o dev/bench_gpu -lcublas -lm
+    ./dev/bench_gpu MODEL.bin DATA_DIR [steps] [B]
+*/
+#define TESTING_CU
+#include "../train_bert.cu"
+
+static int cmp_float_(const void* a, const void* b) {
+    float x = *(const float*)a, y = *(const float*)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 3) { fprintf(stderr, "usage: %s model.bin data_dir [steps] [B]\n", argv[0]); return 1; }
+    int steps = argc > 3 ? atoi(argv[3]) : 60, B = argc > 4 ? atoi(argv[4]) : 32;
+    cu::bert_init_device();
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    char path[4200];
+    Bert probe;
+    memset(&probe, 0, sizeof(probe));
+    bert_build_from_file(&probe, argv[1]);
+    Dataset train, val;
+    path_join(path, sizeof(path), argv[2], "emotion_train.bin");
+    dataset_load(&train, path, probe.config.V, probe.config.NC, probe.config.P);
+    path_join(path, sizeof(path), argv[2], "emotion_validation.bin");
+    dataset_load(&val, path, probe.config.V, probe.config.NC, probe.config.P);
+    int T_max = train.T_max > val.T_max ? train.T_max : val.T_max;
+    int steps_per_epoch = (train.N + B - 1) / B;
+    printf("bench_gpu | %s | %s | B %d | %d timed steps after 10 | epoch = %d steps + one validation pass\n",
+           prop.name, probe.config.name, B, steps, steps_per_epoch);
+    for (int strategy = 0; strategy < NUM_STRATEGIES; strategy++) {
+        for (int precision = 0; precision < 2; precision++) {
+            for (int kernels = 1; kernels <= 2; kernels++) {
+                Bert m;
+                memset(&m, 0, sizeof(m));
+                m.strategy = strategy; m.seed = 42; m.dropout = 0.1f; m.lora_r = 8; m.lora_alpha = 32.0f;
+                m.lora_dropout = 0.1f; m.precision = precision; m.kernels = kernels;
+                bert_build_from_file(&m, argv[1]);
+                bert_init_training(&m);
+                bert_alloc_batch(&m, B, T_max);
+                cu::bert_setup(&m, B, T_max);
+                DataLoader loader;
+                loader_init(&loader, &train, B, 42);
+                loader_start_epoch(&loader, 1, 1);
+                float* ms = (float*)mallocCheck(steps * sizeof(float));
+                int Bb = 0, T = 0;
+                for (int s = -10; s < steps; s++) {
+                    if (!loader_next_batch(&loader, m.ids, m.lengths, m.labels, m.config.pad_id, &Bb, &T)) {
+                        loader_start_epoch(&loader, 2, 1);
+                        loader_next_batch(&loader, m.ids, m.lengths, m.labels, m.config.pad_id, &Bb, &T);
+                    }
+                    cudaCheck(cudaDeviceSynchronize());
+                    double t0 = now_seconds();
+                    cu::bert_forward(&m, Bb, T, m.labels, 1);
+                    cu::bert_zero_grad(&m);
+                    cu::bert_backward(&m);
+                    cu::bert_update(&m, 5e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f); // returns after the step's sync
+                    cudaCheck(cudaDeviceSynchronize());
+                    if (s >= 0) { ms[s] = (float)((now_seconds() - t0) * 1e3); }
+                }
+                qsort(ms, steps, sizeof(float), cmp_float_);
+                Metrics vm;
+                metrics_init(&vm, m.config.NC);
+                double t0 = now_seconds();
+                evaluate_(&CUDA_BACKEND, &m, &val, B, &vm);
+                cudaCheck(cudaDeviceSynchronize());
+                double eval_s = now_seconds() - t0;
+                size_t free_b, total_b;
+                cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+                printf("BENCH {\"who\": \"ours\", \"strategy\": \"%s\", \"precision\": \"%s\", \"kernels\": %d, "
+                       "\"step_ms\": %.3f, \"steps_per_s\": %.3f, \"eval_s\": %.3f, \"epoch_s\": %.3f, "
+                       "\"mem_mib\": %.0f, \"device\": \"%s\"}\n", STRATEGY_NAMES[strategy],
+                       cu::precision_name(precision), kernels, ms[steps / 2], 1000.0 / ms[steps / 2], eval_s,
+                       steps_per_epoch * ms[steps / 2] / 1000.0 + eval_s, (total_b - free_b) / 1048576.0, prop.name);
+                fflush(stdout);
+                metrics_free(&vm);
+                free(ms);
+                loader_free(&loader);
+                cu::bert_free(&m);
+                bert_free(&m);
+            }
+        }
+    }
+    dataset_free(&train);
+    dataset_free(&val);
+    bert_free(&probe);
+    return 0;
+}
