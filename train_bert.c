@@ -625,32 +625,31 @@ typedef struct {
 
 #define NUM_ACTIVATION_TENSORS 24
 static const BufferSpec ACTIVATION_SPECS[NUM_ACTIVATION_TENSORS] = {
-    {"encoded",  {D_B, D_T, D_C}, ON_BOTH},             // embeddings before their LayerNorm
-    {"emb_mean", {D_B, D_T}, ON_BOTH},
-    {"emb_rstd", {D_B, D_T}, ON_BOTH},
-    // input of each layer; hs[0] = dropout(LN(encoded)), hs[L] the output
-    {"hs",       {D_L1, D_B, D_T, D_C}, ON_BOTH},
-    {"qkv",      {D_L, D_B, D_T, D_3C}, ON_BOTH},
-    {"att",      {D_L, D_B, D_NH, D_T, D_T}, ON_BOTH},  // softmax before dropout
-    {"atty",     {D_L, D_B, D_T, D_C}, ON_BOTH},        // attention output, heads concatenated
-    {"r1",       {D_L, D_B, D_T, D_C}, ON_BOTH},        // dropout(attention dense) + layer input
-    {"ln1",      {D_L, D_B, D_T, D_C}, ON_BOTH},
-    {"ln1_mean", {D_L, D_B, D_T}, ON_BOTH},
-    {"ln1_rstd", {D_L, D_B, D_T}, ON_BOTH},
-    {"fch",      {D_L, D_B, D_T, D_FF}, ON_BOTH},       // before GELU
-    {"fch_gelu", {D_L, D_B, D_T, D_FF}, ON_BOTH},
-    {"r2",       {D_L, D_B, D_T, D_C}, ON_BOTH},        // dropout(output dense) + ln1
-    {"ln2_mean", {D_L, D_B, D_T}, ON_BOTH},
-    {"ln2_rstd", {D_L, D_B, D_T}, ON_BOTH},
-    {"lora_u",   {D_L, D_3, D_B, D_T, D_R}, ON_BOTH},   // LoRA's A x (size 0 without LoRA)
-    {"cls",      {D_B, D_C}, ON_BOTH},                  // hs[L] at [CLS]
-    {"pooled",   {D_B, D_C}, ON_BOTH},                  // tanh(dense(cls))
-    {"pooled_d", {D_B, D_C}, ON_BOTH},                  // dropout(pooled): the classifier's input
-    {"logits",   {D_B, D_NC}, ON_BOTH},
-    {"probs",    {D_B, D_NC}, ON_BOTH},
-    {"losses",   {D_B}, ON_BOTH},
+    {"encoded",   {D_B, D_T, D_C},               ON_BOTH},     // embeddings before their LayerNorm
+    {"emb_mean",  {D_B, D_T},                    ON_BOTH},
+    {"emb_rstd",  {D_B, D_T},                    ON_BOTH},
+    {"hs",        {D_L1, D_B, D_T, D_C},         ON_BOTH},     // each layer's input; hs[L] the encoder's output
+    {"qkv",       {D_L, D_B, D_T, D_3C},         ON_BOTH},
+    {"att",       {D_L, D_B, D_NH, D_T, D_T},    ON_BOTH},     // softmax before dropout (GPU -K 2: none)
+    {"atty",      {D_L, D_B, D_T, D_C},          ON_BOTH},     // attention output, heads concatenated
+    {"r1",        {D_L, D_B, D_T, D_C},          ON_BOTH},     // dropout(attention dense) + layer input
+    {"ln1",       {D_L, D_B, D_T, D_C},          ON_BOTH},
+    {"ln1_mean",  {D_L, D_B, D_T},               ON_BOTH},
+    {"ln1_rstd",  {D_L, D_B, D_T},               ON_BOTH},
+    {"fch",       {D_L, D_B, D_T, D_FF},         ON_BOTH},     // before GELU
+    {"fch_gelu",  {D_L, D_B, D_T, D_FF},         ON_BOTH},
+    {"r2",        {D_L, D_B, D_T, D_C},          ON_BOTH},     // dropout(output dense) + ln1
+    {"ln2_mean",  {D_L, D_B, D_T},               ON_BOTH},
+    {"ln2_rstd",  {D_L, D_B, D_T},               ON_BOTH},
+    {"lora_u",    {D_L, D_3, D_B, D_T, D_R},     ON_BOTH},     // LoRA's A x (size 0 without LoRA)
+    {"cls",       {D_B, D_C},                    ON_BOTH},     // hs[L] at [CLS]
+    {"pooled",    {D_B, D_C},                    ON_BOTH},     // tanh(dense(cls))
+    {"pooled_d",  {D_B, D_C},                    ON_BOTH},     // dropout(pooled): the classifier's input
+    {"logits",    {D_B, D_NC},                   ON_BOTH},
+    {"probs",     {D_B, D_NC},                   ON_BOTH},
+    {"losses",    {D_B},                         ON_BOTH},
     // the GPU's kernel set 2 keeps each softmax row's max and sum instead of att, and recomputes att in backward
-    {"att_stats", {D_L, D_B, D_NH, D_T, D_2}, GPU_ONLY},
+    {"att_stats", {D_L, D_B, D_NH, D_T, D_2},    GPU_ONLY},
 };
 typedef struct {
     float* encoded;  // (B, T, C)
@@ -682,19 +681,19 @@ typedef struct {
 // scratch for one layer at a time in forward and backward
 #define NUM_SCRATCH_TENSORS 13
 static const BufferSpec SCRATCH_SPECS[NUM_SCRATCH_TENSORS] = {
-    {"wt",      {D_WMAX}, CPU_ONLY},         // a transposed weight (matmul_forward)
-    {"tmp",     {D_B, D_T, D_C}, ON_BOTH},            // a dense output before its dropout
-    {"dh",      {D_B, D_T, D_C}, ON_BOTH},            // the gradient flowing down the residual stream
-    {"dr",      {D_B, D_T, D_C}, ON_BOTH},            // the gradient of a residual sum
-    {"dln1",    {D_B, D_T, D_C}, ON_BOTH},
-    {"datty",   {D_B, D_T, D_C}, ON_BOTH},
-    {"dqkv",    {D_B, D_T, D_3C}, ON_BOTH},
-    {"dfch",    {D_B, D_T, D_FF}, ON_BOTH},
-    {"xd",      {D_B, D_T, D_C}, ON_BOTH},            // LoRA's dropped-out input, and its gradient
-    {"du",      {D_B, D_T, D_R}, ON_BOTH},
-    {"dsmall",  {D_4, D_B, D_C}, ON_BOTH},            // pooler and classifier gradients
-    {"dlogits", {D_B, D_NC}, ON_BOTH},
-    {"datt",    {D_B, D_NH, D_T, D_T}, GPU_ONLY}, // attention score gradients (cuda/attention.cuh)
+    {"wt",        {D_WMAX},                      CPU_ONLY},    // a transposed weight (matmul_forward)
+    {"tmp",       {D_B, D_T, D_C},               ON_BOTH},     // a dense output before its dropout
+    {"dh",        {D_B, D_T, D_C},               ON_BOTH},     // the gradient flowing down the residual stream
+    {"dr",        {D_B, D_T, D_C},               ON_BOTH},     // the gradient of a residual sum
+    {"dln1",      {D_B, D_T, D_C},               ON_BOTH},
+    {"datty",     {D_B, D_T, D_C},               ON_BOTH},
+    {"dqkv",      {D_B, D_T, D_3C},              ON_BOTH},
+    {"dfch",      {D_B, D_T, D_FF},              ON_BOTH},
+    {"xd",        {D_B, D_T, D_C},               ON_BOTH},     // LoRA's dropped-out input, and its gradient
+    {"du",        {D_B, D_T, D_R},               ON_BOTH},
+    {"dsmall",    {D_4, D_B, D_C},               ON_BOTH},     // pooler and classifier gradients
+    {"dlogits",   {D_B, D_NC},                   ON_BOTH},
+    {"datt",      {D_B, D_NH, D_T, D_T},         GPU_ONLY},    // attention score gradients (cuda/attention.cuh)
 };
 typedef struct {
     float* wt;      // (max(3C, FF) * max(C, FF))

@@ -25,7 +25,7 @@ mkdir -p "$RESULTS" "$WORK/logs" data
 cp -n gpu_carry/data/* data/ 2>/dev/null
 PY=${PYTHON:-python3}
 BENCH_STEPS=${BENCH_STEPS:-60}
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WORK PY
 declare -a ROWS=()
 
 left() { echo $((LIMIT - ($(date +%s) - START))); }
@@ -38,7 +38,11 @@ stage() {
     if [ "$rem" -le 10 ]; then row "$name" "SKIPPED (deadline)"; return 124; fi
     [ "$max" -gt "$rem" ] && max=$rem
     local t0; t0=$(date +%s)
-    timeout "$max" "$@" >"$WORK/logs/$name.log" 2>&1
+    if declare -F "$1" >/dev/null; then # a function of this script: timeout needs a program, so a bash of its own
+        timeout "$max" bash -c "$(declare -f "$1"); \"\$@\"" _ "$@" >"$WORK/logs/$name.log" 2>&1
+    else
+        timeout "$max" "$@" >"$WORK/logs/$name.log" 2>&1
+    fi
     local rc=$?
     local dt=$(( $(date +%s) - t0 ))
     if [ $rc -eq 0 ]; then row "$name" "ok (${dt}s)"
@@ -53,6 +57,7 @@ stage() {
 ARCH=${ARCH:-sm_90}
 NVFLAGS="-O3 -std=c++17 -arch=$ARCH -Igpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP"
 KERNELS="layernorm attention gelu adamw crossentropy global_norm embedding bias"
+export ARCH NVFLAGS KERNELS
 build() {
     nvcc $NVFLAGS train_bert.cu -o train_bertcu -lcublas -lm &
     nvcc $NVFLAGS test_bert.cu -o test_bertcu -lcublas -lm &
@@ -71,7 +76,7 @@ row card "${CARD:-unknown}"
 # ---------------------------------------------------------------------------
 # data: a bert-base-uncased config dir (random-init shapes), the models, the reference states
 
-BERT_DIR=$WORK/bert-base-uncased
+export BERT_DIR=$WORK/bert-base-uncased
 mkdir -p "$BERT_DIR" && cp data/vocab.txt "$BERT_DIR/" 2>/dev/null
 cat >"$BERT_DIR/config.json" <<'JSON'
 {"architectures": ["BertForMaskedLM"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
