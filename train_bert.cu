@@ -76,6 +76,14 @@ typedef struct {
     int* runs;               // (B_max * T_max + 1) where each id's run of tokens starts, device
     int* run_ids;            // (B_max * T_max) the id of each run, device
     int* sort_host;          // (3 * B_max * T_max + 1) the same three lists, built on the host
+    // kernel set 3 (-K 3): packed tokens. Per-token tensors hold only the real tokens, N = sum of lengths rows
+    // instead of B * T (the layers' strides stay B * T); row n is padded row rows[n], sequence b starts at row
+    // starts[b]. The dropout masks keep the padded indices, so they are the CPU's.
+    int packed;              // 1 when this model packs (kernel set 3 and attention kernel set 2 takes the shape)
+    int ntok;                // the last forward's N
+    int* rows;               // (B_max * T_max) device
+    int* starts;             // (B_max) device
+    int* pack_host;          // (B_max * T_max + B_max) rows, then starts, built on the host
 } BertGPU;
 
 static BertGPU* gpu_(const Bert* model) {
@@ -165,6 +173,7 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS];
     fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, cfg, B_max, T_max, r, 1);
     fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, cfg, B_max, T_max, r, 1);
+    g->packed = model->kernels >= 3 && attention2_fits(T_max, cfg->C, cfg->NH);
     if (model->kernels >= 2 && attention2_fits(T_max, cfg->C, cfg->NH)) {
         // kernel set 2 recomputes the softmax in backward: no (L, B, NH, T, T) probabilities, no score gradients
         a[buffer_index(ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, "att")] = 0;
@@ -190,6 +199,9 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     cudaCheck(cudaMalloc(&g->runs, (BT_max + 1) * sizeof(int)));
     cudaCheck(cudaMalloc(&g->run_ids, BT_max * sizeof(int)));
     g->sort_host = (int*)mallocCheck((3 * BT_max + 1) * sizeof(int));
+    cudaCheck(cudaMalloc(&g->rows, BT_max * sizeof(int)));
+    cudaCheck(cudaMalloc(&g->starts, B_max * sizeof(int)));
+    g->pack_host = (int*)mallocCheck((BT_max + B_max) * sizeof(int));
     if (model->precision == PRECISION_BF16) {
         cudaCheck(cudaMalloc(&g->params16, model->num_parameters * sizeof(__nv_bfloat16)));
         matmul_register_bf16(&g->mm, 0, g->params_memory, g->params16, model->num_parameters);
@@ -256,50 +268,70 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     cudaCheck(cudaMemcpy(g->ids, model->ids, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(g->lengths, model->lengths, B * sizeof(int), cudaMemcpyHostToDevice));
     weights16_refresh_(model, g);
+    // kernel set 3: the real tokens' rows. N rows per token tensor, rows/starts say where they sit (NULL: padded)
+    int N = BT;
+    const int* rows = NULL;
+    const int* starts = NULL;
+    if (g->packed) {
+        int* rows_host = g->pack_host;
+        int* starts_host = g->pack_host + BT;
+        N = 0;
+        for (int b = 0; b < B; b++) {
+            starts_host[b] = N;
+            for (int t = 0; t < model->lengths[b]; t++) { rows_host[N++] = b * T + t; }
+        }
+        cudaCheck(cudaMemcpy(g->rows, rows_host, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(g->starts, starts_host, B * sizeof(int), cudaMemcpyHostToDevice));
+        rows = g->rows;
+        starts = g->starts;
+    }
+    g->ntok = N;
 
     // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[0])); the dropout is fused into the LayerNorm
-    embedding_forward(a.encoded, g->ids, w.wte, w.wpe, w.wtt, B, T, C);
-    layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, BT, C, cfg->eps, p,
-                      bert_stream(model, -1, 0));
+    embedding_forward(a.encoded, g->ids, w.wte, w.wpe, w.wtt, B, T, C, rows, N);
+    layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps, p,
+                      bert_stream(model, -1, 0), rows);
     for (int l = 0; l < L; l++) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
-        matmul_forward(mm, la.qkv, la.x, LAYER_(w.qkvw, l, 3 * C * C), LAYER_(w.qkvb, l, 3 * C), BT, C, 3 * C);
+        matmul_forward(mm, la.qkv, la.x, LAYER_(w.qkvw, l, 3 * C * C), LAYER_(w.qkvb, l, 3 * C), N, C, 3 * C);
         if (model->strategy == STRATEGY_LORA) {
             for (int j = 0; j < 3; j++) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_forward(mm, la.qkv + j * C, 3 * C, a.lora_u + lj * BT * r, s.xd, la.x, g->lora.lora_a + lj * r * C,
-                             g->lora.lora_b + lj * C * r, BT, C, C, r, lora_scale, plora,
-                             bert_stream(model, l, SITE_LORA_Q + j));
+                             g->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
+                             bert_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
         if (la.att == NULL) { // kernel set 2: only the rows' max and sum are kept
             attention_forward2(la.atty, la.att_stats, la.qkv, g->lengths, B, T, C, NH, p,
-                               bert_stream(model, l, SITE_ATT));
+                               bert_stream(model, l, SITE_ATT), starts);
         } else {
             attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p, bert_stream(model, l, SITE_ATT));
         }
-        matmul_forward(mm, s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), BT, C, C);
+        matmul_forward(mm, s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), N, C, C);
         if (model->kernels >= 2) { // r1 = x + dropout(tmp), ln1 = LN1(r1) in one pass
             residual_layernorm_forward(la.ln1, la.r1, la.ln1_mean, la.ln1_rstd, s.tmp, la.x, LAYER_(w.ln1w, l, C),
-                                       LAYER_(w.ln1b, l, C), BT, C, cfg->eps, p, bert_stream(model, l, SITE_ATTPROJ));
+                                       LAYER_(w.ln1b, l, C), N, C, cfg->eps, p, bert_stream(model, l, SITE_ATTPROJ),
+                                       rows);
         } else {
             dropout_forward(la.r1, s.tmp, la.x, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
             layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C), LAYER_(w.ln1b, l, C),
                               BT, C, cfg->eps, 0.0f, 0);
         }
-        matmul_forward(mm, la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), BT, C, FF);
-        gelu_forward(la.fch_gelu, la.fch, (size_t)BT * FF);
-        matmul_forward(mm, s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), BT, FF, C);
+        matmul_forward(mm, la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), N, C, FF);
+        gelu_forward(la.fch_gelu, la.fch, (size_t)N * FF);
+        matmul_forward(mm, s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), N, FF, C);
         if (model->kernels >= 2) { // r2 = ln1 + dropout(tmp), hs[l+1] = LN2(r2)
             residual_layernorm_forward(la.x + BTC, la.r2, la.ln2_mean, la.ln2_rstd, s.tmp, la.ln1, LAYER_(w.ln2w, l, C),
-                                       LAYER_(w.ln2b, l, C), BT, C, cfg->eps, p, bert_stream(model, l, SITE_FCPROJ));
+                                       LAYER_(w.ln2b, l, C), N, C, cfg->eps, p, bert_stream(model, l, SITE_FCPROJ),
+                                       rows);
         } else {
             dropout_forward(la.r2, s.tmp, la.ln1, BTC, p, bert_stream(model, l, SITE_FCPROJ));
             layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
                               LAYER_(w.ln2b, l, C), BT, C, cfg->eps, 0.0f, 0);
         }
     }
-    pooler_forward(mm, a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, B, T, C);
+    pooler_forward(mm, a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, B, T, C, starts);
     dropout_forward(a.pooled_d, a.pooled, NULL, (size_t)B * C, p, bert_stream(model, L, 0));
     matmul_forward(mm, a.logits, a.pooled_d, w.clsw, w.clsb, B, C, NC);
     if (labels != NULL) {
@@ -336,6 +368,11 @@ void bert_backward(Bert* model) {
     int r = model->lora_r;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
     size_t BTC = (size_t)BT * C;
+    // kernel set 3: the forward's packed rows (N = BT, rows = starts = NULL when padded)
+    int N = g->ntok;
+    const int* rows = g->packed ? g->rows : NULL;
+    const int* starts = g->packed ? g->starts : NULL;
+    size_t NC_ = (size_t)N * C;
 
     // loss = crossentropy(logits), logits = pooled_d @ clsw^T + clsb
     crossentropy_backward(s.dlogits, a.probs, g->labels, B, NC);
@@ -349,16 +386,16 @@ void bert_backward(Bert* model) {
     matmul_backward(mm, dpooled_d, gr.clsw, gr.clsb, s.dlogits, a.pooled_d, w.clsw, B, C, NC);
     // pooled_d = dropout(pooled), pooled = tanh(hs[L][:, 0] @ poolw^T + poolb)
     dropout_backward(dpooled, dpooled_d, (size_t)B * C, p, bert_stream(model, L, 0));
-    cudaCheck(cudaMemset(s.dh, 0, BTC * sizeof(float)));
+    cudaCheck(cudaMemset(s.dh, 0, NC_ * sizeof(float)));
     pooler_backward(mm, s.dh, gr.poolw, gr.poolb, s.dsmall + 2 * (size_t)B * C, s.dsmall + 3 * (size_t)B * C, dpooled,
-                    a.pooled, a.cls, w.poolw, B, T, C);
+                    a.pooled, a.cls, w.poolw, B, T, C, starts);
     for (int l = L - 1; l >= 0; l--) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
         // hs[l+1] = LN2(r2), r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1
         if (model->kernels >= 2) { // dln1 = LN2'(dh), tmp = mask * dln1 in one pass
             residual_layernorm_backward(s.dln1, s.tmp, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2,
-                                        LAYER_(w.ln2w, l, C), la.ln2_mean, la.ln2_rstd, BT, C, p,
-                                        bert_stream(model, l, SITE_FCPROJ));
+                                        LAYER_(w.ln2w, l, C), la.ln2_mean, la.ln2_rstd, N, C, p,
+                                        bert_stream(model, l, SITE_FCPROJ), rows);
         } else {
             cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
             layernorm_backward(s.dr, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2, LAYER_(w.ln2w, l, C),
@@ -367,18 +404,18 @@ void bert_backward(Bert* model) {
             cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
             dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_FCPROJ));
         }
-        cudaCheck(cudaMemset(s.dfch, 0, (size_t)BT * FF * sizeof(float)));
+        cudaCheck(cudaMemset(s.dfch, 0, (size_t)N * FF * sizeof(float)));
         matmul_backward(mm, s.dfch, LAYER_(gr.fcprojw, l, C * FF), LAYER_(gr.fcprojb, l, C), s.tmp, la.fch_gelu,
-                        LAYER_(w.fcprojw, l, C * FF), BT, FF, C);
+                        LAYER_(w.fcprojw, l, C * FF), N, FF, C);
         // fch_gelu = gelu(fch), fch = ln1 @ fcw^T + fcb
-        gelu_backward(s.dfch, la.fch, s.dfch, (size_t)BT * FF);
+        gelu_backward(s.dfch, la.fch, s.dfch, (size_t)N * FF);
         matmul_backward(mm, s.dln1, LAYER_(gr.fcw, l, FF * C), LAYER_(gr.fcb, l, FF), s.dfch, la.ln1,
-                        LAYER_(w.fcw, l, FF * C), BT, C, FF);
+                        LAYER_(w.fcw, l, FF * C), N, C, FF);
         // ln1 = LN1(r1), r1 = dropout(atty @ attprojw^T + attprojb) + x: dh now collects d(x)
         if (model->kernels >= 2) { // dh = LN1'(dln1), tmp = mask * dh in one pass
             residual_layernorm_backward(s.dh, s.tmp, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1,
-                                        LAYER_(w.ln1w, l, C), la.ln1_mean, la.ln1_rstd, BT, C, p,
-                                        bert_stream(model, l, SITE_ATTPROJ));
+                                        LAYER_(w.ln1w, l, C), la.ln1_mean, la.ln1_rstd, N, C, p,
+                                        bert_stream(model, l, SITE_ATTPROJ), rows);
         } else {
             cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
             layernorm_backward(s.dr, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1, LAYER_(w.ln1w, l, C),
@@ -387,14 +424,14 @@ void bert_backward(Bert* model) {
             cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
             dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
         }
-        cudaCheck(cudaMemset(s.datty, 0, BTC * sizeof(float)));
+        cudaCheck(cudaMemset(s.datty, 0, NC_ * sizeof(float)));
         matmul_backward(mm, s.datty, LAYER_(gr.attprojw, l, C * C), LAYER_(gr.attprojb, l, C), s.tmp, la.atty,
-                        LAYER_(w.attprojw, l, C * C), BT, C, C);
+                        LAYER_(w.attprojw, l, C * C), N, C, C);
         // atty = attention(qkv); kernel set 1's score gradients go through s.datt, kernel set 2 recomputes
-        cudaCheck(cudaMemset(s.dqkv, 0, BTC * 3 * sizeof(float)));
+        cudaCheck(cudaMemset(s.dqkv, 0, NC_ * 3 * sizeof(float)));
         if (la.att == NULL) {
             attention_backward2(s.dqkv, s.datty, la.qkv, la.att_stats, g->lengths, B, T, C, NH, p,
-                                bert_stream(model, l, SITE_ATT));
+                                bert_stream(model, l, SITE_ATT), starts);
         } else {
             attention_backward(s.dqkv, s.datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH, p,
                                bert_stream(model, l, SITE_ATT));
@@ -402,31 +439,31 @@ void bert_backward(Bert* model) {
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
         float* dx = (l > 0 || model->strategy == STRATEGY_FULL) ? s.dh : NULL;
         matmul_backward(mm, dx, LAYER_(gr.qkvw, l, 3 * C * C), LAYER_(gr.qkvb, l, 3 * C), s.dqkv, la.x,
-                        LAYER_(w.qkvw, l, 3 * C * C), BT, C, 3 * C);
+                        LAYER_(w.qkvw, l, 3 * C * C), N, C, 3 * C);
         if (model->strategy == STRATEGY_LORA) {
             for (int j = 0; j < 3; j++) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_backward(mm, dx, g->lora_grads.lora_a + lj * r * C, g->lora_grads.lora_b + lj * C * r, s.du, s.xd,
                               s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x, g->lora.lora_a + lj * r * C,
-                              g->lora.lora_b + lj * C * r, BT, C, C, r, lora_scale, plora,
-                              bert_stream(model, l, SITE_LORA_Q + j));
+                              g->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
+                              bert_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
     }
     if (model->strategy != STRATEGY_FULL) { return; }
     // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[0]
-    cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
-    dropout_backward(s.dr, s.dh, BTC, p, bert_stream(model, -1, 0));
-    cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
-    layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, BT, C);
+    cudaCheck(cudaMemset(s.dr, 0, NC_ * sizeof(float)));
+    dropout_backward(s.dr, s.dh, NC_, p, bert_stream(model, -1, 0), rows, C);
+    cudaCheck(cudaMemset(s.tmp, 0, NC_ * sizeof(float)));
+    layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
     if (model->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens
         int ntok, *tokens = g->sort_host, *runs = tokens + (size_t)B * T, *run_ids = runs + (size_t)B * T + 1;
-        int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T, &ntok);
+        int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T, g->packed, &ntok);
         cudaCheck(cudaMemcpy(g->tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
         embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, g->tokens, g->runs, g->run_ids,
-                                  nruns, B, T, C);
+                                  nruns, B, T, C, starts);
     } else {
         embedding_backward(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, B, T, C);
     }
@@ -573,6 +610,9 @@ void bert_free(Bert* model) {
     cudaCheck(cudaFree(g->run_ids));
     free(g->confusion_host);
     free(g->sort_host);
+    cudaCheck(cudaFree(g->rows));
+    cudaCheck(cudaFree(g->starts));
+    free(g->pack_host);
     matmul_free(&g->mm);
     free(g);
     model->device = NULL;

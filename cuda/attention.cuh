@@ -162,12 +162,17 @@ static size_t attention2_smem_(int T, int hs, int backward) {
     return (kv + (backward ? (size_t)T * (T + 1) : 0) + per_warp) * sizeof(float);
 }
 
-// the head's rows of k and v (len of them) into shared memory, padded rows
-__device__ void attention2_load_kv_(float* ks, float* vs, const float* qkv, int b, int h, int T, int C, int hs,
+// the first row of sequence b in qkv, out, dout: b * T, or with packed tokens (kernel set 3) where it starts
+__device__ __forceinline__ size_t att2_base(int b, int T, const int* starts) {
+    return starts != NULL ? (size_t)starts[b] : (size_t)b * T;
+}
+
+// the head's rows of k and v (len of them) into shared memory, padded rows; base: the sequence's first row
+__device__ void attention2_load_kv_(float* ks, float* vs, const float* qkv, size_t base, int h, int C, int hs,
                                     int len) {
     for (int idx = threadIdx.x; idx < len * hs; idx += blockDim.x) {
         int t2 = idx / hs, i = idx % hs;
-        const float* row = qkv + ((size_t)b * T + t2) * 3 * C + h * hs;
+        const float* row = qkv + (base + t2) * 3 * C + h * hs;
         ks[t2 * (hs + 1) + i] = row[C + i];
         vs[t2 * (hs + 1) + i] = row[2 * C + i];
     }
@@ -196,20 +201,25 @@ __device__ float attention2_row_(float* w, float* sum_out, const float* q, const
     return maxval;
 }
 
-// out (B, T, C) = dropout(softmax(q k^T * scale)) v per head; stats (B, NH, T, 2) the rows' max and sum
+// out (B, T, C) = dropout(softmax(q k^T * scale)) v per head; stats (B, NH, T, 2) the rows' max and sum.
+// starts (B): packed tokens (kernel set 3), qkv (N, 3C) and out (N, C) with sequence b from row starts[b], and
+// only the real query rows; the masks and stats keep the padded indices, so they are the CPU's.
 __global__ void attention_forward_kernel2(float* out, float* stats, const float* qkv, const int* lengths, int T, int C,
-                                          int NH, float scale, float p, float pscale, uint64_t stream) {
+                                          int NH, float scale, float p, float pscale, uint64_t stream,
+                                          const int* starts) {
     extern __shared__ float smem[];
     int bh = blockIdx.x, b = bh / NH, h = bh % NH, hs = C / NH, len = lengths[b];
+    size_t base = att2_base(b, T, starts);
+    int nq = starts != NULL ? len : T; // query rows
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float* ks = smem;
     float* vs = ks + (size_t)T * (hs + 1);
     float* q = vs + (size_t)T * (hs + 1) + (size_t)warp * (hs + T);
     float* w = q + hs;
-    attention2_load_kv_(ks, vs, qkv, b, h, T, C, hs, len);
+    attention2_load_kv_(ks, vs, qkv, base, h, C, hs, len);
     __syncthreads();
-    for (int t = warp; t < T; t += ATT2_WARPS) { // padded query rows too, as the CPU (nothing reads them)
-        const float* qrow = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+    for (int t = warp; t < nq; t += ATT2_WARPS) { // padded: padded query rows too, as the CPU (nothing reads them)
+        const float* qrow = qkv + (base + t) * 3 * C + h * hs;
         for (int i = lane; i < hs; i += 32) { q[i] = qrow[i]; }
         __syncwarp();
         float sum;
@@ -220,7 +230,7 @@ __global__ void attention_forward_kernel2(float* out, float* stats, const float*
             w[t2] = p > 0.0f ? (dropout_uniform(stream, row * T + t2) >= p ? a * pscale : 0.0f) : a;
         }
         __syncwarp();
-        float* o = out + ((size_t)b * T + t) * C + h * hs;
+        float* o = out + (base + t) * C + h * hs;
         for (int i = lane; i < hs; i += 32) {
             float acc = 0.0f;
             for (int t2 = 0; t2 < len; t2++) { acc += w[t2] * vs[t2 * (hs + 1) + i]; }
@@ -235,22 +245,25 @@ __global__ void attention_forward_kernel2(float* out, float* stats, const float*
 // per query row: the probabilities a[t2] again, datt = mask * (dout . v), ds = a * (datt - sum(datt * a)) * scale,
 // dq += ds k; ds kept in shared memory. Phase 2, a warp per real key row t2, over the query rows t in order (the
 // CPU's accumulation order): dk += ds[t][t2] q[t], dv += dropout(a)[t][t2] dout[t], with a recomputed once more.
+// starts: packed tokens, as the forward's.
 __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const float* qkv, const float* stats,
                                            const int* lengths, int T, int C, int NH, float scale, float p,
-                                           float pscale, uint64_t stream) {
+                                           float pscale, uint64_t stream, const int* starts) {
     extern __shared__ float smem[];
     int bh = blockIdx.x, b = bh / NH, h = bh % NH, hs = C / NH, len = lengths[b];
+    size_t base = att2_base(b, T, starts);
+    int nq = starts != NULL ? len : T; // query rows
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float* ks = smem;
     float* vs = ks + (size_t)T * (hs + 1);
     float* ds = vs + (size_t)T * (hs + 1);          // (T, T + 1) the score gradients of every query row
     float* q = ds + (size_t)T * (T + 1) + (size_t)warp * (hs + T);
     float* w = q + hs;
-    attention2_load_kv_(ks, vs, qkv, b, h, T, C, hs, len);
+    attention2_load_kv_(ks, vs, qkv, base, h, C, hs, len);
     __syncthreads();
-    for (int t = warp; t < T; t += ATT2_WARPS) {
-        const float* qrow = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        const float* d = dout + ((size_t)b * T + t) * C + h * hs;
+    for (int t = warp; t < nq; t += ATT2_WARPS) {
+        const float* qrow = qkv + (base + t) * 3 * C + h * hs;
+        const float* d = dout + (base + t) * C + h * hs;
         for (int i = lane; i < hs; i += 32) { q[i] = qrow[i]; }
         __syncwarp();
         float sum;
@@ -271,7 +284,7 @@ __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const
         dot = warp_sum(dot);
         for (int t2 = lane; t2 < len; t2 += 32) { dsr[t2] = w[t2] * (dsr[t2] - dot) * scale; }
         __syncwarp();
-        float* dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        float* dq = dqkv + (base + t) * 3 * C + h * hs;
         for (int i = lane; i < hs; i += 32) {
             float acc = 0.0f;
             for (int t2 = 0; t2 < len; t2++) { acc += dsr[t2] * ks[t2 * (hs + 1) + i]; }
@@ -283,9 +296,9 @@ __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const
     // phase 2: the stats give every row's probabilities back; q[t] and dout[t] come from global memory (L2)
     for (int t2 = warp; t2 < len; t2 += ATT2_WARPS) {
         const float* k = ks + t2 * (hs + 1);
-        for (int t = lane; t < T; t += 32) { // column t2 of dropout(a), a query row per lane
+        for (int t = lane; t < nq; t += 32) { // column t2 of dropout(a), a query row per lane
             size_t row = (size_t)bh * T + t;
-            const float* qt = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+            const float* qt = qkv + (base + t) * 3 * C + h * hs;
             float s = 0.0f;
             for (int j = 0; j < hs; j++) { s += qt[j] * k[j]; }
             float a = expf(s * scale - stats[2 * row]) / stats[2 * row + 1]; // the forward's operations
@@ -293,13 +306,13 @@ __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const
             w[t] = a;
         }
         __syncwarp();
-        float* dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+        float* dk = dqkv + (base + t2) * 3 * C + C + h * hs;
         float* dv = dk + C;
         for (int i = lane; i < hs; i += 32) {
             float acck = 0.0f, accv = 0.0f;
-            for (int t = 0; t < T; t++) {
-                acck += ds[(size_t)t * (T + 1) + t2] * qkv[((size_t)b * T + t) * 3 * C + h * hs + i];
-                accv += w[t] * dout[((size_t)b * T + t) * C + h * hs + i];
+            for (int t = 0; t < nq; t++) {
+                acck += ds[(size_t)t * (T + 1) + t2] * qkv[(base + t) * 3 * C + h * hs + i];
+                accv += w[t] * dout[(base + t) * C + h * hs + i];
             }
             dk[i] += acck;
             dv[i] += accv;
@@ -311,23 +324,24 @@ __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const
 // can kernel set 2 take this shape? (otherwise the caller uses kernel set 1's)
 inline int attention2_fits(int T, int C, int NH) { return T <= ATT2_MAX_T && C / NH <= ATT2_MAX_HS; }
 
+// starts: packed tokens (kernel set 3); NULL: (B, T) padded rows
 void attention_forward2(float* out, float* stats, const float* qkv, const int* lengths, int B, int T, int C, int NH,
-                        float p, uint64_t stream) {
+                        float p, uint64_t stream, const int* starts = NULL) {
     size_t smem = attention2_smem_(T, C / NH, 0);
     cudaCheck(cudaFuncSetAttribute(attention_forward_kernel2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attention_forward_kernel2<<<B * NH, ATT2_WARPS * 32, smem>>>(out, stats, qkv, lengths, T, C, NH,
                                                                 1.0f / sqrtf((float)(C / NH)), p, 1.0f / (1.0f - p),
-                                                                stream);
+                                                                stream, starts);
     kernelCheck();
 }
 
 void attention_backward2(float* dqkv, const float* dout, const float* qkv, const float* stats, const int* lengths,
-                         int B, int T, int C, int NH, float p, uint64_t stream) {
+                         int B, int T, int C, int NH, float p, uint64_t stream, const int* starts = NULL) {
     size_t smem = attention2_smem_(T, C / NH, 1);
     cudaCheck(cudaFuncSetAttribute(attention_backward_kernel2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     attention_backward_kernel2<<<B * NH, ATT2_WARPS * 32, smem>>>(dqkv, dout, qkv, stats, lengths, T, C, NH,
                                                                  1.0f / sqrtf((float)(C / NH)), p, 1.0f / (1.0f - p),
-                                                                 stream);
+                                                                 stream, starts);
     kernelCheck();
 }
 

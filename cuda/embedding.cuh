@@ -1,20 +1,20 @@
 /*
 cuda/embedding.cuh: train_bert.c's embedding_forward / embedding_backward, BertEmbeddings before its
-LayerNorm: word + position + token type 0.
+LayerNorm: word + position + token type 0. With packed tokens (kernel set 3) the output has one row per real
+token: row n is the padded layout's row rows[n] (its id and position), and sequence b starts at row starts[b].
 */
 #pragma once
 #include "common.cuh"
 
 namespace cu {
 
-// out (B, T, C) = wte[ids] + wpe[t] + wtt[0]
+// out (N, C) = wte[ids] + wpe[t] + wtt[0]; N = B * T padded rows, or the real tokens' rows (rows not NULL)
 __global__ void embedding_forward_kernel(float* out, const int* ids, const float* wte, const float* wpe,
-                                         const float* wtt,
-                                         int B, int T, int C) {
+                                         const float* wtt, size_t N, int T, int C, const int* rows) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * T * C) { return; }
+    if (idx >= N * C) { return; }
     int i = idx % C;
-    size_t bt = idx / C;
+    size_t n = idx / C, bt = rows != NULL ? (size_t)rows[n] : n; // the token's padded row: its id and position
     int t = bt % T;
     out[idx] = wte[(size_t)ids[bt] * C + i] + wpe[(size_t)t * C + i] + wtt[i];
 }
@@ -24,14 +24,15 @@ __global__ void embedding_forward_kernel(float* out, const int* ids, const float
 // 2: wtt). Two tokens with the same id add into the same row, so a row is never shared
 // between threads. Latency-bound (B*T sequential steps), but it is once per step.
 __global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
-                                          const int* lengths, int B, int T, int C, int first_table) {
+                                          const int* lengths, int B, int T, int C, int first_table,
+                                          const int* starts) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     int which = first_table + blockIdx.y;
     if (c >= C) { return; }
     float acc = 0.0f; // wtt: one row
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < lengths[b]; t++) {
-            float d = dout[((size_t)b * T + t) * C + c];
+            float d = dout[((size_t)(starts != NULL ? starts[b] : b * T) + t) * C + c];
             if (which == 0) { dwte[(size_t)ids[b * T + t] * C + c] += d; }
             else if (which == 1) { dwpe[(size_t)t * C + c] += d; }
             else { acc += d; }
@@ -40,15 +41,18 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt,
     if (which == 2) { dwtt[c] += acc; }
 }
 
+// rows, N: packed tokens (kernel set 3); rows NULL: all B * T positions
 void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt, int B, int T,
-                       int C) {
-    embedding_forward_kernel<<<ceil_div((size_t)B * T * C, 256), 256>>>(out, ids, wte, wpe, wtt, B, T, C);
+                       int C, const int* rows = NULL, size_t N = 0) {
+    if (rows == NULL) { N = (size_t)B * T; }
+    embedding_forward_kernel<<<ceil_div(N * C, 256), 256>>>(out, ids, wte, wpe, wtt, N, T, C, rows);
     kernelCheck();
 }
 
 void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids, const int* lengths,
                         int B, int T, int C) {
-    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 0);
+    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 0,
+                                                                 NULL);
     kernelCheck();
 }
 
@@ -58,10 +62,11 @@ void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout
 // tokens' rows in that order. dwpe: a block per (position, 128 columns) adds over the batch in order. Both
 // gradients start at 0 each step, so 0 + (d1 + d2 + ...) is the CPU's ((0 + d1) + d2) + ...: the same bits.
 
-// tokens (ntok) holds b * T + t of each real token, sorted by (id, b, t); runs (nruns + 1) where each id's run
-// starts, run_ids (nruns) its id. Returns nruns. Host side, O(ntok log ntok) on a few thousand tokens.
+// tokens (ntok) holds the row of dout of each real token (b * T + t, or with packed tokens its packed row),
+// sorted by (id, b, t); runs (nruns + 1) where each id's run starts, run_ids (nruns) its id. Returns nruns.
+// Host side, an insertion sort of a few thousand tokens.
 static int embedding_sort_tokens(int* tokens, int* runs, int* run_ids, const int* ids, const int* lengths, int B,
-                                 int T, int* ntok_out) {
+                                 int T, int packed, int* ntok_out) {
     int ntok = 0;
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < lengths[b]; t++) { tokens[ntok++] = b * T + t; }
@@ -82,6 +87,12 @@ static int embedding_sort_tokens(int* tokens, int* runs, int* run_ids, const int
         }
     }
     runs[nruns] = ntok;
+    if (packed) { // padded row b * T + t -> packed row starts[b] + t, with starts the running sum of lengths
+        int* starts = (int*)mallocCheck((size_t)B * sizeof(int));
+        for (int b = 0, sum = 0; b < B; b++) { starts[b] = sum; sum += lengths[b]; }
+        for (int i = 0; i < ntok; i++) { tokens[i] = starts[tokens[i] / T] + tokens[i] % T; }
+        free(starts);
+    }
     *ntok_out = ntok;
     return nruns;
 }
@@ -95,25 +106,28 @@ __global__ void embedding_backward_wte_kernel(float* dwte, const float* dout, co
     dwte[(size_t)run_ids[run] * C + c] += acc;
 }
 
-__global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, const int* lengths, int B, int T, int C) {
+__global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, const int* lengths, int B, int T, int C,
+                                              const int* starts) {
     int t = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) { return; }
     float acc = 0.0f;
     for (int b = 0; b < B; b++) {
-        if (t < lengths[b]) { acc += dout[((size_t)b * T + t) * C + c]; }
+        if (t < lengths[b]) { acc += dout[((size_t)(starts != NULL ? starts[b] : b * T) + t) * C + c]; }
     }
     dwpe[(size_t)t * C + c] += acc;
 }
 
-// tokens, runs, run_ids: embedding_sort_tokens' lists, already on the device; dwtt keeps the serial kernel
+// tokens, runs, run_ids: embedding_sort_tokens' lists, already on the device; dwtt keeps the serial kernel.
+// starts (B): packed tokens (kernel set 3), NULL: dout is (B, T, C)
 void embedding_backward_sorted(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
                                const int* lengths, const int* tokens, const int* runs, const int* run_ids, int nruns,
-                               int B, int T, int C) {
+                               int B, int T, int C, const int* starts = NULL) {
     embedding_backward_wte_kernel<<<dim3(nruns, ceil_div(C, 128)), 128>>>(dwte, dout, tokens, runs, run_ids, C);
     kernelCheck();
-    embedding_backward_wpe_kernel<<<dim3(T, ceil_div(C, 128)), 128>>>(dwpe, dout, lengths, B, T, C);
+    embedding_backward_wpe_kernel<<<dim3(T, ceil_div(C, 128)), 128>>>(dwpe, dout, lengths, B, T, C, starts);
     kernelCheck();
-    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 1), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 2);
+    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 1), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 2,
+                                                                 starts);
     kernelCheck();
 }
 

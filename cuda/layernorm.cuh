@@ -12,7 +12,7 @@ namespace cu {
 // out (N, C) = dropout((x - mean) * rstd * w + b); mean, rstd (N). One warp per row.
 __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                                          const float* bias, int N, int C, float eps, float p, float pscale,
-                                         uint64_t stream) {
+                                         uint64_t stream, const int* rows) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) { return; }
@@ -26,7 +26,10 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
     float* o = out + (size_t)row * C;
     for (int i = lane; i < C; i += 32) {
         float y = (x[i] - m) * s * weight[i] + bias[i];
-        if (p > 0.0f) { y = dropout_uniform(stream, (size_t)row * C + i) >= p ? y * pscale : 0.0f; }
+        if (p > 0.0f) { // the mask index is the padded layout's (rows: packed tokens, kernel set 3)
+            size_t m = (size_t)(rows != NULL ? rows[row] : row) * C + i;
+            y = dropout_uniform(stream, m) >= p ? y * pscale : 0.0f;
+        }
         o[i] = y;
     }
     if (lane == 0) { mean[row] = m; rstd[row] = s; }
@@ -84,11 +87,12 @@ __global__ void layernorm_param_backward_kernel(float* dweight, float* dbias, co
     }
 }
 
+// rows: packed tokens (kernel set 3): row n is the padded layout's row rows[n], for the dropout masks
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int N, int C, float eps, float p, uint64_t stream) {
+                       int N, int C, float eps, float p, uint64_t stream, const int* rows = NULL) {
     const int block = 256;
     layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, mean, rstd, inp, weight, bias, N, C, eps, p,
-                                                                  1.0f / (1.0f - p), stream);
+                                                                  1.0f / (1.0f - p), stream, rows);
     kernelCheck();
 }
 
@@ -115,15 +119,16 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // r (N, C) = residual + dropout(x); out (N, C) = (r - mean) * rstd * weight + bias; mean, rstd (N)
 __global__ void residual_layernorm_forward_kernel(float* out, float* r, float* mean, float* rstd, const float* x,
                                                  const float* residual, const float* weight, const float* bias, int N,
-                                                 int C, float eps, float p, float pscale, uint64_t stream) {
+                                                 int C, float eps, float p, float pscale, uint64_t stream,
+                                                 const int* rows) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) { return; }
-    size_t base = (size_t)row * C;
+    size_t base = (size_t)row * C, mbase = (size_t)(rows != NULL ? rows[row] : row) * C; // data, mask index
     float sum = 0.0f;
     for (int i = lane; i < C; i += 32) {
         float xi = x[base + i];
-        if (p > 0.0f) { xi = dropout_uniform(stream, base + i) >= p ? xi * pscale : 0.0f; }
+        if (p > 0.0f) { xi = dropout_uniform(stream, mbase + i) >= p ? xi * pscale : 0.0f; }
         float ri = xi + residual[base + i];
         r[base + i] = ri;
         sum += ri;
@@ -139,11 +144,11 @@ __global__ void residual_layernorm_forward_kernel(float* out, float* r, float* m
 // dresidual (N, C) = LN'(dout), dx (N, C) = mask * dresidual: both overwritten
 __global__ void residual_layernorm_backward_kernel(float* dresidual, float* dx, const float* dout, const float* r,
                                                    const float* weight, const float* mean, const float* rstd, int N,
-                                                   int C, float p, float pscale, uint64_t stream) {
+                                                   int C, float p, float pscale, uint64_t stream, const int* rows) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) { return; }
-    size_t base = (size_t)row * C;
+    size_t base = (size_t)row * C, mbase = (size_t)(rows != NULL ? rows[row] : row) * C; // data, mask index
     float m = mean[row], s = rstd[row];
     float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
     for (int i = lane; i < C; i += 32) {
@@ -160,28 +165,28 @@ __global__ void residual_layernorm_backward_kernel(float* dresidual, float* dx, 
         float d = 0.0f + s * (dnorm - dnorm_mean - norm * dnorm_norm_mean); // as layernorm_backward's += into zeros
         dresidual[base + i] = d;
         float dd = d;
-        if (p > 0.0f) { dd = dropout_uniform(stream, base + i) >= p ? dd * pscale : 0.0f; }
+        if (p > 0.0f) { dd = dropout_uniform(stream, mbase + i) >= p ? dd * pscale : 0.0f; }
         dx[base + i] = 0.0f + dd;
     }
 }
 
 void residual_layernorm_forward(float* out, float* r, float* mean, float* rstd, const float* x, const float* residual,
                                 const float* weight, const float* bias, int N, int C, float eps, float p,
-                                uint64_t stream) {
+                                uint64_t stream, const int* rows = NULL) {
     const int block = 256;
     residual_layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, r, mean, rstd, x, residual, weight,
                                                                           bias, N, C, eps, p, 1.0f / (1.0f - p),
-                                                                          stream);
+                                                                          stream, rows);
     kernelCheck();
 }
 
 // dweight / dbias (may be NULL: frozen) accumulate, as layernorm_backward's
 void residual_layernorm_backward(float* dresidual, float* dx, float* dweight, float* dbias, const float* dout,
                                  const float* r, const float* weight, const float* mean, const float* rstd, int N,
-                                 int C, float p, uint64_t stream) {
+                                 int C, float p, uint64_t stream, const int* rows = NULL) {
     const int block = 256;
     residual_layernorm_backward_kernel<<<ceil_div(N, block / 32), block>>>(dresidual, dx, dout, r, weight, mean, rstd,
-                                                                           N, C, p, 1.0f / (1.0f - p), stream);
+                                                                           N, C, p, 1.0f / (1.0f - p), stream, rows);
     kernelCheck();
     if (dweight != NULL) {
         layernorm_param_backward_kernel<<<ceil_div(C, 32), dim3(32, LN_ROWS)>>>(dweight, dbias, dout, r, mean, rstd, N,

@@ -109,7 +109,7 @@ stage racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 99 ./tes
 row racecheck_result "$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$WORK/logs/racecheck.log" | tail -n 1)"
 kernels() { # every version of every notebook (dev/cuda/Makefile's check)
     local rc=0
-    for kv in "layernorm 1 1" "layernorm 2 1" "layernorm 3 2" "attention 1" "attention 2" "gelu 1" "gelu 2" "adamw 1" "adamw 2" \
+    for kv in "layernorm 1 1" "layernorm 2 1" "layernorm 3 2" "attention 1" "attention 2" "attention 3" "gelu 1" "gelu 2" "adamw 1" "adamw 2" \
               "adamw 3" "crossentropy 1" "crossentropy 2" "global_norm 1" "global_norm 2" "embedding 1" "embedding 2" \
               "bias 1" "bias 2"; do
         set -- $kv
@@ -167,7 +167,7 @@ print(f"{'strategy':8} {'prec':5} {'K':>2} | {'ours step/s':>11} {'HF step/s':>1
 for s in ("full", "frozen", "lora"):
     for c in ("fp32", "bf16"):
         h = hf.get((s, c, 0))
-        for k in (1, 2):
+        for k in (1, 2, 3):
             o = ours.get((s, c, k))
             ratio = "n/a"
             if o and h and "error" not in h:

@@ -47,7 +47,7 @@ void layernorm_forward(int version, float* out, float* r, float* mean, float* rs
     switch (version) {
     case 1:
         cu::layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, mean, rstd, inp, w, b, N, C, 1e-12f,
-                                                                         0.0f, 1.0f, 0);
+                                                                         0.0f, 1.0f, 0, NULL);
         break;
     case 2:
         layernorm_forward_kernel2<<<N, block, C * sizeof(float)>>>(out, mean, rstd, inp, w, b, N, C, 1e-12f);
@@ -55,7 +55,7 @@ void layernorm_forward(int version, float* out, float* r, float* mean, float* rs
     case 3:
         cu::residual_layernorm_forward_kernel<<<ceil_div(N, block / 32), block>>>(out, r, mean, rstd, inp, res, w, b, N,
                                                                                   C, 1e-12f, p, 1.0f / (1.0f - p),
-                                                                                  stream);
+                                                                                  stream, NULL);
         break;
     default: fprintf(stderr, "unknown forward version %d\n", version); exit(EXIT_FAILURE);
     }
@@ -73,7 +73,8 @@ void layernorm_backward(int version, float* dinp, float* dx, float* dw, float* d
         break;
     case 2:
         cu::residual_layernorm_backward_kernel<<<ceil_div(N, block / 32), block>>>(dinp, dx, dout, inp, w, mean, rstd,
-                                                                                   N, C, p, 1.0f / (1.0f - p), stream);
+                                                                                   N, C, p, 1.0f / (1.0f - p), stream,
+                                                                                   NULL);
         break;
     default: fprintf(stderr, "unknown backward version %d\n", version); exit(EXIT_FAILURE);
     }
