@@ -277,6 +277,10 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         int* starts_host = g->pack_host + BT;
         N = 0;
         for (int b = 0; b < B; b++) {
+            // every sequence has its [CLS]: the pooler reads row starts[b], which with length 0 is the next one's
+            if (model->lengths[b] < 1 || model->lengths[b] > T) {
+                error_exit("batch sequence %d has length %d, outside 1..%d", b, model->lengths[b], T);
+            }
             starts_host[b] = N;
             for (int t = 0; t < model->lengths[b]; t++) { rows_host[N++] = b * T + t; }
         }
@@ -633,8 +637,14 @@ void bert_describe(const Bert* model, char* out, size_t n) {
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    snprintf(out, n, "%s (sm_%d%d), %s, kernel set %d, %.0f of %.0f MiB in use", prop.name, prop.major, prop.minor,
-             precision_name(model->precision), model->kernels, (total_b - free_b) / 1048576.0, total_b / 1048576.0);
+    // the kernel set as it runs: sets 2 and 3 need attention v2 to fit (T_max <= 128, head size <= 64, its shared
+    // memory on this card), else attention is set 1's and set 3 does not pack; say so, so no row is mislabelled
+    const BertGPU* g = gpu_(model);
+    const char* note = model->kernels >= 2 && g->acts.att != NULL
+                     ? " (attention v2 does not fit this T_max or card: set 1's attention, no packing)" : "";
+    snprintf(out, n, "%s (sm_%d%d), %s, kernel set %d%s, %.0f of %.0f MiB in use", prop.name, prop.major, prop.minor,
+             precision_name(model->precision), model->kernels, note, (total_b - free_b) / 1048576.0,
+             total_b / 1048576.0);
 }
 
 } // namespace cu

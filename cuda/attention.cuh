@@ -321,8 +321,15 @@ __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const
     }
 }
 
-// can kernel set 2 take this shape? (otherwise the caller uses kernel set 1's)
-inline int attention2_fits(int T, int C, int NH) { return T <= ATT2_MAX_T && C / NH <= ATT2_MAX_HS; }
+// can kernel set 2 take this shape on this device? (otherwise the caller uses kernel set 1's). The backward's
+// shared memory is 139 KB at T 128, hs 64: within an H100's or A100's opt-in limit, not an sm_86/89 card's 99 KB.
+inline int attention2_fits(int T, int C, int NH) {
+    if (T > ATT2_MAX_T || C / NH > ATT2_MAX_HS) { return 0; }
+    int device, optin;
+    cudaCheck(cudaGetDevice(&device));
+    cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return attention2_smem_(T, C / NH, 1) <= (size_t)optin;
+}
 
 // starts: packed tokens (kernel set 3); NULL: (B, T) padded rows
 void attention_forward2(float* out, float* stats, const float* qkv, const int* lengths, int B, int T, int C, int NH,

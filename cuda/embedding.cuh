@@ -64,22 +64,24 @@ void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout
 
 // tokens (ntok) holds the row of dout of each real token (b * T + t, or with packed tokens its packed row),
 // sorted by (id, b, t); runs (nruns + 1) where each id's run starts, run_ids (nruns) its id. Returns nruns.
-// Host side, an insertion sort of a few thousand tokens.
+// Host side: a sort of 64-bit keys (id, padded index), which is the stable order by id.
+static int cmp_u64_(const void* a, const void* b) {
+    unsigned long long x = *(const unsigned long long*)a, y = *(const unsigned long long*)b;
+    return (x > y) - (x < y);
+}
 static int embedding_sort_tokens(int* tokens, int* runs, int* run_ids, const int* ids, const int* lengths, int B,
                                  int T, int packed, int* ntok_out) {
     int ntok = 0;
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < lengths[b]; t++) { tokens[ntok++] = b * T + t; }
-    }
-    // insertion into order by (id, token index): ids repeat little within a batch, so this is near linear
-    for (int i = 1; i < ntok; i++) {
-        int x = tokens[i], j = i - 1;
-        while (j >= 0 && (ids[tokens[j]] > ids[x] || (ids[tokens[j]] == ids[x] && tokens[j] > x))) {
-            tokens[j + 1] = tokens[j];
-            j--;
+    for (int b = 0; b < B; b++) { ntok += lengths[b]; }
+    unsigned long long* keys = (unsigned long long*)mallocCheck((size_t)(ntok > 0 ? ntok : 1) * sizeof(*keys));
+    for (int b = 0, i = 0; b < B; b++) {
+        for (int t = 0; t < lengths[b]; t++, i++) {
+            keys[i] = ((unsigned long long)(unsigned)ids[b * T + t] << 32) | (unsigned)(b * T + t);
         }
-        tokens[j + 1] = x;
     }
+    qsort(keys, ntok, sizeof(*keys), cmp_u64_);
+    for (int i = 0; i < ntok; i++) { tokens[i] = (int)(keys[i] & 0xffffffffu); }
+    free(keys);
     int nruns = 0;
     for (int i = 0; i < ntok; i++) {
         if (i == 0 || ids[tokens[i]] != ids[tokens[i - 1]]) {
