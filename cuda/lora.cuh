@@ -17,9 +17,11 @@ namespace cu {
 void lora_forward(const Matmul* mm, float* out, int out_stride, float* u, float* xd_scratch, const float* x,
                   const float* A, const float* Bw, int N, int C, int OC, int r, float s, float p, uint64_t stream,
                   const int* rows = NULL) {
-    dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream, rows, C);
+    // without LoRA dropout (p 0) the products read x itself
+    const float* xd = x;
+    if (p > 0.0f) { dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream, rows, C); xd = xd_scratch; }
     // u (N, r) = xd @ A^T: column-major u^T (r, N) = A (as (C, r), transposed) x xd^T (C, N)
-    gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, r, N, C, 1.0f, A, C, xd_scratch, C, 0.0f, u, r);
+    gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, r, N, C, 1.0f, A, C, xd, C, 0.0f, u, r);
     // out (N, OC) += s * u @ B^T: column-major out^T (OC, N) += s * B (as (r, OC), transposed) x u^T (r, N)
     gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, r, s, Bw, r, u, r, 1.0f, out, out_stride);
 }
@@ -34,10 +36,16 @@ void lora_backward(const Matmul* mm, float* dx, float* dA, float* dBw, float* du
     // dB (OC, r) += s * dout^T @ u: column-major dB^T (r, OC) += s * u^T (r, N) x dout (N, OC)
     gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, s, u, r, dout, dout_stride, 1.0f, dBw, r);
     // dA (r, C) += du^T @ dropout(x): column-major dA^T (C, r) += xd^T (C, N) x du (N, r)
-    dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream, rows, C);
-    gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, r, N, 1.0f, xd_scratch, C, du_scratch, r, 1.0f, dA, C);
+    const float* xd = x;
+    if (p > 0.0f) { dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream, rows, C); xd = xd_scratch; }
+    gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, r, N, 1.0f, xd, C, du_scratch, r, 1.0f, dA, C);
     if (dx == NULL) { return; }
-    // dx += dropout_backward(du @ A): column-major (du A)^T (C, N) = A^T-view (C, r) x du^T (r, N)
+    // dx += dropout_backward(du @ A): column-major (du A)^T (C, N) = A^T-view (C, r) x du^T (r, N); without
+    // dropout the product adds into dx directly
+    if (p == 0.0f) {
+        gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_N, C, N, r, 1.0f, A, C, du_scratch, r, 1.0f, dx, C);
+        return;
+    }
     gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_N, C, N, r, 1.0f, A, C, du_scratch, r, 0.0f, xd_scratch, C);
     dropout_backward(dx, xd_scratch, (size_t)N * C, p, stream, rows, C);
 }

@@ -55,7 +55,7 @@ stage() {
 # build: the trainer, its test, the debug test for the sanitizers, the kernel notebooks (in parallel)
 
 ARCH=${ARCH:-sm_90}
-NVFLAGS="-O3 -std=c++17 -arch=$ARCH -Igpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP"
+NVFLAGS="-O3 -std=c++17 -arch=$ARCH -isystem gpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP"
 KERNELS="layernorm attention gelu adamw crossentropy global_norm embedding bias"
 export ARCH NVFLAGS KERNELS
 build() {

@@ -25,7 +25,7 @@ left() { echo $((LIMIT - ($(date +%s) - START) - 20)); } # 20 s kept for the tab
 
 [ -f "$WORK/minilm.bin" ] || python3 dev/pack_bf16.py expand data/minilm_bf16.bin "$WORK/minilm.bin" || exit 1
 if [ ! -x train_bertcu ]; then
-    nvcc -O3 -std=c++17 -arch="${ARCH:-sm_90}" -Igpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP train_bert.cu \
+    nvcc -O3 -std=c++17 -arch="${ARCH:-sm_90}" -isystem gpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP train_bert.cu \
         -o train_bertcu -lcublas -lm || exit 1
 fi
 if [ "$WHAT" = ours ] || [ "$WHAT" = all ]; then
