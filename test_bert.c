@@ -496,6 +496,7 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
         {MODEL_C, 1 << 30, "field C", "C 2^30 (the size product wrapped around before)"},
         {MODEL_TV, 1073711261, "field TV", "TV 1,073,711,261 (the size product wrapped around before)"},
         {MODEL_KIND, 5, "kind", "kind 5"},
+        {MODEL_V, INT32_MIN, "field V", "V -2^31 (its V - 1 bound overflowed: found by make fuzz)"},
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         write_corrupt(model_path, bad, 0, (long)fields[i].slot * 4, fields[i].value);

@@ -862,15 +862,16 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
     cfg->V = h[MODEL_V]; cfg->P = h[MODEL_P]; cfg->TV = h[MODEL_TV]; cfg->C = h[MODEL_C]; cfg->L = h[MODEL_L];
     cfg->NH = h[MODEL_NH]; cfg->FF = h[MODEL_FF]; cfg->NC = h[MODEL_NC]; cfg->eps = bits_to_float(h[MODEL_EPS]);
     cfg->pad_id = h[MODEL_PAD_ID]; cfg->lower = h[MODEL_LOWER];
-    struct { const char* name; int value, lo, hi; } fields[] = {
+    // in 64 bits: a bound computed from a field (V - 1) must not overflow before that field is checked
+    struct { const char* name; long long value, lo, hi; } fields[] = {
         {"V", cfg->V, 1, 1 << 24}, {"P", cfg->P, 1, 8192}, {"TV", cfg->TV, 1, 16}, {"C", cfg->C, 1, 16384},
         {"L", cfg->L, 1, 256}, {"NH", cfg->NH, 1, cfg->C}, {"FF", cfg->FF, 1, 65536}, {"NC", cfg->NC, 2, 1024},
-        {"pad id", cfg->pad_id, 0, cfg->V - 1}, {"lower-case flag", cfg->lower, 0, 1},
+        {"pad id", cfg->pad_id, 0, (long long)cfg->V - 1}, {"lower-case flag", cfg->lower, 0, 1},
         {"activation", h[MODEL_ACT], 1, 1}, {"kind", h[MODEL_KIND], 0, 1},
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         if (fields[i].value < fields[i].lo || fields[i].value > fields[i].hi) {
-            error_exit("model file %s: header field %s is %d, want %d..%d\n"
+            error_exit("model file %s: header field %s is %lld, want %lld..%lld\n"
                        "---> HINT: re-run `python prepro_emotion.py`", path, fields[i].name, fields[i].value,
                        fields[i].lo, fields[i].hi);
         }
