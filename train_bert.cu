@@ -462,7 +462,8 @@ void bert_backward(Bert* model) {
     layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
     if (model->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens
         int ntok, *tokens = g->sort_host, *runs = tokens + (size_t)B * T, *run_ids = runs + (size_t)B * T + 1;
-        int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T, g->packed, &ntok);
+        int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T,
+                                          g->packed ? g->pack_host + (size_t)B * T : NULL, &ntok);
         cudaCheck(cudaMemcpy(g->tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));

@@ -162,11 +162,6 @@ static size_t attention2_smem_(int T, int hs, int backward) {
     return (kv + (backward ? (size_t)T * (T + 1) : 0) + per_warp) * sizeof(float);
 }
 
-// the first row of sequence b in qkv, out, dout: b * T, or with packed tokens (kernel set 3) where it starts
-__device__ __forceinline__ size_t att2_base(int b, int T, const int* starts) {
-    return starts != NULL ? (size_t)starts[b] : (size_t)b * T;
-}
-
 // the head's rows of k and v (len of them) into shared memory, padded rows; base: the sequence's first row
 __device__ void attention2_load_kv_(float* ks, float* vs, const float* qkv, size_t base, int h, int C, int hs,
                                     int len) {
@@ -209,7 +204,7 @@ __global__ void attention_forward_kernel2(float* out, float* stats, const float*
                                           const int* starts) {
     extern __shared__ float smem[];
     int bh = blockIdx.x, b = bh / NH, h = bh % NH, hs = C / NH, len = lengths[b];
-    size_t base = att2_base(b, T, starts);
+    size_t base = seq_start(b, T, starts);
     int nq = starts != NULL ? len : T; // query rows
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float* ks = smem;
@@ -251,7 +246,7 @@ __global__ void attention_backward_kernel2(float* dqkv, const float* dout, const
                                            float pscale, uint64_t stream, const int* starts) {
     extern __shared__ float smem[];
     int bh = blockIdx.x, b = bh / NH, h = bh % NH, hs = C / NH, len = lengths[b];
-    size_t base = att2_base(b, T, starts);
+    size_t base = seq_start(b, T, starts);
     int nq = starts != NULL ? len : T; // query rows
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float* ks = smem;

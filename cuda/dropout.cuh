@@ -11,7 +11,7 @@ namespace cu {
 
 // the mask index of element i of a (N, C) tensor: i itself, or its element of the padded layout (rows not NULL)
 __device__ __forceinline__ size_t mask_index(size_t i, const int* rows, int C) {
-    return rows == NULL ? i : (size_t)rows[i / C] * C + i % C;
+    return rows == NULL ? i : padded_row(i / C, rows) * C + i % C;
 }
 
 // out = dropout(inp) (+ residual if not NULL); out may alias inp

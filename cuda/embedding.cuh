@@ -14,7 +14,7 @@ __global__ void embedding_forward_kernel(float* out, const int* ids, const float
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= N * C) { return; }
     int i = idx % C;
-    size_t n = idx / C, bt = rows != NULL ? (size_t)rows[n] : n; // the token's padded row: its id and position
+    size_t n = idx / C, bt = padded_row(n, rows); // the token's padded row: its id and position
     int t = bt % T;
     out[idx] = wte[(size_t)ids[bt] * C + i] + wpe[(size_t)t * C + i] + wtt[i];
 }
@@ -32,7 +32,7 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt,
     float acc = 0.0f; // wtt: one row
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < lengths[b]; t++) {
-            float d = dout[((size_t)(starts != NULL ? starts[b] : b * T) + t) * C + c];
+            float d = dout[(seq_start(b, T, starts) + t) * C + c];
             if (which == 0) { dwte[(size_t)ids[b * T + t] * C + c] += d; }
             else if (which == 1) { dwpe[(size_t)t * C + c] += d; }
             else { acc += d; }
@@ -62,39 +62,34 @@ void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout
 // tokens' rows in that order. dwpe: a block per (position, 128 columns) adds over the batch in order. Both
 // gradients start at 0 each step, so 0 + (d1 + d2 + ...) is the CPU's ((0 + d1) + d2) + ...: the same bits.
 
-// tokens (ntok) holds the row of dout of each real token (b * T + t, or with packed tokens its packed row),
+// tokens (ntok) holds the row of dout of each real token (b * T + t, or with packed tokens starts[b] + t),
 // sorted by (id, b, t); runs (nruns + 1) where each id's run starts, run_ids (nruns) its id. Returns nruns.
-// Host side: a sort of 64-bit keys (id, padded index), which is the stable order by id.
+// Host side: a sort of 64-bit keys (id, row); rows grow with (b, t) in both layouts, so this is the stable order.
+// starts_host: the forward's packed starts on the host (kernel set 3), NULL: padded rows.
 static int cmp_u64_(const void* a, const void* b) {
     unsigned long long x = *(const unsigned long long*)a, y = *(const unsigned long long*)b;
     return (x > y) - (x < y);
 }
 static int embedding_sort_tokens(int* tokens, int* runs, int* run_ids, const int* ids, const int* lengths, int B,
-                                 int T, int packed, int* ntok_out) {
+                                 int T, const int* starts_host, int* ntok_out) {
     int ntok = 0;
     for (int b = 0; b < B; b++) { ntok += lengths[b]; }
     unsigned long long* keys = (unsigned long long*)mallocCheck((size_t)(ntok > 0 ? ntok : 1) * sizeof(*keys));
     for (int b = 0, i = 0; b < B; b++) {
         for (int t = 0; t < lengths[b]; t++, i++) {
-            keys[i] = ((unsigned long long)(unsigned)ids[b * T + t] << 32) | (unsigned)(b * T + t);
+            unsigned row = starts_host != NULL ? (unsigned)(starts_host[b] + t) : (unsigned)(b * T + t);
+            keys[i] = ((unsigned long long)(unsigned)ids[b * T + t] << 32) | row;
         }
     }
     qsort(keys, ntok, sizeof(*keys), cmp_u64_);
-    for (int i = 0; i < ntok; i++) { tokens[i] = (int)(keys[i] & 0xffffffffu); }
-    free(keys);
     int nruns = 0;
     for (int i = 0; i < ntok; i++) {
-        if (i == 0 || ids[tokens[i]] != ids[tokens[i - 1]]) {
-            runs[nruns] = i; run_ids[nruns] = ids[tokens[i]]; nruns++;
-        }
+        int id = (int)(keys[i] >> 32);
+        tokens[i] = (int)(keys[i] & 0xffffffffu);
+        if (i == 0 || id != (int)(keys[i - 1] >> 32)) { runs[nruns] = i; run_ids[nruns] = id; nruns++; }
     }
     runs[nruns] = ntok;
-    if (packed) { // padded row b * T + t -> packed row starts[b] + t, with starts the running sum of lengths
-        int* starts = (int*)mallocCheck((size_t)B * sizeof(int));
-        for (int b = 0, sum = 0; b < B; b++) { starts[b] = sum; sum += lengths[b]; }
-        for (int i = 0; i < ntok; i++) { tokens[i] = starts[tokens[i] / T] + tokens[i] % T; }
-        free(starts);
-    }
+    free(keys);
     *ntok_out = ntok;
     return nruns;
 }
@@ -114,7 +109,7 @@ __global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, co
     if (c >= C) { return; }
     float acc = 0.0f;
     for (int b = 0; b < B; b++) {
-        if (t < lengths[b]) { acc += dout[((size_t)(starts != NULL ? starts[b] : b * T) + t) * C + c]; }
+        if (t < lengths[b]) { acc += dout[(seq_start(b, T, starts) + t) * C + c]; }
     }
     dwpe[(size_t)t * C + c] += acc;
 }

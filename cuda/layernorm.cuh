@@ -27,7 +27,7 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
     for (int i = lane; i < C; i += 32) {
         float y = (x[i] - m) * s * weight[i] + bias[i];
         if (p > 0.0f) { // the mask index is the padded layout's (rows: packed tokens, kernel set 3)
-            size_t m = (size_t)(rows != NULL ? rows[row] : row) * C + i;
+            size_t m = padded_row(row, rows) * C + i;
             y = dropout_uniform(stream, m) >= p ? y * pscale : 0.0f;
         }
         o[i] = y;
@@ -124,7 +124,7 @@ __global__ void residual_layernorm_forward_kernel(float* out, float* r, float* m
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) { return; }
-    size_t base = (size_t)row * C, mbase = (size_t)(rows != NULL ? rows[row] : row) * C; // data, mask index
+    size_t base = (size_t)row * C, mbase = padded_row(row, rows) * C; // data, mask index
     float sum = 0.0f;
     for (int i = lane; i < C; i += 32) {
         float xi = x[base + i];
@@ -148,7 +148,7 @@ __global__ void residual_layernorm_backward_kernel(float* dresidual, float* dx, 
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) { return; }
-    size_t base = (size_t)row * C, mbase = (size_t)(rows != NULL ? rows[row] : row) * C; // data, mask index
+    size_t base = (size_t)row * C, mbase = padded_row(row, rows) * C; // data, mask index
     float m = mean[row], s = rstd[row];
     float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
     for (int i = lane; i < C; i += 32) {

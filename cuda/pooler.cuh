@@ -9,21 +9,16 @@ the dense layer is matmul.cuh's.
 
 namespace cu {
 
-// the row of h holding sequence b's [CLS]: b * T, or with packed tokens (kernel set 3) where it starts
-__device__ __forceinline__ size_t cls_row(int b, int T, const int* starts) {
-    return starts != NULL ? (size_t)starts[b] : (size_t)b * T;
-}
-
 // cls (B, C) = h[:, 0], h (B, T, C) or packed
 __global__ void cls_gather_kernel(float* cls, const float* h, int B, int T, int C, const int* starts) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)B * C) { cls[i] = h[cls_row(i / C, T, starts) * C + i % C]; }
+    if (i < (size_t)B * C) { cls[i] = h[seq_start(i / C, T, starts) * C + i % C]; }
 }
 
 // dh[:, 0] += dcls
 __global__ void cls_scatter_add_kernel(float* dh, const float* dcls, int B, int T, int C, const int* starts) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)B * C) { dh[cls_row(i / C, T, starts) * C + i % C] += dcls[i]; }
+    if (i < (size_t)B * C) { dh[seq_start(i / C, T, starts) * C + i % C] += dcls[i]; }
 }
 
 __global__ void tanh_forward_kernel(float* x, size_t N) {

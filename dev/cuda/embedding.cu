@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
                 return;
             }
             int ntok, *tokens = sort_host, *runs = tokens + BT, *run_ids = runs + BT + 1;
-            int nruns = cu::embedding_sort_tokens(tokens, runs, run_ids, ids, lengths, B, T, 0, &ntok);
+            int nruns = cu::embedding_sort_tokens(tokens, runs, run_ids, ids, lengths, B, T, NULL, &ntok);
             cudaCheck(cudaMemcpy(d_tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
             cudaCheck(cudaMemcpy(d_runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
             cudaCheck(cudaMemcpy(d_run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
