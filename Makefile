@@ -1,7 +1,8 @@
 # bert.c: BERT fine-tuning in C and CUDA.
 #   make setup        install what is missing (apt: libstb-dev, clang for the fuzzer; pip: requirements.txt), then make data
 #   make              the CPU programs, and the GPU ones where nvcc is found
-#   make test         every test that runs without a GPU: Python, C, sanitizers, a fuzz run, the CUDA compile check
+#   make test         every test that runs without a GPU: Python, C, sanitizers, the GPU code emulated on the CPU,
+#                     a fuzz run, the CUDA compile check
 #   make train_bert   the CPU trainer            ./train_bert -h
 #   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
 # Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found, NO_OMP=1 turns OpenMP off.
@@ -52,7 +53,8 @@ endif
 
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
-.PHONY: all setup deps data reference test test-python test-c test-sanitize fuzz fuzz-ci cuda-check compare bench clean gpu-carry
+.PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu fuzz fuzz-ci cuda-check \
+	compare bench clean gpu-carry
 all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
 # ---------------------------------------------------------------------------
@@ -135,7 +137,7 @@ data/tokenizer_ref.bin: dev/tokenizer_reference.py
 # ---------------------------------------------------------------------------
 # tests
 
-test: test-python test-c test-sanitize fuzz-ci cuda-check
+test: test-python test-c test-sanitize test-emu fuzz-ci cuda-check
 	@echo "all tests passed"
 
 # pytest: prepro, the file formats, text in / models out, reliability (each trainer test also
@@ -161,6 +163,39 @@ test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data
 	$(SAN_ENV) TRAIN_BERT=$(CURDIR)/train_bert_asan $(PYTHON) -m pytest -q -p no:cacheprovider \
 		tests/test_reliability.py tests/test_text_in_models_out.py -k "not gpu and not export and not plot"
 
+# The GPU code without a GPU (dev/emu): test_bert.cu, train_bert.cu and cuda/*.cuh, unmodified but for the
+# launch syntax (dev/emu/cu2cpp.py), compiled as C++ against a CPU emulation of CUDA and cuBLAS
+# (dev/emu/cuda_runtime.h). test_bertcu's checks on the tiny model: once optimised, once with ASan and
+# UBSan and the block's threads in reverse order (a missing barrier then reads other values).
+EMU_SOURCES = test_bert.cu train_bert.cu $(CU_HEADERS) train_bert.c $(HEADERS)
+EMU_DEPS = $(EMU_SOURCES) $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
+EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu
+test_bertcu_emu: $(EMU_DEPS)
+	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
+	$(CXX) $(EMU_FLAGS) -O2 -x c++ build/emu/test_bert.cu -o $@ -lm
+test_bertcu_emu_asan: $(EMU_DEPS)
+	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
+	$(CXX) $(EMU_FLAGS) $(SAN_FLAGS) -O2 -x c++ build/emu/test_bert.cu -o $@ -lm
+train_bertcu_emu: $(EMU_DEPS)
+	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
+	$(CXX) $(EMU_FLAGS) -O2 -x c++ build/emu/train_bert.cu -o $@ -lm
+dev/emu/test_emu: dev/emu/test_emu.cu $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
+	$(PYTHON) dev/emu/cu2cpp.py build/emu dev/emu/test_emu.cu
+	$(CXX) $(EMU_FLAGS) -O1 -x c++ build/emu/dev/emu/test_emu.cu -o $@
+test-emu: dev/emu/test_emu test_bertcu_emu test_bertcu_emu_asan train_bertcu_emu data reference data/ref_tiny_model.bin
+	./dev/emu/test_emu 2> /dev/null
+	@mkdir -p out; echo "test_bertcu emulated twice side by side, then the trainer tests on train_bertcu_emu:"; \
+		echo "logs in out/*emu*.log"
+	@(./test_bertcu_emu data tiny > out/test_bertcu_emu.log 2>&1 && \
+		TRAIN_BERTCU=$(CURDIR)/train_bertcu_emu $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
+		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu.log 2>&1) & pid=$$!; \
+	$(SAN_ENV) EMU_ORDER=reverse ./test_bertcu_emu_asan data tiny > out/test_bertcu_emu_asan.log 2>&1; r2=$$?; \
+	wait $$pid; r1=$$?; \
+	for f in out/test_bertcu_emu.log out/test_bertcu_emu_asan.log; do \
+		echo "$$f:"; grep -E "^FAIL|\[emu\]|ERROR|runtime error" $$f | head -n 20; tail -n 1 $$f; done; \
+	echo "out/pytest_emu.log:"; tail -n 3 out/pytest_emu.log; \
+	[ $$r1 -eq 0 ] && [ $$r2 -eq 0 ]
+
 # Fuzzing (libFuzzer through clang): the model, checkpoint, split and state readers and the tokenizer,
 # from a seed corpus of valid files (dev/fuzz/make_seeds.c). fuzz-ci runs FUZZ_SECONDS (CI: 60);
 # `make fuzz FUZZ_SECONDS=3600` runs longer and keeps the corpus it grows in out/fuzz_corpus.
@@ -178,7 +213,8 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 		rc=$$?; tail -n 15 out/fuzz.log; exit $$rc
 
 clean:
-	rm -f $(CPU_TARGETS) $(GPU_TARGETS) train_bertcu_debug test_bertcu_debug *_asan dev/bench_step \
+	rm -rf build
+	rm -f $(CPU_TARGETS) $(GPU_TARGETS) train_bertcu_debug test_bertcu_debug *_emu dev/emu/test_emu *_asan dev/bench_step \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 Shared by the tests that run the trainer binaries: the paths, a small slice of the emotion splits,
 and the `exe` fixture, which runs each such test against ./train_bert and, on a machine with a GPU,
 against ./train_bertcu too (elsewhere those runs are skipped, and pytest's summary says why).
-TRAIN_BERT=path selects another CPU binary (make test-sanitize passes the ASan/UBSan build).
+TRAIN_BERT=path selects another CPU binary (make test-sanitize passes the ASan/UBSan build);
+TRAIN_BERTCU=path another GPU binary, run even without a GPU (make test-emu passes ./train_bertcu_emu,
+the GPU trainer on the CPU emulation of CUDA in dev/emu).
 """
 import os
 import shutil
@@ -36,6 +38,11 @@ def exe(request):
         path = os.environ.get("TRAIN_BERT", os.path.join(REPO, "train_bert"))
         if not os.path.exists(path):
             pytest.skip(f"needs {path} (make train_bert)")
+        return path
+    path = os.environ.get("TRAIN_BERTCU")
+    if path is not None:
+        if not os.path.exists(path):
+            pytest.skip(f"needs {path}")
         return path
     path = os.path.join(REPO, "train_bertcu")
     if not gpu_present():

@@ -1,0 +1,238 @@
+/*
+Tests of the CPU emulation of CUDA (dev/emu/cuda_runtime.h) itself: that it computes what a GPU computes
+for correct kernels, and that it catches the faults it claims to catch. Each fault runs in a child
+process, which must exit non-zero with the expected message (or, for a race, give different results in
+the two thread orders). Built and run by `make test-emu` (make dev/emu/test_emu && ./dev/emu/test_emu).
+*/
+#include <unistd.h>
+#include <sys/wait.h>
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+
+static int passed = 0, failed = 0;
+static void check(int ok, const char* what) {
+    printf("%s %s\n", ok ? "OK  " : "FAIL", what);
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// correct kernels
+
+__device__ float warp_sum(float x) {
+    for (int o = 16; o > 0; o >>= 1) { x += __shfl_xor_sync(0xffffffff, x, o); }
+    return x;
+}
+
+// out[block] = sum of in over the block, through warp shuffles and static shared memory
+__global__ void block_sum_kernel(float* out, const float* in) {
+    __shared__ float partial[32];
+    int t = threadIdx.x, lane = t % 32, warp = t / 32;
+    float x = warp_sum(in[blockIdx.x * blockDim.x + t]);
+    if (lane == 0) { partial[warp] = x; }
+    __syncthreads();
+    if (warp == 0) {
+        x = lane < (int)(blockDim.x / 32) ? partial[lane] : 0.0f;
+        x = warp_sum(x);
+        if (lane == 0) { out[blockIdx.x] = x; }
+    }
+}
+
+// reverses each block's slice through dynamic shared memory; a 2D block
+__global__ void reverse_kernel(float* out, const float* in) {
+    extern __shared__ float buf[];
+    int n = blockDim.x * blockDim.y, t = threadIdx.y * blockDim.x + threadIdx.x;
+    buf[t] = in[blockIdx.x * n + t];
+    __syncthreads();
+    out[blockIdx.x * n + t] = buf[n - 1 - t];
+}
+
+// ----------------------------------------------------------------------------
+// faulty kernels
+
+// reads a neighbour's shared value without the barrier in between
+__global__ void race_kernel(float* out) {
+    __shared__ float buf[64];
+    int t = threadIdx.x;
+    buf[t] = (float)t;
+    out[t] = buf[(t + 1) % 64];
+}
+
+// half of the warp shuffles
+__global__ void divergent_shuffle_kernel(float* out) {
+    float x = (float)threadIdx.x;
+    if (threadIdx.x < 16) { x = warp_sum(x); }
+    out[threadIdx.x] = x;
+}
+
+__global__ void write_kernel(float* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { out[i] = 1.0f; }
+}
+
+__global__ void big_smem_kernel(float* out) {
+    extern __shared__ float buf[];
+    buf[threadIdx.x] = 1.0f;
+    out[threadIdx.x] = buf[threadIdx.x];
+}
+
+// runs fn in a child process: it must exit non-zero, and its stderr must contain expect
+static void expect_failure(const char* what, const char* expect, void (*fn)(void)) {
+    int pipefd[2];
+    if (pipe(pipefd) != 0) {
+        perror("pipe");
+        exit(1);
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        fn();
+        exit(0);
+    }
+    close(pipefd[1]);
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof(buf) - 1 && (r = read(pipefd[0], buf + n, sizeof(buf) - 1 - n)) > 0) { n += (size_t)r; }
+    buf[n] = '\0';
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(buf, expect) != NULL;
+    if (!ok) { fprintf(stderr, "    child said: %s\n", buf); }
+    check(ok, what);
+}
+
+static void host_pointer_(void) {
+    float host[32];
+    write_kernel<<<1, 32>>>(host, 32);
+}
+static void divergent_shuffle_(void) {
+    float* d;
+    cudaMalloc(&d, 32 * sizeof(float));
+    divergent_shuffle_kernel<<<1, 32>>>(d);
+}
+static void memcpy_past_end_(void) {
+    float* d;
+    float h[16] = {0};
+    volatile size_t n = 8; // not a constant, so the compiler does not warn about the overflow this test makes
+    cudaMalloc(&d, n * sizeof(float));
+    cudaMemcpy(d, h, 16 * sizeof(float), cudaMemcpyHostToDevice);
+}
+static void memcpy_direction_(void) {
+    float *a, *b;
+    cudaMalloc(&a, 8 * sizeof(float));
+    cudaMalloc(&b, 8 * sizeof(float));
+    cudaMemcpy(a, b, 8 * sizeof(float), cudaMemcpyHostToDevice);
+}
+static void gemm_past_end_(void) {
+    // C (4, 4) = A (4, 3) B (3, 4) with lda 4, but A holds only 4 x 3 - 1 elements
+    float *A, *B, *C;
+    cudaMalloc(&A, 11 * sizeof(float));
+    cudaMalloc(&B, 12 * sizeof(float));
+    cudaMalloc(&C, 16 * sizeof(float));
+    cublasHandle_t h;
+    cublasCreate(&h);
+    float one = 1.0f, zero = 0.0f;
+    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 3, &one, A, CUDA_R_32F, 4, B, CUDA_R_32F, 3, &zero, C, CUDA_R_32F,
+                 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+int main(void) {
+    // block sums against the CPU, with shuffles and shared memory
+    const int B = 3, T = 256;
+    float h_in[B * T], h_out[B], *d_in, *d_out;
+    for (int i = 0; i < B * T; i++) { h_in[i] = (float)(i % 17) - 8.0f; }
+    cudaMalloc(&d_in, sizeof(h_in));
+    cudaMalloc(&d_out, sizeof(h_out));
+    cudaMemcpy(d_in, h_in, sizeof(h_in), cudaMemcpyHostToDevice);
+    block_sum_kernel<<<B, T>>>(d_out, d_in);
+    cudaMemcpy(h_out, d_out, sizeof(h_out), cudaMemcpyDeviceToHost);
+    int ok = 1;
+    for (int b = 0; b < B; b++) {
+        float s = 0.0f;
+        for (int t = 0; t < T; t++) { s += h_in[b * T + t]; }
+        ok &= h_out[b] == s;
+    }
+    check(ok, "block sums through shuffles and shared memory equal the CPU's");
+
+    // dynamic shared memory in a 2D block
+    float h_rev[B * T], *d_rev;
+    cudaMalloc(&d_rev, sizeof(h_rev));
+    reverse_kernel<<<B, dim3(32, 8), T * sizeof(float)>>>(d_rev, d_in);
+    cudaMemcpy(h_rev, d_rev, sizeof(h_rev), cudaMemcpyDeviceToHost);
+    ok = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) { ok &= h_rev[b * T + t] == h_in[b * T + T - 1 - t]; }
+    check(ok, "a 2D block reverses through dynamic shared memory");
+
+    // gemm against the definition: C (2, 3) = A^T B with A (4, 2) and B (4, 3), column-major
+    float hA[8] = {1, 2, 3, 4, 5, 6, 7, 8}, hB[12] = {1, 0, 0, 1, 0, 1, 0, 1, 2, 2, 2, 2}, hC[6];
+    float *A, *Bm, *C;
+    cudaMalloc(&A, sizeof(hA));
+    cudaMalloc(&Bm, sizeof(hB));
+    cudaMalloc(&C, sizeof(hC));
+    cudaMemcpy(A, hA, sizeof(hA), cudaMemcpyHostToDevice);
+    cudaMemcpy(Bm, hB, sizeof(hB), cudaMemcpyHostToDevice);
+    cublasHandle_t handle;
+    cublasCreate(&handle);
+    float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2, 3, 4, &one, A, CUDA_R_32F, 4, Bm, CUDA_R_32F,
+                                     4, &zero, C, CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cudaMemcpy(hC, C, sizeof(hC), cudaMemcpyDeviceToHost);
+    const float want[6] = {5, 13, 6, 14, 20, 52}; // C[i + 2 j] = sum_l A[l + 4 i] B[l + 4 j]
+    ok = st == CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 6; i++) { ok &= hC[i] == want[i]; }
+    check(ok, "cublasGemmEx (A transposed) equals the definition");
+    st = cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 3, 4, &one, A, CUDA_R_32F, 1, Bm, CUDA_R_32F, 4, &zero, C,
+                      CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    check(st == CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx refuses lda < m as cuBLAS does");
+
+    // uninitialised device memory reads as NaN
+    float* d_fresh;
+    float h_fresh[4];
+    cudaMalloc(&d_fresh, sizeof(h_fresh));
+    cudaMemcpy(h_fresh, d_fresh, sizeof(h_fresh), cudaMemcpyDeviceToHost);
+    check(isnan(h_fresh[0]) && isnan(h_fresh[3]), "fresh device memory reads as NaN");
+
+    // a missing barrier: the two thread orders read different values
+    float h_race[2][64], *d_race;
+    cudaMalloc(&d_race, 64 * sizeof(float));
+    for (int order = 0; order < 2; order++) {
+        emu::set_reverse(order == 1);
+        race_kernel<<<1, 64>>>(d_race);
+        cudaMemcpy(h_race[order], d_race, sizeof(h_race[order]), cudaMemcpyDeviceToHost);
+    }
+    emu::set_reverse(false);
+    check(memcmp(h_race[0], h_race[1], sizeof(h_race[0])) != 0, "a missing __syncthreads shows: the two orders differ");
+
+    // launches the GPU refuses: the error comes back from cudaGetLastError
+    big_smem_kernel<<<1, 32, 64 * 1024>>>(d_race);
+    cudaError_t e1 = cudaGetLastError();
+    cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024);
+    big_smem_kernel<<<1, 32, 64 * 1024>>>(d_race);
+    cudaError_t e2 = cudaGetLastError();
+    write_kernel<<<0, 32>>>(d_race, 64);
+    cudaError_t e3 = cudaGetLastError();
+    write_kernel<<<1, 2048>>>(d_race, 64);
+    cudaError_t e4 = cudaGetLastError();
+    check(e1 != cudaSuccess && e2 == cudaSuccess && e3 != cudaSuccess && e4 != cudaSuccess,
+          "over 48 KB of shared memory only with the attribute; empty grids and 2048-thread blocks fail");
+
+    // faults that stop the program
+    expect_failure("a host pointer passed to a kernel stops the run", "is not device memory", host_pointer_);
+    expect_failure("a shuffle in divergent code stops the run", "while other lanes of its warp wait",
+                   divergent_shuffle_);
+    expect_failure("a cudaMemcpy past the end of an allocation stops the run", "runs past the end", memcpy_past_end_);
+    expect_failure("a cudaMemcpy whose kind contradicts its pointers stops the run", "the kind says",
+                   memcpy_direction_);
+    expect_failure("a cuBLAS operand past its allocation stops the run", "cublasGemmEx (A)", gemm_past_end_);
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
