@@ -166,18 +166,18 @@ test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data
 # The GPU code without a GPU (dev/emu): test_bert.cu, train_bert.cu and cuda/*.cuh, unmodified but for the
 # launch syntax (dev/emu/cu2cpp.py), compiled as C++ against a CPU emulation of CUDA and cuBLAS
 # (dev/emu/cuda_runtime.h). test_bertcu's checks on the tiny model: once optimised, once with ASan and
-# UBSan and the block's threads in reverse order (a missing barrier then reads other values).
+# UBSan and the block's threads in reverse order (a missing barrier then reads other values); then the trainer
+# tests against train_bertcu_emu, at its default kernel set 1 and at kernel set 3 (dev/emu/train_bertcu_k3).
 EMU_SOURCES = test_bert.cu train_bert.cu $(CU_HEADERS) train_bert.c $(HEADERS)
-EMU_DEPS = $(EMU_SOURCES) $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
 EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu
-test_bertcu_emu: $(EMU_DEPS)
+build/emu/.stamp: $(EMU_SOURCES) dev/emu/cu2cpp.py
 	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
+	@touch $@
+test_bertcu_emu: build/emu/.stamp $(wildcard dev/emu/*.h)
 	$(CXX) $(EMU_FLAGS) -O2 -x c++ build/emu/test_bert.cu -o $@ -lm
-test_bertcu_emu_asan: $(EMU_DEPS)
-	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
+test_bertcu_emu_asan: build/emu/.stamp $(wildcard dev/emu/*.h)
 	$(CXX) $(EMU_FLAGS) $(SAN_FLAGS) -O2 -x c++ build/emu/test_bert.cu -o $@ -lm
-train_bertcu_emu: $(EMU_DEPS)
-	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
+train_bertcu_emu: build/emu/.stamp $(wildcard dev/emu/*.h)
 	$(CXX) $(EMU_FLAGS) -O2 -x c++ build/emu/train_bert.cu -o $@ -lm
 dev/emu/test_emu: dev/emu/test_emu.cu $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
 	$(PYTHON) dev/emu/cu2cpp.py build/emu dev/emu/test_emu.cu
@@ -188,12 +188,14 @@ test-emu: dev/emu/test_emu test_bertcu_emu test_bertcu_emu_asan train_bertcu_emu
 		echo "logs in out/*emu*.log"
 	@(./test_bertcu_emu data tiny > out/test_bertcu_emu.log 2>&1 && \
 		TRAIN_BERTCU=$(CURDIR)/train_bertcu_emu $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
-		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu.log 2>&1) & pid=$$!; \
+		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu.log 2>&1 && \
+		TRAIN_BERTCU=$(CURDIR)/dev/emu/train_bertcu_k3 $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
+		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu_k3.log 2>&1) & pid=$$!; \
 	$(SAN_ENV) EMU_ORDER=reverse ./test_bertcu_emu_asan data tiny > out/test_bertcu_emu_asan.log 2>&1; r2=$$?; \
 	wait $$pid; r1=$$?; \
 	for f in out/test_bertcu_emu.log out/test_bertcu_emu_asan.log; do \
 		echo "$$f:"; grep -E "^FAIL|\[emu\]|ERROR|runtime error" $$f | head -n 20; tail -n 1 $$f; done; \
-	echo "out/pytest_emu.log:"; tail -n 3 out/pytest_emu.log; \
+	for f in out/pytest_emu.log out/pytest_emu_k3.log; do echo "$$f:"; tail -n 3 $$f; done; \
 	[ $$r1 -eq 0 ] && [ $$r2 -eq 0 ]
 
 # Fuzzing (libFuzzer through clang): the model, checkpoint, split and state readers and the tokenizer,

@@ -227,6 +227,7 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
         bert_alloc_batch(m, B, train->T_max);
         if (k == 1) { cu::bert_setup(m, B, train->T_max); } else { bert_alloc_activations(m, B, train->T_max); }
     }
+    gpu.defer_steps = 1; // as the trainer runs it: the GPU's losses and norms are read back every few steps
     size_t n = cpu.num_parameters, nl = cpu.num_lora_parameters;
     float* w0 = (float*)mallocCheck((n + nl) * sizeof(float));
     memcpy(w0, cpu.params_memory, n * sizeof(float));
@@ -250,10 +251,14 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
         cu::bert_forward(&gpu, Bg, Tg, gpu.labels, 1);
         cu::bert_zero_grad(&gpu);
         cu::bert_backward(&gpu);
-        ngpu[s] = cu::bert_update(&gpu, lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f);
-        lgpu[s] = gpu.mean_loss;
-        printf("    step %d (B %d, T %d) loss gpu %.6f cpu %.6f | norm gpu %.6f cpu %.6f\n", s, Bb, T, lgpu[s], lcpu[s],
-               ngpu[s], ncpu[s]);
+        cu::bert_update(&gpu, lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f);
+        if (s % 3 == 2 || s == SIDE_STEPS - 1) { // steps s0..s, oldest first
+            int s0 = s - s % 3;
+            cu::bert_read_steps(&gpu, s - s0 + 1, lgpu + s0, ngpu + s0);
+        }
+    }
+    for (int s = 0; s < SIDE_STEPS; s++) {
+        printf("    step %d loss gpu %.6f cpu %.6f | norm gpu %.6f cpu %.6f\n", s, lgpu[s], lcpu[s], ngpu[s], ncpu[s]);
     }
     const char* sname = STRATEGY_NAMES[strategy];
     char pname[32];

@@ -759,6 +759,7 @@ typedef struct {
     int precision;  // matrix products: 0 fp32, 1 bf16 (the GPU's -c; the CPU is fp32 only)
     int kernels;    // the GPU's kernel set (-K): 1 the first versions, 2 the fused ones (dev/cuda/README.md)
     void* device;   // the GPU back end's state (train_bert.cu), NULL on the CPU
+    int defer_steps; // the GPU's bert_update leaves the loss and norm on the device for read_steps (the trainer)
 } Bert;
 
 // the number of elements of a shape, with checked products
@@ -1449,7 +1450,7 @@ static void cpu_describe_(const Bert* model, char* out, size_t n) {
 
 static const Backend CPU_BACKEND = {
     .name = "cpu", .on_gpu = 0, .init = NULL, .setup = cpu_setup_, .forward = bert_forward, .zero_grad = bert_zero_grad,
-    .backward = bert_backward, .update = bert_update, .logits = cpu_logits_, .pooled = cpu_pooled_,
+    .backward = bert_backward, .update = bert_update, .read_steps = NULL, .logits = cpu_logits_, .pooled = cpu_pooled_,
     .to_host = NULL, .from_host = NULL, .free = cpu_free_, .eval_add = NULL, .eval_read = NULL,
     .describe = cpu_describe_,
 };

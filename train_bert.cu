@@ -39,6 +39,18 @@ namespace cu {
 // ----------------------------------------------------------------------------
 // the device state of one model
 
+// The host side of a batch's uploads: pinned, so the copies are asynchronous and a step never waits for the
+// device. Two slots, used by alternate batches: the host fills one while the device may still copy from the
+// other, and waits on a slot's event (recorded after its last copy) before filling it again.
+typedef struct {
+    int* ids;     // (B_max * T_max)
+    int* lengths; // (B_max)
+    int* labels;  // (B_max)
+    int* pack;    // (B_max * T_max + B_max) kernel set 3: the real tokens' rows, then each sequence's first row
+    int* sort;    // (3 * B_max * T_max + 1) kernel set 2: embedding_sort_tokens' tokens, runs and run ids
+    cudaEvent_t uploaded;
+} Upload;
+
 typedef struct {
     Matmul mm;               // cuBLAS handle and precision, this model's own
     ParameterTensors params; // (num_parameters) in the table's order, as the host's
@@ -75,7 +87,13 @@ typedef struct {
     int* tokens;             // (B_max * T_max) the batch's real tokens sorted by id (embedding_sort_tokens), device
     int* runs;               // (B_max * T_max + 1) where each id's run of tokens starts, device
     int* run_ids;            // (B_max * T_max) the id of each run, device
-    int* sort_host;          // (3 * B_max * T_max + 1) the same three lists, built on the host
+    Upload up[2];            // pinned host staging for the uploads, the current batch's is up[slot]
+    int slot;
+    // the training steps since the trainer last read them (model->defer_steps: bert_read_steps)
+    int nsteps;
+    float* step_loss;        // (STEPS_MAX) each step's mean loss, device (kernel set 2)
+    double* step_sumsq;      // (STEPS_MAX) each step's squared gradient norm, device (kernel set 2)
+    float step_loss_host[STEPS_MAX], step_norm_host[STEPS_MAX]; // kernel set 1's, on the host
     // kernel set 3 (-K 3): packed tokens. Per-token tensors hold only the real tokens, N = sum of lengths rows
     // instead of B * T (the layers' strides stay B * T); row n is padded row rows[n], sequence b starts at row
     // starts[b]. The dropout masks keep the padded indices, so they are the CPU's.
@@ -83,7 +101,6 @@ typedef struct {
     int ntok;                // the last forward's N
     int* rows;               // (B_max * T_max) device
     int* starts;             // (B_max) device
-    int* pack_host;          // (B_max * T_max + B_max) rows, then starts, built on the host
 } BertGPU;
 
 static BertGPU* gpu_(const Bert* model) {
@@ -198,10 +215,19 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     cudaCheck(cudaMalloc(&g->tokens, BT_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->runs, (BT_max + 1) * sizeof(int)));
     cudaCheck(cudaMalloc(&g->run_ids, BT_max * sizeof(int)));
-    g->sort_host = (int*)mallocCheck((3 * BT_max + 1) * sizeof(int));
     cudaCheck(cudaMalloc(&g->rows, BT_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->starts, B_max * sizeof(int)));
-    g->pack_host = (int*)mallocCheck((BT_max + B_max) * sizeof(int));
+    for (int k = 0; k < 2; k++) {
+        Upload* u = &g->up[k];
+        cudaCheck(cudaMallocHost(&u->ids, BT_max * sizeof(int)));
+        cudaCheck(cudaMallocHost(&u->lengths, B_max * sizeof(int)));
+        cudaCheck(cudaMallocHost(&u->labels, B_max * sizeof(int)));
+        cudaCheck(cudaMallocHost(&u->pack, (BT_max + B_max) * sizeof(int)));
+        cudaCheck(cudaMallocHost(&u->sort, (3 * BT_max + 1) * sizeof(int)));
+        cudaCheck(cudaEventCreate(&u->uploaded));
+    }
+    cudaCheck(cudaMalloc(&g->step_loss, STEPS_MAX * sizeof(float)));
+    cudaCheck(cudaMalloc(&g->step_sumsq, STEPS_MAX * sizeof(double)));
     if (model->precision == PRECISION_BF16) {
         cudaCheck(cudaMalloc(&g->params16, model->num_parameters * sizeof(__nv_bfloat16)));
         matmul_register_bf16(&g->mm, 0, g->params_memory, g->params16, model->num_parameters);
@@ -264,17 +290,23 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     float p = train ? model->dropout : 0.0f, plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
     size_t BTC = (size_t)BT * C;
-    // the batch to the device; the bf16 weight copies up to date (bf16 only)
-    cudaCheck(cudaMemcpy(g->ids, model->ids, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(g->lengths, model->lengths, B * sizeof(int), cudaMemcpyHostToDevice));
+    // the batch to the device through the next pinned slot, once the device has copied from it last time
+    g->slot ^= 1;
+    Upload* u = &g->up[g->slot];
+    cudaCheck(cudaEventSynchronize(u->uploaded));
+    memcpy(u->ids, model->ids, (size_t)BT * sizeof(int));
+    memcpy(u->lengths, model->lengths, B * sizeof(int));
+    cudaCheck(cudaMemcpyAsync(g->ids, u->ids, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpyAsync(g->lengths, u->lengths, B * sizeof(int), cudaMemcpyHostToDevice));
+    // the bf16 weight copies up to date (bf16 only)
     weights16_refresh_(model, g);
     // kernel set 3: the real tokens' rows. N rows per token tensor, rows/starts say where they sit (NULL: padded)
     int N = BT;
     const int* rows = NULL;
     const int* starts = NULL;
     if (g->packed) {
-        int* rows_host = g->pack_host;
-        int* starts_host = g->pack_host + BT;
+        int* rows_host = u->pack;
+        int* starts_host = u->pack + BT;
         N = 0;
         for (int b = 0; b < B; b++) {
             // every sequence has its [CLS]: the pooler reads row starts[b], which with length 0 is the next one's
@@ -284,8 +316,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
             starts_host[b] = N;
             for (int t = 0; t < model->lengths[b]; t++) { rows_host[N++] = b * T + t; }
         }
-        cudaCheck(cudaMemcpy(g->rows, rows_host, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
-        cudaCheck(cudaMemcpy(g->starts, starts_host, B * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpyAsync(g->rows, rows_host, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpyAsync(g->starts, starts_host, B * sizeof(int), cudaMemcpyHostToDevice));
         rows = g->rows;
         starts = g->starts;
     }
@@ -340,7 +372,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     matmul_forward(mm, a.logits, a.pooled_d, w.clsw, w.clsb, B, C, NC);
     if (labels != NULL) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
-        cudaCheck(cudaMemcpy(g->labels, labels, B * sizeof(int), cudaMemcpyHostToDevice));
+        memcpy(u->labels, labels, B * sizeof(int));
+        cudaCheck(cudaMemcpyAsync(g->labels, u->labels, B * sizeof(int), cudaMemcpyHostToDevice));
         crossentropy_forward(a.losses, a.probs, a.logits, g->labels, B, NC);
         if (model->kernels >= 2) { // on the device: the host reads it with the norm (bert_update) or the evaluation
             mean_loss(g->loss, a.losses, B);
@@ -351,6 +384,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
             model->mean_loss = mean / B;
         }
     }
+    cudaCheck(cudaEventRecord(u->uploaded));
 }
 
 void bert_zero_grad(Bert* model) {
@@ -461,12 +495,14 @@ void bert_backward(Bert* model) {
     cudaCheck(cudaMemset(s.tmp, 0, NC_ * sizeof(float)));
     layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
     if (model->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens
-        int ntok, *tokens = g->sort_host, *runs = tokens + (size_t)B * T, *run_ids = runs + (size_t)B * T + 1;
+        Upload* u = &g->up[g->slot]; // the forward's slot: its event was waited for before the forward filled it
+        int ntok, *tokens = u->sort, *runs = tokens + (size_t)B * T, *run_ids = runs + (size_t)B * T + 1;
         int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T,
-                                          g->packed ? g->pack_host + (size_t)B * T : NULL, &ntok);
-        cudaCheck(cudaMemcpy(g->tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
-        cudaCheck(cudaMemcpy(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
-        cudaCheck(cudaMemcpy(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
+                                          g->packed ? u->pack + (size_t)B * T : NULL, &ntok);
+        cudaCheck(cudaMemcpyAsync(g->tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpyAsync(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpyAsync(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaEventRecord(u->uploaded));
         embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, g->tokens, g->runs, g->run_ids,
                                   nruns, B, T, C, starts);
     } else {
@@ -484,17 +520,27 @@ float bert_grad_norm(Bert* model) {
 }
 
 // One optimizer step, as train_bert.c's bert_update: clip, then AdamW per trainable tensor.
-// Returns the norm before clipping.
+// Returns the norm before clipping; with model->defer_steps, NAN: the step's loss and norm wait for bert_read_steps.
 float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm) {
     BertGPU* g = gpu_(model);
     model->step++;
     double bc1 = 1.0 - pow(beta1, model->step);
     double bc2 = 1.0 - pow(beta2, model->step);
+    if (model->defer_steps && g->nsteps == STEPS_MAX) {
+        error_exit("%d training steps were not read back (bert_read_steps)", STEPS_MAX);
+    }
     if (model->kernels >= 2) {
-        // one pass, the clip coefficient on the device; then one copy back of the step's numbers
-        adamw_fused(&g->adamw, g->grads_memory, g->m_memory, g->v_memory, g->num_trainable, g->norm_sumsq,
+        // one pass, the clip coefficient on the device; the loss and squared norm stay there (defer_steps) or
+        // come back in one copy each
+        double* sumsq_out = model->defer_steps ? g->step_sumsq + g->nsteps : g->norm_sumsq;
+        adamw_fused(&g->adamw, g->grads_memory, g->m_memory, g->v_memory, g->num_trainable, sumsq_out,
                     g->norm_partials, max_norm, lr, beta1, beta2, eps, weight_decay, (float)(lr / bc1),
                     (float)sqrt(bc2));
+        if (model->defer_steps) {
+            cudaCheck(cudaMemcpy(g->step_loss + g->nsteps, g->loss, sizeof(float), cudaMemcpyDeviceToDevice));
+            g->nsteps++;
+            return NAN;
+        }
         double sumsq;
         cudaCheck(cudaMemcpy(&sumsq, g->norm_sumsq, sizeof(double), cudaMemcpyDeviceToHost));
         cudaCheck(cudaMemcpy(&model->mean_loss, g->loss, sizeof(float), cudaMemcpyDeviceToHost));
@@ -515,7 +561,29 @@ float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, fl
         offset += t->size;
     }
     if (g->weights16_stale == 0) { g->weights16_stale = 1; }
+    if (model->defer_steps) { // kernel set 1 has them on the host already: kept for bert_read_steps
+        g->step_loss_host[g->nsteps] = model->mean_loss;
+        g->step_norm_host[g->nsteps] = norm;
+        g->nsteps++;
+        return NAN;
+    }
     return norm;
+}
+
+// the loss and gradient norm of the last n training steps (all that wait: n must be their count), oldest first
+void bert_read_steps(Bert* model, int n, float* loss, float* norm) {
+    BertGPU* g = gpu_(model);
+    if (n != g->nsteps) { error_exit("bert_read_steps: %d steps asked for, %d waiting", n, g->nsteps); }
+    if (model->kernels >= 2) {
+        double sumsq[STEPS_MAX];
+        cudaCheck(cudaMemcpy(loss, g->step_loss, n * sizeof(float), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(sumsq, g->step_sumsq, n * sizeof(double), cudaMemcpyDeviceToHost));
+        for (int i = 0; i < n; i++) { norm[i] = (float)sqrt(sumsq[i]); }
+    } else {
+        memcpy(loss, g->step_loss_host, n * sizeof(float));
+        memcpy(norm, g->step_norm_host, n * sizeof(float));
+    }
+    g->nsteps = 0;
 }
 
 // the last forward's logits (B, NC) and pooled output (B, C), copied to the host
@@ -614,10 +682,17 @@ void bert_free(Bert* model) {
     cudaCheck(cudaFree(g->runs));
     cudaCheck(cudaFree(g->run_ids));
     free(g->confusion_host);
-    free(g->sort_host);
     cudaCheck(cudaFree(g->rows));
     cudaCheck(cudaFree(g->starts));
-    free(g->pack_host);
+    for (int k = 0; k < 2; k++) {
+        Upload* u = &g->up[k];
+        cudaCheck(cudaEventSynchronize(u->uploaded));
+        int* staging[] = {u->ids, u->lengths, u->labels, u->pack, u->sort};
+        for (int i = 0; i < 5; i++) { cudaCheck(cudaFreeHost(staging[i])); }
+        cudaCheck(cudaEventDestroy(u->uploaded));
+    }
+    cudaCheck(cudaFree(g->step_loss));
+    cudaCheck(cudaFree(g->step_sumsq));
     matmul_free(&g->mm);
     free(g);
     model->device = NULL;
@@ -653,6 +728,7 @@ void bert_describe(const Bert* model, char* out, size_t n) {
 static const Backend CUDA_BACKEND = {
     .name = "cuda", .on_gpu = 1, .init = cu::bert_init_device, .setup = cu::bert_setup, .forward = cu::bert_forward,
     .zero_grad = cu::bert_zero_grad, .backward = cu::bert_backward, .update = cu::bert_update,
+    .read_steps = cu::bert_read_steps,
     .logits = cu::bert_logits, .pooled = cu::bert_pooled,
     .to_host = cu::bert_to_host, .from_host = cu::bert_from_host, .free = cu::bert_free,
     .eval_add = cu::bert_eval_add, .eval_read = cu::bert_eval_read, .describe = cu::bert_describe,

@@ -27,6 +27,8 @@ model, metrics (Bert, Metrics) and bertc/checkpoint.h, bertc/logger.h.
 // ----------------------------------------------------------------------------
 // a back end: where the model math runs
 
+#define STEPS_MAX 256 // training steps whose loss and norm may wait on the device (read_steps)
+
 typedef struct {
     const char* name;   // "cpu" or "cuda"
     int on_gpu;         // its own flags (FlagSpec.gpu_only) are accepted
@@ -38,6 +40,9 @@ typedef struct {
     void (*zero_grad)(Bert* model);
     void (*backward)(Bert* model);
     float (*update)(Bert* model, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm);
+    // NULL: forward sets model->mean_loss and update returns the norm, at once. Else, with model->defer_steps set,
+    // both stay on the device (no copy back inside a step) until this reads the last n (<= STEPS_MAX) steps'
+    void (*read_steps)(Bert* model, int n, float* loss, float* norm);
     // the last forward's logits (B, NC) and pooled output (B, C), on the host
     const float* (*logits)(Bert* model, int B);
     const float* (*pooled)(Bert* model, int B);
@@ -487,6 +492,11 @@ typedef struct {
     EventWriter events;
     int tty;                 // stdout is a terminal: the progress line redraws in place
     double start;            // when this process started training (earlier processes' time is in pr)
+    // steps whose loss and norm are not yet checked, summed and logged (flush_steps_)
+    struct { int step; float lr, loss, norm; } pending[STEPS_MAX];
+    int npending;
+    double line_time;        // when the last step line was printed (or the epoch started)
+    int line_step;           // and at which step
 } Run;
 
 // a copy of the back end's weights and moments on the host, unless the host copy is the truth (the probe)
@@ -532,6 +542,7 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
     // one allocation for the largest batch, on the host and in the back end
     bert_alloc_batch(model, s->B, run->T_max);
     be->setup(model, s->B, run->T_max);
+    model->defer_steps = be->read_steps != NULL && !s->probe; // the probe's steps run on the host
     output_dir_claim_(s->out_dir, s->resume, s->overwrite);
     run->steps_per_epoch = (run->splits[0].N + s->B - 1) / s->B;
     if ((long long)s->epochs * run->steps_per_epoch > INT_MAX / 2) {
@@ -571,9 +582,45 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
     run->start = now_seconds();
 }
 
-// One epoch of steps: forward, backward, clip + AdamW at the scheduled learning rate; a step line every -f steps,
-// TensorBoard's per-step scalars, the state every -S steps. A resumed epoch skips what was trained (the order
-// is a function of (seed, epoch)). Leaves the epoch's step count and loss sum in run->pr.
+// The pending steps' loss and norm (from the device, where the back end keeps them): a diverged step stops the
+// run before anything is written (the last good files stay); then the epoch's loss sum, TensorBoard's per-step
+// scalars, and the step line, whose time is the mean per step since the last one. Runs every -f steps, every
+// STEPS_MAX steps, before a state is saved and at the epoch's end, so a step never waits for the device.
+static inline void flush_steps_(Run* run, int epoch) {
+    const Settings* s = run->s;
+    Bert* model = &run->model;
+    int n = run->npending;
+    if (n == 0) { return; }
+    if (model->defer_steps) {
+        float loss[STEPS_MAX], norm[STEPS_MAX];
+        run->be->read_steps(model, n, loss, norm);
+        for (int i = 0; i < n; i++) { run->pending[i].loss = loss[i]; run->pending[i].norm = norm[i]; }
+        model->mean_loss = loss[n - 1];
+    }
+    for (int i = 0; i < n; i++) {
+        int step = run->pending[i].step;
+        float loss = run->pending[i].loss, norm = step == s->nan_at ? NAN : run->pending[i].norm; // -N: tests only
+        if (!isfinite(loss)) { diverged_("training loss", loss, step, s->out_dir); }
+        if (!isfinite(norm)) { diverged_("gradient norm", norm, step, s->out_dir); }
+        run->pr.loss_sum += loss;
+        events_add_scalar(&run->events, "train/loss", step, loss);
+        events_add_scalar(&run->events, "train/learning_rate", step, run->pending[i].lr);
+        events_add_scalar(&run->events, "train/grad_norm", step, norm);
+        if (step % s->print_every == 0) {
+            double now = now_seconds();
+            printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", run->tty ? "\r\033[K" : "",
+                   step, run->total_steps, epoch, loss, norm, run->pending[i].lr,
+                   (now - run->line_time) * 1000.0 / (step - run->line_step));
+            run->line_time = now;
+            run->line_step = step;
+        }
+    }
+    run->npending = 0;
+}
+
+// One epoch of steps: forward, backward, clip + AdamW at the scheduled learning rate; every -f steps the step
+// line and TensorBoard's per-step scalars (flush_steps_), the state every -S steps. A resumed epoch skips what was
+// trained (the order is a function of (seed, epoch)). Leaves the epoch's step count and loss sum in run->pr.
 static inline void run_epoch_(Run* run, int epoch) {
     const Settings* s = run->s;
     Bert* model = &run->model;
@@ -590,8 +637,9 @@ static inline void run_epoch_(Run* run, int epoch) {
     if (s->max_steps > 0 && model->step - run->pr.nsteps + epoch_steps > s->max_steps) {
         epoch_steps = s->max_steps - (model->step - run->pr.nsteps);
     }
+    run->line_time = epoch_start;
+    run->line_step = model->step;
     while (loader_next_batch(&run->loader, model->ids, model->lengths, model->labels, model->config.pad_id, &Bb, &T)) {
-        double t0 = now_seconds();
         float step_lr = lr_at_step(s->lr, model->step, s->warmup, run->total_steps);
         float norm;
         if (s->probe) {
@@ -603,24 +651,23 @@ static inline void run_epoch_(Run* run, int epoch) {
             run->be->backward(model);
             norm = run->be->update(model, step_lr, 0.9f, 0.999f, 1e-8f, s->weight_decay, s->max_norm);
         }
-        if (model->step == s->nan_at) { norm = NAN; } // tests only (-N)
-        // a diverged step stops the run before anything is written: the last good files stay
-        if (!isfinite(model->mean_loss)) { diverged_("training loss", model->mean_loss, model->step, s->out_dir); }
-        if (!isfinite(norm)) { diverged_("gradient norm", norm, model->step, s->out_dir); }
-        run->pr.loss_sum += model->mean_loss;
+        // the loss and norm: here, or (defer_steps) still on the device until flush_steps_ reads them
+        run->pending[run->npending].step = model->step;
+        run->pending[run->npending].lr = step_lr;
+        run->pending[run->npending].loss = model->mean_loss;
+        run->pending[run->npending].norm = norm;
+        run->npending++;
         run->pr.nsteps++;
-        events_add_scalar(&run->events, "train/loss", model->step, model->mean_loss);
-        events_add_scalar(&run->events, "train/learning_rate", model->step, step_lr);
-        events_add_scalar(&run->events, "train/grad_norm", model->step, norm);
-        if (model->step % s->print_every == 0) {
-            printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n", run->tty ? "\r\033[K" : "",
-                   model->step, run->total_steps, epoch, model->mean_loss, norm, step_lr,
-                   (now_seconds() - t0) * 1000.0);
+        int last = s->max_steps > 0 && model->step >= s->max_steps;
+        int save = s->save_every > 0 && model->step % s->save_every == 0;
+        if (model->step % s->print_every == 0 || run->npending == STEPS_MAX || last || save ||
+            model->step == s->exit_after) {
+            flush_steps_(run, epoch);
         }
         progress_print_(run->tty, s->progress_every, epoch, run->pr.nsteps, epoch_steps, run->loader.pos - first_pos,
                         now_seconds() - epoch_start);
-        if (s->max_steps > 0 && model->step >= s->max_steps) { run->done = 1; break; }
-        if (s->save_every > 0 && model->step % s->save_every == 0) {
+        if (last) { run->done = 1; break; }
+        if (save) {
             TrainProgress now = run->pr;
             now.pos = run->loader.pos;
             now.epoch_seconds = epoch_before + now_seconds() - epoch_start;
@@ -635,6 +682,7 @@ static inline void run_epoch_(Run* run, int epoch) {
             _exit(3);
         }
     }
+    flush_steps_(run, epoch);
     if (run->tty) { printf("\r\033[K"); }
     run->pr.epoch_seconds = epoch_before + now_seconds() - epoch_start;
 }

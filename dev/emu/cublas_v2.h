@@ -59,9 +59,7 @@ static inline void check_operand(const char* which, const void* p, cudaDataType 
     snprintf(what, sizeof(what), "cublasGemmEx (%s)", which);
     check_range(what, p, span);
 }
-} // namespace emu
 
-namespace emu {
 // the product itself, after the operands were checked: not instrumented by the sanitizers (a sanitizer
 // build would spend most of its time here, on reads already known to be in range)
 __attribute__((no_sanitize("address", "undefined"))) static inline void

@@ -21,6 +21,12 @@ What it models, and checks (a check that fails prints the kernel or call and exi
 - Launch configurations as the GPU checks them: 1..1024 threads, grid limits, dynamic shared memory
   over 48 KB only after cudaFuncSetAttribute, and never past the card's opt-in limit (227 KB, H100).
   Launches are synchronous; a failed launch is returned by the next cudaGetLastError.
+- Pinned host memory (cudaMallocHost) and cudaMemcpyAsync: the copy happens at the call, but the host
+  side is then write-protected (read-only, or no access for a device-to-host copy) until the host has
+  waited for it: cudaEventSynchronize on an event recorded after the copy, cudaDeviceSynchronize, or a
+  blocking cudaMemcpy to or from pageable memory. A host access in between is a race on the GPU (the copy
+  may not have run yet) and stops the run here, with the address. This project's rule, stricter than
+  CUDA's: cudaMemcpyAsync's host side must be pinned (from pageable memory the copy is synchronous).
 
 What it cannot tell: speed, the GPU's memory model between blocks (blocks run one after the other,
 so atomics and inter-block ordering are trivially correct here), the rounding of cuBLAS's own
@@ -33,6 +39,8 @@ summation order, and compiler-specific device behaviour. x86-64 Linux only (the 
 #include <string.h>
 #include <math.h>
 #include <sys/mman.h>
+#include <signal.h>
+#include <unistd.h>
 #include <map>
 #include <string>
 #include <vector>
@@ -118,17 +126,72 @@ static size_t& allocated() {
     return n;
 }
 
-// the allocation holding [p, p + n), or NULL
-static const std::pair<const uintptr_t, Alloc>* find(const void* p, size_t n) {
+// the entry of m (start -> {size, ...}) whose allocation holds [p, p + n), or NULL
+template <class M> static typename M::value_type* find_in(M& m, const void* p, size_t n) {
     uintptr_t a = (uintptr_t)p;
-    auto& m = allocs();
     auto it = m.upper_bound(a);
     if (it == m.begin()) { return NULL; }
     --it;
     if (a < it->first || a + n > it->first + it->second.size) { return NULL; }
     return &*it;
 }
+// the device allocation holding [p, p + n), or NULL
+static const std::pair<const uintptr_t, Alloc>* find(const void* p, size_t n) { return find_in(allocs(), p, n); }
 static bool is_device(const void* p) { return find(p, 1) != NULL; }
+
+// ----------------------------------------------------------------------------
+// pinned host memory: page-aligned, so an in-flight async copy's host side can be protected
+
+struct Pinned {
+    size_t size, mapped; // asked for, mapped (whole pages)
+    long pending;        // the async copy that last used it and has not been waited for (0: none)
+};
+static std::map<uintptr_t, Pinned>& pinned() {
+    static std::map<uintptr_t, Pinned> m;
+    return m;
+}
+static long& async_seq() { // async copies issued so far
+    static long n = 0;
+    return n;
+}
+
+// the pinned allocation holding [p, p + n), or NULL
+static std::pair<const uintptr_t, Pinned>* find_pinned(const void* p, size_t n) { return find_in(pinned(), p, n); }
+
+// the host waited for every async copy up to seq: their host sides are the host's again
+static void host_waited(long seq) {
+    for (auto& kv : pinned()) {
+        if (kv.second.pending != 0 && kv.second.pending <= seq) {
+            mprotect((void*)kv.first, kv.second.mapped, PROT_READ | PROT_WRITE);
+            kv.second.pending = 0;
+        }
+    }
+}
+
+static struct sigaction& previous_segv() {
+    static struct sigaction sa;
+    return sa;
+}
+static void segv_handler(int sig, siginfo_t* info, void* ctx) {
+    (void)ctx;
+    const char* msg = "[emu] the host touched pinned memory while an async copy from or to it may still be in "
+                      "flight: wait on an event recorded after the copy first\n";
+    if (find_pinned(info->si_addr, 1) != NULL) {
+        if (write(2, msg, strlen(msg)) < 0) {}
+        _exit(EXIT_FAILURE);
+    }
+    sigaction(sig, &previous_segv(), NULL); // not ours: the faulting access repeats into the handler before us
+}
+static void install_segv_handler() {
+    static bool done = false;
+    if (done) { return; }
+    done = true;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, &previous_segv());
+}
 
 static void check_range(const char* call, const void* p, size_t n) {
     if (n == 0) { return; }
@@ -182,6 +245,21 @@ struct Block {
 static Block* cur_block = NULL;
 static Fiber* cur_fiber = NULL;
 static void* scheduler_sp = NULL;
+
+// thread t's (x, y, z) index in a block of shape `block`, x fastest
+static inline uint3 thread_index(unsigned t, dim3 block) {
+    return {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+}
+// lanes in warp w of a block of nthreads threads (the last warp may be partial)
+static inline int lanes_in_warp(int nthreads, int w) { return nthreads - w * 32 < 32 ? nthreads - w * 32 : 32; }
+// barrier b is complete: reset it and wake the fibers [first, first + count) that wait at it
+static void release(Block* blk, Barrier* b, int first, int count) {
+    b->arrived = 0;
+    for (int i = first; i < first + count; i++) {
+        Fiber* g = &blk->fibers[i];
+        if (g->state == WAIT && g->waiting == b) { g->state = RUN; }
+    }
+}
 
 extern "C" void emu_switch(void** save_sp, void* new_sp);
 extern "C" void emu_fiber_start(void);
@@ -249,10 +327,7 @@ static void fiber_main(void) {
     if (b->block_bar.arrived > 0) { b->exited_before_barrier = true; }
     b->block_bar.expected--;
     if (b->block_bar.arrived > 0 && b->block_bar.arrived == b->block_bar.expected) {
-        b->block_bar.arrived = 0;
-        for (auto& g : b->fibers) {
-            if (g.state == WAIT && g.waiting == &b->block_bar) { g.state = RUN; }
-        }
+        release(b, &b->block_bar, 0, (int)b->fibers.size());
     }
     yield(true);
     __builtin_unreachable();
@@ -338,11 +413,7 @@ static void barrier_wait(Barrier* b, int first, int count) {
     blk->used_barrier = true;
     b->arrived++;
     if (b->arrived == b->expected) {
-        b->arrived = 0;
-        for (int i = first; i < first + count; i++) {
-            Fiber* g = &blk->fibers[i];
-            if (g->state == WAIT && g->waiting == b) { g->state = RUN; }
-        }
+        release(blk, b, first, count);
         return;
     }
     Fiber* f = cur_fiber;
@@ -360,8 +431,7 @@ static void syncthreads() {
 static void syncwarp(unsigned mask) {
     if (mask != 0xffffffffu) { fail(cur_block->kernel, "__syncwarp with a partial mask is not modelled"); }
     int w = cur_fiber->linear / 32;
-    barrier_wait(&cur_block->warp_bars[w], w * 32,
-                 32 < (int)cur_block->fibers.size() - w * 32 ? 32 : (int)cur_block->fibers.size() - w * 32);
+    barrier_wait(&cur_block->warp_bars[w], w * 32, lanes_in_warp((int)cur_block->fibers.size(), w));
 }
 
 // every lane publishes x, waits for the warp, and reads lane src's value. The slots are double buffered by
@@ -373,7 +443,7 @@ static float shfl(unsigned mask, float x, int lane_arg, bool is_xor, int width) 
     if (width != 32) { fail(b->kernel, "a shuffle with width != 32 is not modelled"); }
     Fiber* f = cur_fiber;
     int w = f->linear / 32, lane = f->linear % 32;
-    if ((int)b->fibers.size() - w * 32 < 32) {
+    if (lanes_in_warp((int)b->fibers.size(), w) < 32) {
         fail(b->kernel, "a shuffle in a partial warp (blockDim not a multiple of 32)");
     }
     float* slots = &b->warp_slots[w][(f->shuffles & 1) * 32];
@@ -402,6 +472,20 @@ static void* block_shared(const char* key, size_t bytes) {
 
 // ----------------------------------------------------------------------------
 // launches
+
+// a block's dynamic shared memory, NaN-filled like device memory, and its static __shared__ arena emptied
+static void begin_block(Block* b, size_t smem) {
+    if (smem > 0) {
+        b->dynamic_smem = malloc(smem);
+        memset(b->dynamic_smem, 0xff, smem);
+    }
+}
+static void end_block(Block* b) {
+    free(b->dynamic_smem);
+    b->dynamic_smem = NULL;
+    b->nkeys = 0;
+    b->arena_used = 0;
+}
 
 static cudaError_t& last_error() {
     static cudaError_t e = cudaSuccess;
@@ -492,42 +576,32 @@ template <class F, class... A> void Launch::operator()(F kernel_fn, A... args) c
             for (unsigned bx0 = 0; bx0 < grid.x; bx0++) {
                 unsigned bx = reverse ? grid.x - 1 - bx0 : bx0;
                 blockIdx_ = {bx, by, bz};
+                begin_block(&b, smem);
                 if (b.direct) {
-                    if (smem > 0) {
-                        b.dynamic_smem = malloc(smem);
-                        memset(b.dynamic_smem, 0xff, smem);
-                    }
-                    Fiber direct_fiber;
+                    Fiber direct_fiber = {};
                     cur_fiber = &direct_fiber;
                     for (unsigned k = 0; k < nthreads; k++) {
                         unsigned t = reverse ? nthreads - 1 - k : k;
-                        threadIdx_ = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                        threadIdx_ = thread_index(t, block);
                         direct_fiber.linear = (int)t;
                         body();
                     }
                     cur_fiber = NULL;
-                    free(b.dynamic_smem);
-                    b.dynamic_smem = NULL;
-                    b.nkeys = 0;
-                    b.arena_used = 0;
+                    end_block(&b);
                     continue;
                 }
                 for (unsigned t = 0; t < nthreads; t++) {
                     Fiber* f = &b.fibers[t];
                     init_fiber(f, (int)t);
                     f->linear = (int)t;
-                    f->tid = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                    f->tid = thread_index(t, block);
                 }
                 for (int w = 0; w < nwarps; w++) {
                     b.warp_bars[w] = Barrier();
-                    b.warp_bars[w].expected = (int)nthreads - w * 32 < 32 ? (int)nthreads - w * 32 : 32;
+                    b.warp_bars[w].expected = lanes_in_warp((int)nthreads, w);
                 }
                 b.block_bar = Barrier();
                 b.block_bar.expected = (int)nthreads;
-                if (smem > 0) {
-                    b.dynamic_smem = malloc(smem);
-                    memset(b.dynamic_smem, 0xff, smem);
-                }
                 int done = 0;
                 while (done < (int)nthreads) {
                     int ran = 0;
@@ -555,10 +629,7 @@ template <class F, class... A> void Launch::operator()(F kernel_fn, A... args) c
                     }
                     b.exited_before_barrier = false;
                 }
-                free(b.dynamic_smem);
-                b.dynamic_smem = NULL;
-                b.nkeys = 0;
-                b.arena_used = 0;
+                end_block(&b);
             }
     if (kind == 0) { kind = b.used_barrier ? 1 : 2; }
     cur_block = saved;
@@ -624,7 +695,10 @@ static inline cudaError_t cudaGetLastError(void) {
     return e;
 }
 static inline cudaError_t cudaPeekAtLastError(void) { return emu::last_error(); }
-static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+static inline cudaError_t cudaDeviceSynchronize(void) {
+    emu::host_waited(emu::async_seq());
+    return cudaSuccess;
+}
 static inline cudaError_t cudaGetDeviceCount(int* n) {
     *n = 1;
     return cudaSuccess;
@@ -669,18 +743,19 @@ static inline cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
 }
 
 template <class T> static inline cudaError_t cudaMalloc(T** p, size_t n) {
-    if (emu::allocated() + n > emu::TOTAL_MEMORY) {
+    size_t size = n > 0 ? n : 1; // a zero-byte allocation still gets a distinct pointer, as on the GPU
+    if (emu::allocated() + size > emu::TOTAL_MEMORY) {
         *p = NULL;
         return cudaErrorMemoryAllocation;
     }
-    void* m = malloc(n > 0 ? n : 1);
+    void* m = malloc(size);
     if (m == NULL) {
         *p = NULL;
         return cudaErrorMemoryAllocation;
     }
-    memset(m, 0xff, n);
-    emu::allocs()[(uintptr_t)m] = {n > 0 ? n : 1};
-    emu::allocated() += n;
+    memset(m, 0xff, size);
+    emu::allocs()[(uintptr_t)m] = {size};
+    emu::allocated() += size;
     *p = (T*)m;
     return cudaSuccess;
 }
@@ -695,26 +770,108 @@ static inline cudaError_t cudaFree(void* p) {
     return cudaSuccess;
 }
 
-static inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
-    if (n == 0) { return cudaSuccess; }
-    bool dd = emu::is_device(dst), sd = emu::is_device(src);
+namespace emu {
+// the checks every copy gets, then the copy
+static void copy_checked(const char* call, void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+    bool dd = is_device(dst), sd = is_device(src);
+    char what[64];
     if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice) {
-        emu::check_range("cudaMemcpy (destination)", dst, n);
+        snprintf(what, sizeof(what), "%s (destination)", call);
+        check_range(what, dst, n);
     }
     if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice) {
-        emu::check_range("cudaMemcpy (source)", src, n);
+        snprintf(what, sizeof(what), "%s (source)", call);
+        check_range(what, src, n);
     }
     if ((kind == cudaMemcpyHostToDevice && sd) || (kind == cudaMemcpyDeviceToHost && dd) ||
         kind == cudaMemcpyHostToHost) {
-        emu::fail("cudaMemcpy", "the kind says host memory where a pointer is device memory (or host to host)");
+        fail(call, "the kind says host memory where a pointer is device memory (or host to host)");
     }
-    if (kind == cudaMemcpyDefault) { emu::fail("cudaMemcpy", "cudaMemcpyDefault is not modelled"); }
+    if (kind == cudaMemcpyDefault) { fail(call, "cudaMemcpyDefault is not modelled"); }
     memmove(dst, src, n);
+}
+} // namespace emu
+
+static inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+    if (n == 0) { return cudaSuccess; }
+    // to or from host memory, the copy waits for the work queued before it
+    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost) { emu::host_waited(emu::async_seq()); }
+    emu::copy_checked("cudaMemcpy", dst, src, n, kind);
     return cudaSuccess;
 }
 
 static inline cudaError_t cudaMemset(void* p, int value, size_t n) {
     emu::check_range("cudaMemset", p, n);
     memset(p, value, n);
+    return cudaSuccess;
+}
+
+typedef int cudaStream_t; // the default stream only
+struct EmuEvent {
+    long seq; // the async copies issued before it was recorded (-1: never recorded)
+};
+typedef EmuEvent* cudaEvent_t;
+
+static inline cudaError_t cudaMallocHost(void** p, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), mapped = ((n > 0 ? n : 1) + page - 1) / page * page;
+    void* m = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        *p = NULL;
+        return cudaErrorMemoryAllocation;
+    }
+    memset(m, 0xff, mapped);
+    emu::pinned()[(uintptr_t)m] = {n > 0 ? n : 1, mapped, 0};
+    emu::install_segv_handler();
+    *p = m;
+    return cudaSuccess;
+}
+template <class T> static inline cudaError_t cudaMallocHost(T** p, size_t n) { return cudaMallocHost((void**)p, n); }
+
+static inline cudaError_t cudaFreeHost(void* p) {
+    if (p == NULL) { return cudaSuccess; }
+    auto it = emu::pinned().find((uintptr_t)p);
+    if (it == emu::pinned().end()) { emu::fail("cudaFreeHost", "not the start of a pinned allocation"); }
+    if (it->second.pending != 0) { emu::fail("cudaFreeHost", "an async copy from or to it was never waited for"); }
+    munmap(p, it->second.mapped);
+    emu::pinned().erase(it);
+    return cudaSuccess;
+}
+
+// the copy happens now; its host side stays protected until the host waits for it (see the header)
+static inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind,
+                                          cudaStream_t stream = 0) {
+    (void)stream;
+    if (n == 0) { return cudaSuccess; }
+    if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDeviceToHost) {
+        emu::fail("cudaMemcpyAsync", "only host to device and device to host are modelled");
+    }
+    const void* host = kind == cudaMemcpyHostToDevice ? src : dst;
+    auto* pin = emu::find_pinned(host, n);
+    if (pin == NULL) {
+        emu::fail("cudaMemcpyAsync", "its host side is not inside a cudaMallocHost allocation (from pageable memory "
+                                     "the copy is synchronous)");
+    }
+    if (pin->second.pending != 0) { mprotect((void*)pin->first, pin->second.mapped, PROT_READ | PROT_WRITE); }
+    emu::copy_checked("cudaMemcpyAsync", dst, src, n, kind);
+    pin->second.pending = ++emu::async_seq();
+    mprotect((void*)pin->first, pin->second.mapped, kind == cudaMemcpyHostToDevice ? PROT_READ : PROT_NONE);
+    return cudaSuccess;
+}
+
+static inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
+    *e = new EmuEvent{-1};
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream = 0) {
+    (void)stream;
+    e->seq = emu::async_seq();
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    if (e->seq >= 0) { emu::host_waited(e->seq); }
     return cudaSuccess;
 }

@@ -130,6 +130,33 @@ static void memcpy_direction_(void) {
     cudaMalloc(&b, 8 * sizeof(float));
     cudaMemcpy(a, b, 8 * sizeof(float), cudaMemcpyHostToDevice);
 }
+// the host rewrites a pinned staging buffer before waiting for the async copy that reads it
+static int* async_setup_(int** d) {
+    int* h;
+    cudaMallocHost(&h, 64 * sizeof(int));
+    cudaMalloc(d, 64 * sizeof(int));
+    for (int i = 0; i < 64; i++) { h[i] = i; }
+    return h;
+}
+static void async_race_(void) {
+    int *d, *h = async_setup_(&d);
+    cudaMemcpyAsync(d, h, 64 * sizeof(int), cudaMemcpyHostToDevice);
+    h[0] = 1; // the next batch, too early
+}
+static void async_event_before_(void) {
+    int *d, *h = async_setup_(&d);
+    cudaEvent_t e;
+    cudaEventCreate(&e);
+    cudaEventRecord(e); // recorded before the copy: waiting on it says nothing about the copy
+    cudaMemcpyAsync(d, h, 64 * sizeof(int), cudaMemcpyHostToDevice);
+    cudaEventSynchronize(e);
+    h[0] = 1;
+}
+static void async_pageable_(void) {
+    int *d, h[64] = {0};
+    cudaMalloc(&d, sizeof(h));
+    cudaMemcpyAsync(d, h, sizeof(h), cudaMemcpyHostToDevice);
+}
 static void gemm_past_end_(void) {
     // C (4, 4) = A (4, 3) B (3, 4) with lda 4, but A holds only 4 x 3 - 1 elements
     float *A, *B, *C;
@@ -224,6 +251,30 @@ int main(void) {
     check(e1 != cudaSuccess && e2 == cudaSuccess && e3 != cudaSuccess && e4 != cudaSuccess,
           "over 48 KB of shared memory only with the attribute; empty grids and 2048-thread blocks fail");
 
+    // allocations, zero-byte ones included, give back exactly what they took
+    size_t free0, free1, total;
+    cudaMemGetInfo(&free0, &total);
+    float *d_empty, *d_some;
+    cudaMalloc(&d_empty, 0);
+    cudaMalloc(&d_some, 100);
+    cudaFree(d_empty);
+    cudaFree(d_some);
+    cudaMemGetInfo(&free1, &total);
+    check(d_empty != NULL && free1 == free0, "cudaMalloc(0) gives a pointer, and cudaFree returns every byte");
+
+    // pinned staging, an async copy, an event after it: the host may write again once it waited
+    int *d_async, *h_async = async_setup_(&d_async), h_back[64];
+    cudaEvent_t uploaded;
+    cudaEventCreate(&uploaded);
+    cudaMemcpyAsync(d_async, h_async, 64 * sizeof(int), cudaMemcpyHostToDevice);
+    cudaEventRecord(uploaded);
+    int read_ok = h_async[63] == 63; // reading is allowed while the copy is in flight
+    cudaEventSynchronize(uploaded);
+    h_async[0] = -5;
+    cudaMemcpy(h_back, d_async, sizeof(h_back), cudaMemcpyDeviceToHost);
+    check(read_ok && h_back[0] == 0 && h_back[63] == 63 && h_async[0] == -5 && cudaFreeHost(h_async) == cudaSuccess,
+          "an async copy from pinned memory, then the host writes it after waiting on an event");
+
     // faults that stop the program
     expect_failure("a host pointer passed to a kernel stops the run", "is not device memory", host_pointer_);
     expect_failure("a shuffle in divergent code stops the run", "while other lanes of its warp wait",
@@ -232,6 +283,12 @@ int main(void) {
     expect_failure("a cudaMemcpy whose kind contradicts its pointers stops the run", "the kind says",
                    memcpy_direction_);
     expect_failure("a cuBLAS operand past its allocation stops the run", "cublasGemmEx (A)", gemm_past_end_);
+    expect_failure("the host writing pinned memory before waiting for the async copy stops the run",
+                   "while an async copy", async_race_);
+    expect_failure("waiting on an event recorded before the copy does not count", "while an async copy",
+                   async_event_before_);
+    expect_failure("cudaMemcpyAsync from pageable memory stops the run", "not inside a cudaMallocHost",
+                   async_pageable_);
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
