@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     float ps[] = {0.0f, 0.1f};
     uint64_t stream = dropout_stream(42, 7, 3);
     for (int k = 0; k < 5; k++) {
+        if (EMULATED && (k == 1 || k == 2)) { continue; } // bert-base width and T 512: too slow there
         int B = cfgs[k][0], T = cfgs[k][1], C = cfgs[k][2], NH = cfgs[k][3];
         if (version >= 2 && !cu::attention2_fits(T, C, NH)) { printf("B %d T %d: too long for v2\n", B, T); continue; }
         size_t BT = (size_t)B * T, natt = (size_t)B * NH * T * T;

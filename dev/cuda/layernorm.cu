@@ -29,6 +29,7 @@ __global__ void layernorm_forward_kernel2(float* out, float* mean, float* rstd, 
     extern __shared__ float row[];
     __shared__ float red[32];
     int n = blockIdx.x;
+    if (n >= N) { return; } // the whole block: one block per row
     const float* x = inp + (size_t)n * C;
     float sum = 0.0f;
     for (int i = threadIdx.x; i < C; i += blockDim.x) { row[i] = x[i]; sum += row[i]; }
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
     int Ns[] = {32 * 25, 32 * 87, 64 * 128}, Cs[] = {384, 768};
     int blocks[] = {64, 128, 256, 512, 1024};
     for (int ni = 0; ni < 3; ni++) {
+        if (EMULATED && ni > 0) { continue; }
         for (int ci = 0; ci < 2; ci++) {
             int N = Ns[ni], C = Cs[ci];
             size_t NC = (size_t)N * C;

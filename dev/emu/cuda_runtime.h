@@ -55,6 +55,7 @@ summation order, and compiler-specific device behaviour. x86-64 Linux only (the 
 #define EMU_ASAN 1
 #endif
 
+#define EMU_CUDA 1 // code can tell it runs on the emulator (dev/cuda's notebooks then skip their timing)
 #define __global__
 #define __device__
 #define __host__
@@ -72,6 +73,10 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 typedef enum {
     cudaSuccess = 0,
@@ -224,7 +229,7 @@ enum { RUN = 0, WAIT = 1, DONE = 2 };
 struct Block {
     std::vector<Fiber> fibers;
     std::vector<Barrier> warp_bars;
-    std::vector<std::vector<float>> warp_slots; // 2 x 32 exchange slots per warp (double buffered)
+    std::vector<std::vector<uint64_t>> warp_slots; // 2 x 32 exchange slots per warp (double buffered), 8 bytes each
     Barrier block_bar;
     void* dynamic_smem = NULL;
     // static __shared__ arrays: slices of one arena per launch, found by their declaration's key; no
@@ -436,8 +441,10 @@ static void syncwarp(unsigned mask) {
 
 // every lane publishes x, waits for the warp, and reads lane src's value. The slots are double buffered by
 // the lanes' shuffle count (equal across a warp): the next shuffle writes the other half, and the one after
-// can only start once every lane has passed the next barrier, so after every lane has read this half.
-static float shfl(unsigned mask, float x, int lane_arg, bool is_xor, int width) {
+// can only start once every lane has passed the next barrier, so after every lane has read this half. Any type
+// of up to 8 bytes travels whole, as CUDA's overloads do (a double is not rounded to float on the way).
+template <class T> static T shfl(unsigned mask, T x, int lane_arg, bool is_xor, int width) {
+    static_assert(std::is_arithmetic<T>::value && sizeof(T) <= 8, "shuffles of arithmetic types up to 8 bytes");
     Block* b = cur_block;
     if (mask != 0xffffffffu) { fail(b->kernel, "a shuffle with a partial mask is not modelled"); }
     if (width != 32) { fail(b->kernel, "a shuffle with width != 32 is not modelled"); }
@@ -446,17 +453,19 @@ static float shfl(unsigned mask, float x, int lane_arg, bool is_xor, int width) 
     if (lanes_in_warp((int)b->fibers.size(), w) < 32) {
         fail(b->kernel, "a shuffle in a partial warp (blockDim not a multiple of 32)");
     }
-    float* slots = &b->warp_slots[w][(f->shuffles & 1) * 32];
+    uint64_t* slots = &b->warp_slots[w][(f->shuffles & 1) * 32];
     f->shuffles++;
-    slots[lane] = x;
+    memcpy(&slots[lane], &x, sizeof(T));
     barrier_wait(&b->warp_bars[w], w * 32, 32);
     int src = is_xor ? (lane ^ lane_arg) : lane_arg;
-    return src >= 0 && src < 32 ? slots[src] : x;
+    T got = x;
+    if (src >= 0 && src < 32) { memcpy(&got, &slots[src], sizeof(T)); }
+    return got;
 }
 
-static void* dynamic_shared() { return cur_block->dynamic_smem; }
+static inline void* dynamic_shared() { return cur_block->dynamic_smem; }
 
-static void* block_shared(const char* key, size_t bytes) {
+static inline void* block_shared(const char* key, size_t bytes) {
     Block* b = cur_block;
     for (int i = 0; i < b->nkeys; i++) {
         if (strcmp(b->keys[i], key) == 0) { return b->arena + b->offsets[i]; }
@@ -558,7 +567,7 @@ template <class F, class... A> void Launch::operator()(F kernel_fn, A... args) c
     int nwarps = (int)(nthreads + 31) / 32;
     b.fibers.resize(nthreads);
     b.warp_bars.resize(nwarps);
-    b.warp_slots.assign(nwarps, std::vector<float>(64));
+    b.warp_slots.assign(nwarps, std::vector<uint64_t>(64));
     blockDim_ = block;
     gridDim_ = grid;
     bool reverse = reverse_order();
@@ -660,10 +669,10 @@ static EmuLauncher<F> emu_launch_(const char* name, F f, dim3 grid, dim3 block, 
 
 static inline void __syncthreads() { emu::syncthreads(); }
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::syncwarp(mask); }
-static inline float __shfl_xor_sync(unsigned mask, float x, int lane_mask, int width = 32) {
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T x, int lane_mask, int width = 32) {
     return emu::shfl(mask, x, lane_mask, true, width);
 }
-static inline float __shfl_sync(unsigned mask, float x, int src, int width = 32) {
+template <class T> static inline T __shfl_sync(unsigned mask, T x, int src, int width = 32) {
     return emu::shfl(mask, x, src, false, width);
 }
 // blocks run one at a time and a block's threads never interleave inside a statement (int, unsigned, float,
@@ -874,4 +883,8 @@ static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream = 0
 static inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (e->seq >= 0) { emu::host_waited(e->seq); }
     return cudaSuccess;
+}
+static inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop) {
+    (void)ms; (void)start; (void)stop;
+    emu::fail("cudaEventElapsedTime", "the emulator has no GPU time to report (code can test EMU_CUDA)");
 }

@@ -41,6 +41,13 @@ __global__ void block_sum_kernel(float* out, const float* in) {
     }
 }
 
+// out[0] = the sum of 32 doubles through double shuffles, as cuda/adamw.cuh's gradient norm sums its partials
+__global__ void double_sum_kernel(double* out, const double* in) {
+    double x = in[threadIdx.x];
+    for (int o = 16; o > 0; o >>= 1) { x += __shfl_xor_sync(0xffffffff, x, o); }
+    if (threadIdx.x == 0) { out[0] = x; }
+}
+
 // reverses each block's slice through dynamic shared memory; a 2D block
 __global__ void reverse_kernel(float* out, const float* in) {
     extern __shared__ float buf[];
@@ -187,6 +194,23 @@ int main(void) {
         ok &= h_out[b] == s;
     }
     check(ok, "block sums through shuffles and shared memory equal the CPU's");
+
+    // a double crosses a shuffle whole (rounded to float, the sum below would be off by ~1e-9 of it)
+    double h_d[32], h_dsum, want_dsum = 0.0, *d_d, *d_dsum;
+    for (int i = 0; i < 32; i++) { h_d[i] = 1.0 + i * 1e-12; }
+    for (int o = 16; o > 0; o >>= 1) { // the butterfly's own order: every lane ends with the same sum
+        double next[32];
+        for (int i = 0; i < 32; i++) { next[i] = h_d[i] + h_d[i ^ o]; }
+        memcpy(h_d, next, sizeof(h_d));
+    }
+    want_dsum = h_d[0];
+    for (int i = 0; i < 32; i++) { h_d[i] = 1.0 + i * 1e-12; }
+    cudaMalloc(&d_d, sizeof(h_d));
+    cudaMalloc(&d_dsum, sizeof(double));
+    cudaMemcpy(d_d, h_d, sizeof(h_d), cudaMemcpyHostToDevice);
+    double_sum_kernel<<<1, 32>>>(d_dsum, d_d);
+    cudaMemcpy(&h_dsum, d_dsum, sizeof(double), cudaMemcpyDeviceToHost);
+    check(h_dsum == want_dsum, "a warp sum of doubles through shuffles equals the CPU's bit for bit");
 
     // dynamic shared memory in a 2D block
     float h_rev[B * T], *d_rev;
