@@ -53,8 +53,8 @@ endif
 
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
-.PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu test-emu-skipped fuzz fuzz-ci cuda-check \
-	compare bench clean gpu-carry
+.PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu test-emu-skipped fuzz fuzz-ci \
+	cuda-check compare bench clean gpu-carry
 all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
 # ---------------------------------------------------------------------------
@@ -170,9 +170,9 @@ test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data
 # The GPU code without a GPU (dev/emu): test_bert.cu, train_bert.cu and cuda/*.cuh, unmodified but for the
 # launch syntax (dev/emu/cu2cpp.py), compiled as C++ against a CPU emulation of CUDA and cuBLAS
 # (dev/emu/cuda_runtime.h). test_bertcu's checks on the tiny model: once optimised, once with ASan and
-# UBSan and the block's threads in reverse order (a missing barrier then reads other values); then the trainer
-# tests against train_bertcu_emu, at its default kernel set 1 and at kernel set 3 (dev/emu/train_bertcu_k3), and
-# the dev/cuda notebooks' validation in both orders (make -C dev/cuda check-emu).
+# UBSan and the block's threads in reverse order (a missing barrier then reads other values), once with each warp
+# running ahead (EMU_ORDER=warps); the trainer tests against train_bertcu_emu, at its default kernel set 1 and at
+# kernel set 3 (dev/emu/train_bertcu_k3); the dev/cuda notebooks' validation in all three orders.
 EMU_SOURCES = test_bert.cu train_bert.cu $(CU_HEADERS) train_bert.c $(HEADERS)
 EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu
 build/emu/.stamp: $(EMU_SOURCES) dev/emu/cu2cpp.py
@@ -189,22 +189,24 @@ dev/emu/test_emu: dev/emu/test_emu.cu $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
 	$(CXX) $(EMU_FLAGS) -O1 -x c++ build/emu/dev/emu/test_emu.cu -o $@
 test-emu: dev/emu/test_emu test_bertcu_emu test_bertcu_emu_asan train_bertcu_emu data reference data/ref_tiny_model.bin
 	./dev/emu/test_emu 2> /dev/null
-	@mkdir -p out; echo "test_bertcu emulated twice side by side, then the trainer tests on train_bertcu_emu:"; \
+	@mkdir -p out; echo "test_bertcu emulated three ways, trainer tests on train_bertcu_emu, dev/cuda notebooks:"; \
 		echo "logs in out/*emu*.log"
 	@(./test_bertcu_emu data tiny > out/test_bertcu_emu.log 2>&1 && \
+		EMU_ORDER=warps ./test_bertcu_emu data tiny > out/test_bertcu_emu_warps.log 2>&1 && \
 		TRAIN_BERTCU=$(CURDIR)/train_bertcu_emu $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
 		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu.log 2>&1 && \
 		TRAIN_BERTCU=$(CURDIR)/dev/emu/train_bertcu_k3 $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
-		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu_k3.log 2>&1 && \
-		$(MAKE) -s -C dev/cuda check-emu > out/notebooks_emu.log 2>&1 && \
-		EMU_ORDER=reverse $(MAKE) -s -C dev/cuda check-emu >> out/notebooks_emu.log 2>&1) & pid=$$!; \
+		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu_k3.log 2>&1) & pid=$$!; \
 	$(SAN_ENV) EMU_ORDER=reverse ./test_bertcu_emu_asan data tiny > out/test_bertcu_emu_asan.log 2>&1; r2=$$?; \
+	rm -f out/notebooks_emu.log; r3=0; for order in forward reverse warps; do \
+		EMU_ORDER=$$order $(MAKE) -s -C dev/cuda check-emu >> out/notebooks_emu.log 2>&1 || r3=1; done; \
 	wait $$pid; r1=$$?; \
-	for f in out/test_bertcu_emu.log out/test_bertcu_emu_asan.log; do \
+	for f in out/test_bertcu_emu.log out/test_bertcu_emu_warps.log out/test_bertcu_emu_asan.log; do \
 		echo "$$f:"; grep -E "^FAIL|\[emu\]|ERROR|runtime error" $$f | head -n 20; tail -n 1 $$f; done; \
 	for f in out/pytest_emu.log out/pytest_emu_k3.log; do echo "$$f:"; tail -n 3 $$f; done; \
-	echo "out/notebooks_emu.log (dev/cuda, forward then reverse order):"; grep -E "FAIL|check-emu" out/notebooks_emu.log; \
-	[ $$r1 -eq 0 ] && [ $$r2 -eq 0 ]
+	echo "out/notebooks_emu.log (dev/cuda; forward, reverse, warps order):"; \
+	grep -E "FAIL|check-emu" out/notebooks_emu.log; \
+	[ $$r1 -eq 0 ] && [ $$r2 -eq 0 ] && [ $$r3 -eq 0 ]
 
 # Fuzzing (libFuzzer through clang): the model, checkpoint, split and state readers and the tokenizer,
 # from a seed corpus of valid files (dev/fuzz/make_seeds.c). fuzz-ci runs FUZZ_SECONDS (CI: 60);

@@ -9,7 +9,8 @@ What it models, and checks (a check that fails prints the kernel or call and exi
 - Every CUDA thread is a fiber: its own stack, with the block's threads switched cooperatively at
   __syncthreads, __syncwarp and warp shuffles, so barriers and shuffles behave as on the GPU. One block
   runs at a time, its threads in order (EMU_ORDER=reverse: in reverse order, so that a missing
-  barrier reads different values; run both). A barrier some threads never reach is a deadlock here
+  barrier reads different values; EMU_ORDER=warps: each warp as far as it can go before the next, as
+  a warp that races ahead would; run all three). A barrier some threads never reach is a deadlock here
   and is reported with the kernel's name, as is a lane that exits while its warp waits at a shuffle.
   A kernel whose first launch never reached a barrier or shuffle runs its later launches without
   fibers, each thread to its end in the same order: most of the speed (EMU_FIBERS=all turns it off).
@@ -391,23 +392,37 @@ static void init_fiber(Fiber* f, int i) {
 static uint3 threadIdx_, blockIdx_;
 static dim3 blockDim_, gridDim_;
 
-// EMU_ORDER=reverse runs each block's threads (and a grid's blocks) last to first
-static int& reverse_flag() {
+// The order a block's fibers run in (EMU_ORDER): forward, each runnable thread in turn until it waits, then the
+// next; reverse, the same last to first (a grid's blocks too); warps, each warp in turn runs as far as it can,
+// through its shuffles, until every lane waits at __syncthreads or has finished (a warp racing ahead of the others,
+// as on the card: shared memory reused without a barrier between two block reductions shows only here).
+enum { ORDER_FORWARD = 0, ORDER_REVERSE = 1, ORDER_WARPS = 2 };
+static int& order_flag() {
     static int r = -1;
     return r;
 }
-static bool reverse_order() {
-    int& r = reverse_flag();
+static int thread_order() {
+    int& r = order_flag();
     if (r < 0) {
         const char* e = getenv("EMU_ORDER");
-        r = e != NULL && strcmp(e, "reverse") == 0;
-        if (e != NULL && !r && strcmp(e, "forward") != 0) { fail("EMU_ORDER", "must be forward or reverse"); }
+        r = ORDER_FORWARD;
+        if (e != NULL && strcmp(e, "reverse") == 0) { r = ORDER_REVERSE; }
+        else if (e != NULL && strcmp(e, "warps") == 0) { r = ORDER_WARPS; }
+        else if (e != NULL && strcmp(e, "forward") != 0) { fail("EMU_ORDER", "must be forward, reverse or warps"); }
     }
-    return r == 1;
+    return r;
 }
-static inline void set_reverse(bool reverse) { reverse_flag() = reverse ? 1 : 0; }
+static inline void set_order(int order) { order_flag() = order; }
 
 static void set_thread(Fiber* f) { threadIdx_ = f->tid; }
+
+// resume f if it can run (1), until it waits or finishes
+static int run_fiber(Fiber* f) {
+    if (f->state != RUN) { return 0; }
+    set_thread(f);
+    resume(f);
+    return 1;
+}
 
 // wait at b until its expected count has arrived
 static void barrier_wait(Barrier* b, int first, int count) {
@@ -570,7 +585,8 @@ template <class F, class... A> void Launch::operator()(F kernel_fn, A... args) c
     b.warp_slots.assign(nwarps, std::vector<uint64_t>(64));
     blockDim_ = block;
     gridDim_ = grid;
-    bool reverse = reverse_order();
+    int order = thread_order();
+    bool reverse = order == ORDER_REVERSE;
     Block* saved = cur_block;
     cur_block = &b;
     // A kernel whose first launch never waited at a barrier or shuffled runs its later launches without
@@ -614,16 +630,24 @@ template <class F, class... A> void Launch::operator()(F kernel_fn, A... args) c
                 int done = 0;
                 while (done < (int)nthreads) {
                     int ran = 0;
-                    done = 0;
-                    for (unsigned k = 0; k < nthreads; k++) {
-                        Fiber* f = &b.fibers[reverse ? nthreads - 1 - k : k];
-                        if (f->state == RUN) {
-                            set_thread(f);
-                            resume(f);
-                            ran++;
+                    if (order == ORDER_WARPS) {
+                        for (int w = 0; w < nwarps; w++) {
+                            int ran_w;
+                            do {
+                                ran_w = 0;
+                                for (int t = w * 32; t < w * 32 + lanes_in_warp((int)nthreads, w); t++) {
+                                    ran_w += run_fiber(&b.fibers[t]);
+                                }
+                                ran += ran_w;
+                            } while (ran_w > 0);
                         }
-                        if (f->state == DONE) { done++; }
+                    } else {
+                        for (unsigned k = 0; k < nthreads; k++) {
+                            ran += run_fiber(&b.fibers[reverse ? nthreads - 1 - k : k]);
+                        }
                     }
+                    done = 0;
+                    for (unsigned t = 0; t < nthreads; t++) { done += b.fibers[t].state == DONE; }
                     if (done < (int)nthreads && ran == 0) {
                         fail(name, "deadlock: some threads wait at a barrier that the others never reach");
                     }

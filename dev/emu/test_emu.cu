@@ -68,6 +68,23 @@ __global__ void race_kernel(float* out) {
     out[t] = buf[(t + 1) % 64];
 }
 
+// two block sums through one shared array, without the barrier that keeps the second's writes from overtaking the
+// first's reads (cuda/common.cuh's block_sum minus its first __syncthreads): only a warp running ahead shows it
+__device__ float block_sum_unsafe(float x, float* shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    x = warp_sum(x);
+    if (lane == 0) { shared[warp] = x; }
+    __syncthreads();
+    x = lane < nwarps ? shared[lane] : 0.0f;
+    return warp_sum(x);
+}
+__global__ void reuse_race_kernel(float* out) {
+    __shared__ float shared[32];
+    float a = block_sum_unsafe(1.0f, shared);               // blockDim.x
+    float b = block_sum_unsafe((float)threadIdx.x, shared); // 0 + 1 + ... + blockDim.x - 1
+    out[threadIdx.x] = a + b;
+}
+
 // half of the warp shuffles
 __global__ void divergent_shuffle_kernel(float* out) {
     float x = (float)threadIdx.x;
@@ -255,12 +272,26 @@ int main(void) {
     float h_race[2][64], *d_race;
     cudaMalloc(&d_race, 64 * sizeof(float));
     for (int order = 0; order < 2; order++) {
-        emu::set_reverse(order == 1);
+        emu::set_order(order == 1 ? emu::ORDER_REVERSE : emu::ORDER_FORWARD);
         race_kernel<<<1, 64>>>(d_race);
         cudaMemcpy(h_race[order], d_race, sizeof(h_race[order]), cudaMemcpyDeviceToHost);
     }
-    emu::set_reverse(false);
+    emu::set_order(emu::ORDER_FORWARD);
     check(memcmp(h_race[0], h_race[1], sizeof(h_race[0])) != 0, "a missing __syncthreads shows: the two orders differ");
+
+    // a warp running ahead into the next reduction: right in forward and reverse order, wrong in warp order
+    float h_reuse[3][128], *d_reuse;
+    cudaMalloc(&d_reuse, sizeof(h_reuse[0]));
+    const int orders[3] = {emu::ORDER_FORWARD, emu::ORDER_REVERSE, emu::ORDER_WARPS};
+    for (int o = 0; o < 3; o++) {
+        emu::set_order(orders[o]);
+        reuse_race_kernel<<<1, 128>>>(d_reuse);
+        cudaMemcpy(h_reuse[o], d_reuse, sizeof(h_reuse[o]), cudaMemcpyDeviceToHost);
+    }
+    emu::set_order(emu::ORDER_FORWARD);
+    const float reuse_want = 128.0f + 127.0f * 128.0f / 2.0f;
+    check(h_reuse[0][0] == reuse_want && h_reuse[1][0] == reuse_want && h_reuse[2][5] != reuse_want,
+          "shared memory reused without a barrier shows only when a warp runs ahead (EMU_ORDER=warps)");
 
     // launches the GPU refuses: the error comes back from cudaGetLastError
     big_smem_kernel<<<1, 32, 64 * 1024>>>(d_race);
