@@ -140,9 +140,9 @@ data/tokenizer_ref.bin: dev/tokenizer_reference.py
 # dev/emu's fiber switch is x86-64 assembly: on other machines make test says so instead of running test-emu
 EMU_TEST = $(if $(filter x86_64,$(shell uname -m)),test-emu,test-emu-skipped)
 test: test-python test-c test-sanitize $(EMU_TEST) fuzz-ci cuda-check
+	@echo "all tests passed"
 test-emu-skipped:
 	@echo "test-emu SKIPPED: the CUDA emulator (dev/emu) runs on x86-64 only, this machine is $$(uname -m)"
-	@echo "all tests passed"
 
 # pytest: prepro, the file formats, text in / models out, reliability (each trainer test also
 # runs ./train_bertcu where a GPU is present, and says it skipped elsewhere)
