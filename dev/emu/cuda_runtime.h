@@ -846,14 +846,14 @@ struct EmuEvent {
 typedef EmuEvent* cudaEvent_t;
 
 static inline cudaError_t cudaMallocHost(void** p, size_t n) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), mapped = ((n > 0 ? n : 1) + page - 1) / page * page;
+    size_t size = n > 0 ? n : 1, page = (size_t)sysconf(_SC_PAGESIZE), mapped = (size + page - 1) / page * page;
     void* m = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
         *p = NULL;
         return cudaErrorMemoryAllocation;
     }
     memset(m, 0xff, mapped);
-    emu::pinned()[(uintptr_t)m] = {n > 0 ? n : 1, mapped, 0};
+    emu::pinned()[(uintptr_t)m] = {size, mapped, 0};
     emu::install_segv_handler();
     *p = m;
     return cudaSuccess;
