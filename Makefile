@@ -77,14 +77,14 @@ NVCC_ARCH ?= sm_90
 NVCCFLAGS = -O3 -std=c++17 -Xcompiler $(NVCC_HOST)
 CU_HEADERS = $(wildcard cuda/*.cuh)
 train_bertcu: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
 test_bertcu: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
 # debug builds for compute-sanitizer: a device synchronise and check after every kernel (-DCUDA_DEBUG), line info
 train_bertcu_debug: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
 test_bertcu_debug: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lm
+	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
 
 # every .cu file must compile for Hopper and Ampere with warnings on (and the debug build used with
 # compute-sanitizer), even where no GPU runs
@@ -172,7 +172,7 @@ test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data
 # (dev/emu/cuda_runtime.h). test_bertcu's checks on the tiny model: once optimised, once with ASan and
 # UBSan and the block's threads in reverse order (a missing barrier then reads other values), once with each warp
 # running ahead (EMU_ORDER=warps); the trainer tests against train_bertcu_emu, at its default kernel set 1 and at
-# kernel set 3 (dev/emu/train_bertcu_k3); the dev/cuda notebooks' validation in all three orders.
+# kernel set 4 (dev/emu/train_bertcu_k4: set 3 and cuBLASLt); the dev/cuda notebooks' validation in all three orders.
 EMU_SOURCES = test_bert.cu train_bert.cu $(CU_HEADERS) train_bert.c $(HEADERS)
 EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu
 build/emu/.stamp: $(EMU_SOURCES) dev/emu/cu2cpp.py
@@ -195,15 +195,15 @@ test-emu: dev/emu/test_emu test_bertcu_emu test_bertcu_emu_asan train_bertcu_emu
 		EMU_ORDER=warps ./test_bertcu_emu data tiny > out/test_bertcu_emu_warps.log 2>&1 && \
 		TRAIN_BERTCU=$(CURDIR)/train_bertcu_emu $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
 		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu.log 2>&1 && \
-		TRAIN_BERTCU=$(CURDIR)/dev/emu/train_bertcu_k3 $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
-		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu_k3.log 2>&1) & pid=$$!; \
+		TRAIN_BERTCU=$(CURDIR)/dev/emu/train_bertcu_k4 $(PYTHON) -m pytest -q -p no:cacheprovider -k gpu \
+		tests/test_reliability.py tests/test_text_in_models_out.py > out/pytest_emu_k4.log 2>&1) & pid=$$!; \
 	$(SAN_ENV) EMU_ORDER=reverse ./test_bertcu_emu_asan data tiny > out/test_bertcu_emu_asan.log 2>&1; r2=$$?; \
 	rm -f out/notebooks_emu.log; r3=0; for order in forward reverse warps; do \
 		EMU_ORDER=$$order $(MAKE) -s -C dev/cuda check-emu >> out/notebooks_emu.log 2>&1 || r3=1; done; \
 	wait $$pid; r1=$$?; \
 	for f in out/test_bertcu_emu.log out/test_bertcu_emu_warps.log out/test_bertcu_emu_asan.log; do \
 		echo "$$f:"; grep -E "^FAIL|\[emu\]|ERROR|runtime error" $$f | head -n 20; tail -n 1 $$f; done; \
-	for f in out/pytest_emu.log out/pytest_emu_k3.log; do echo "$$f:"; tail -n 3 $$f; done; \
+	for f in out/pytest_emu.log out/pytest_emu_k4.log; do echo "$$f:"; tail -n 3 $$f; done; \
 	echo "out/notebooks_emu.log (dev/cuda; forward, reverse, warps order):"; \
 	grep -E "FAIL|check-emu" out/notebooks_emu.log; \
 	[ $$r1 -eq 0 ] && [ $$r2 -eq 0 ] && [ $$r3 -eq 0 ]

@@ -18,7 +18,7 @@ Last line: "N passed, N failed"; the exit code is non-zero on any failure.
 #include "train_bert.cu"
 #include "bertc/testing.h" // defines: check, compare_tensor, compare_norm, RefState, ref_state_load
 
-static int kernels_ = 1; // the kernel set under test (-K): the main loop runs everything with 1, 2, then 3
+static int kernels_ = 1; // the kernel set under test (-K): the main loop runs everything with 1, 2, 3, then 4
 
 // a fresh model of either back end from the model file, set up as the state says, dropout 0
 static void model_from_state_(Bert* model, const char* model_path, const RefState* st, int on_gpu, int precision) {
@@ -412,7 +412,7 @@ int main(int argc, char** argv) {
     snprintf(path, sizeof(path), "%s/emotion_train.bin", data);
     char val_path[1024];
     snprintf(val_path, sizeof(val_path), "%s/emotion_validation.bin", data);
-    for (kernels_ = 1; kernels_ <= 3; kernels_++) { // every test, with each kernel set
+    for (kernels_ = 1; kernels_ <= 4; kernels_++) { // every test, with each kernel set
         for (int prec = 0; prec < 2; prec++) {
             for (int m = 0; m < nmodels; m++) {
                 snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);

@@ -18,6 +18,9 @@ rounding. bf16 rounds the matrix-product operands to bf16 (tensor cores, fp32 ac
 fp32 outputs); activations, LayerNorm, softmax, loss, norm and AdamW stay fp32, and the master
 weights are fp32. It is not yet bf16 activation storage (dev/cuda/README.md has the plan).
 
+Kernel sets (-K): 1 the first versions; 2 fused (optimizer, residual + LayerNorm, attention without the stored
+softmax, evaluation on the device); 3 set 2 on packed tokens; 4 set 3 with cuBLASLt bias epilogues (matmul.cuh).
+
 Run: make train_bertcu && ./train_bertcu -s full      (./train_bertcu -h lists every flag)
 */
 #define TESTING                  // train_bert.c without its main

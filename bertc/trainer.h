@@ -133,9 +133,9 @@ static const FlagSpec FLAG_SPECS[] = {
     {'v', 's', S_(vocab_path), 0, 0, 0, 0, "classify mode: the vocabulary"},
     {'y', 'i', S_(print_logits), 0, 1, 0, 0, "classify mode: 1 = also print the logits"},
     {'c', 's', S_(precision), 0, 0, 0, 1, "precision: fp32 (TF32 off, matches the CPU) | bf16 (bf16 matrix products)"},
-    {'K', 'i', S_(kernels), 1, 3, 0, 1, "kernel set: 1 the first versions | 2 the fused ones | 3 the fused ones\n"
-                                       "              on packed tokens, no padding (2 and 3 not yet measured;\n"
-                                       "              dev/cuda/README.md)"},
+    {'K', 'i', S_(kernels), 1, 4, 0, 1, "kernel set: 1 the first versions | 2 the fused ones | 3 the fused ones\n"
+                                       "              on packed tokens, no padding | 4 set 3 with cuBLASLt bias\n"
+                                       "              epilogues (2 to 4 not yet measured; dev/cuda/README.md)"},
     {'X', 'i', S_(exit_after), 1, INT_MAX, 1, 0, "tests only: exit (code 3) right after this step, as if killed"},
     {'N', 'i', S_(nan_at), 1, INT_MAX, 1, 0,
      "tests only: report this step's gradient norm as NaN, as a diverging run would"},

@@ -12,8 +12,20 @@ cuBLAS is column-major: a row-major (R, K) array is, to it, the (K, R) matrix of
 row-major out (N, OC) = inp (N, C) @ W^T, with W (OC, C), is column-major out^T = W inp^T: A is W's
 memory, seen as W^T (C, OC), used transposed (CUBLAS_OP_T, lda = C); B is inp's memory, inp^T (C, N),
 used as is; m = OC, n = N, k = C. Each call below says what it computes.
+
+Kernel set 4 (-K 4) runs the two products that have a bias through cuBLASLt with an epilogue: the forward's
+bias is added by the product (CUBLASLT_EPILOGUE_BIAS: no fill kernel, no read of the filled output), and the
+weight gradient's product also writes the column sums of dout (CUBLASLT_EPILOGUE_BGRADB), which one small kernel
+adds into dbias (the epilogue overwrites; a backward accumulates). The sums change order (bias last instead of
+first; the bias gradient summed inside cuBLASLt, from the bf16 dout in bf16 mode), so fp32 still matches the CPU
+to rounding, not bit for bit. GELU is not fused: cuBLASLt's GELU epilogue is the tanh approximation (PyTorch's
+_addmm_activation, which uses it, decomposes to gelu(approximate="tanh") on CUDA), and BERT's is the erf one.
+cuBLASLt picks an algorithm per problem (shape, transposes, epilogue) and per alignment of every operand and of
+the bias (cublasLtMatmulAlgoGetHeuristic assumes 256-byte alignment unless told; cublasLt.h); the choice is
+cached per all of these (LtKey). Where cuBLASLt has no algorithm the product runs as kernel set 3's, and says so.
 */
 #pragma once
+#include <cublasLt.h>
 #include "common.cuh"
 
 namespace cu {
@@ -21,11 +33,35 @@ namespace cu {
 enum Precision { PRECISION_FP32 = 0, PRECISION_BF16 = 1 };
 inline const char* precision_name(int precision) { return precision == PRECISION_BF16 ? "bf16" : "fp32"; }
 
+// kernel set 4: one cuBLASLt choice, made once per problem and alignments (see the top)
+typedef struct {
+    int ta, tb, m, n, k, lda, ldb, ldc, epilogue, bf16;
+    int align[4]; // bytes, at most 256: A, B, C (= D), the bias
+} LtKey;
+typedef struct {
+    LtKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    int ok; // 0: cuBLASLt has no algorithm for it; kernel set 3's path runs instead
+} LtPlan;
+typedef struct {
+    cublasLtHandle_t handle;
+    void* workspace;
+    size_t workspace_size;
+    LtPlan* plans;       // stb_ds hash map on key
+    float* dbias;        // (OC_max) the bias-gradient epilogue's output, added into dbias by a kernel
+    size_t dbias_cap;
+    int fallbacks;       // problems without an algorithm (each said once)
+} LtCache;
+
+#define LT_WORKSPACE (32 << 20) // cuBLASLt's workspace: 32 MiB, NVIDIA's recommendation for Hopper
+
 // one cuBLAS handle and the bf16 state of one model
 typedef struct {
     cublasHandle_t handle;
     int precision;
-    int kernels;               // 1: the first kernels; 2: kernel set 2 (bias gradients by a two-stage reduction)
+    int kernels;               // 1: the first kernels; 2, 3: bias gradients by a two-stage reduction; 4: cuBLASLt
     float* bias_partials;      // (bias_partials_cap) kernel set 2's per-chunk column sums
     __nv_bfloat16* scratch[2]; // operand casts, each (scratch_cap)
     size_t scratch_cap;
@@ -34,6 +70,7 @@ typedef struct {
     const __nv_bfloat16* ranges16[2];
     size_t range_sizes[2];
     size_t bias_partials_cap;
+    LtCache* lt;               // kernel set 4 (NULL otherwise); a pointer, so the const Matmul* calls can cache
 } Matmul;
 
 #define BIAS_CHUNK 64 // rows per partial sum of the kernel set 2 bias gradient
@@ -53,12 +90,34 @@ void matmul_init(Matmul* mm, int precision, int kernels, size_t scratch_elems, s
         for (int i = 0; i < 2; i++) { cudaCheck(cudaMalloc(&mm->scratch[i], scratch_elems * sizeof(__nv_bfloat16))); }
         mm->scratch_cap = scratch_elems;
     }
+    if (kernels >= 4) {
+        mm->lt = (LtCache*)callocCheck(1, sizeof(LtCache));
+        cublasCheck(cublasLtCreate(&mm->lt->handle));
+        mm->lt->workspace_size = LT_WORKSPACE;
+        cudaCheck(cudaMalloc(&mm->lt->workspace, mm->lt->workspace_size));
+        mm->lt->dbias_cap = OC_max;
+        cudaCheck(cudaMalloc(&mm->lt->dbias, (OC_max > 0 ? OC_max : 1) * sizeof(float)));
+    }
 }
 
 void matmul_free(Matmul* mm) {
     cublasCheck(cublasDestroy(mm->handle));
     if (mm->scratch_cap > 0) { cudaCheck(cudaFree(mm->scratch[0])); cudaCheck(cudaFree(mm->scratch[1])); }
     if (mm->bias_partials != NULL) { cudaCheck(cudaFree(mm->bias_partials)); }
+    if (mm->lt != NULL) {
+        for (int i = 0; i < hmlen(mm->lt->plans); i++) {
+            LtPlan* p = &mm->lt->plans[i];
+            cublasCheck(cublasLtMatmulDescDestroy(p->desc));
+            cublasCheck(cublasLtMatrixLayoutDestroy(p->a));
+            cublasCheck(cublasLtMatrixLayoutDestroy(p->b));
+            cublasCheck(cublasLtMatrixLayoutDestroy(p->c));
+        }
+        hmfree(mm->lt->plans);
+        cudaCheck(cudaFree(mm->lt->workspace));
+        cudaCheck(cudaFree(mm->lt->dbias));
+        cublasCheck(cublasLtDestroy(mm->lt->handle));
+        free(mm->lt);
+    }
     memset(mm, 0, sizeof(*mm));
 }
 
@@ -107,6 +166,90 @@ void gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, 
         cublasCheck(cublasGemmEx(mm->handle, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
                                  &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
+}
+
+// the alignment in bytes, at most 256, that an operand at p with leading dimension ld (elements of elem bytes)
+// offers cuBLASLt: its pointer's and its leading dimension's in bytes
+static int lt_alignment_(const void* p, int ld, size_t elem) {
+    uintptr_t x = (uintptr_t)p | (uintptr_t)ld * elem | 256;
+    return (int)(x & (~x + 1));
+}
+
+// Kernel set 4: column-major C (m, n) = op(A) op(B) + beta C with a cuBLASLt epilogue and its bias vector:
+// CUBLASLT_EPILOGUE_BIAS adds bias (m) to every column; CUBLASLT_EPILOGUE_BGRADB writes bias (n) = the column
+// sums of op(B) over k. Returns 0, doing nothing, where cuBLASLt has no algorithm for the problem, or for an empty
+// one (the plain path has those right already).
+int lt_gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float* A,
+             int lda, const float* B, int ldb, float beta, float* C, int ldc, cublasLtEpilogue_t epilogue,
+             const float* bias) {
+    LtCache* lt = mm->lt;
+    if (m == 0 || n == 0 || k == 0) { return 0; }
+    int bf16 = mm->precision == PRECISION_BF16;
+    const void* A_ = A;
+    const void* B_ = B;
+    if (bf16) {
+        A_ = bf16_operand_(mm, A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0);
+        B_ = bf16_operand_(mm, B, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 1);
+    }
+    size_t elem = bf16 ? 2 : 4;
+    LtKey key;
+    memset(&key, 0, sizeof(key)); // hashed as bytes
+    key.ta = ta; key.tb = tb; key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc;
+    key.epilogue = epilogue; key.bf16 = bf16;
+    key.align[0] = lt_alignment_(A_, lda, elem);
+    key.align[1] = lt_alignment_(B_, ldb, elem);
+    key.align[2] = lt_alignment_(C, ldc, 4);
+    key.align[3] = lt_alignment_(bias, 0, 1);
+    LtPlan* p = hmgetp_null(lt->plans, key);
+    if (p == NULL) { // choose once: the descriptor, the layouts, and the heuristic's first algorithm
+        LtPlan plan;
+        memset(&plan, 0, sizeof(plan));
+        plan.key = key;
+        cudaDataType ab = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        cublasCheck(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        int32_t tai = ta, tbi = tb, epi = epilogue;
+        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &tai, sizeof(tai)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tbi, sizeof(tbi)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+        // the heuristic reads the bias pointer's alignment
+        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+        cublasCheck(cublasLtMatrixLayoutCreate(&plan.a, ab, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda));
+        cublasCheck(cublasLtMatrixLayoutCreate(&plan.b, ab, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb));
+        cublasCheck(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, m, n, ldc));
+        cublasLtMatmulPreference_t pref;
+        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+        uint64_t ws = lt->workspace_size;
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                         sizeof(ws)));
+        const cublasLtMatmulPreferenceAttributes_t aligns[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int i = 0; i < 4; i++) {
+            uint32_t v = key.align[i < 3 ? i : 2]; // D is C
+            cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &v, sizeof(v)));
+        }
+        cublasLtMatmulHeuristicResult_t result;
+        int returned = 0;
+        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt->handle, plan.desc, plan.a, plan.b, plan.c, plan.c,
+                                                           pref, 1, &result, &returned);
+        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+        plan.ok = st == CUBLAS_STATUS_SUCCESS && returned > 0;
+        if (plan.ok) {
+            plan.algo = result.algo;
+        } else {
+            lt->fallbacks++;
+            fprintf(stderr, "note: cuBLASLt has no algorithm for (m %d, n %d, k %d, op %d%d, epilogue %d, %s); that "
+                    "product runs as kernel set 3's\n", m, n, k, ta, tb, epilogue, bf16 ? "bf16" : "fp32");
+        }
+        hmputs(lt->plans, plan);
+        p = hmgetp_null(lt->plans, key);
+    }
+    if (!p->ok) { return 0; }
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    const float alpha = 1.0f;
+    cublasCheck(cublasLtMatmul(lt->handle, p->desc, &alpha, A_, p->a, B_, p->b, &beta, C, p->c, C, p->c, &p->algo,
+                               lt->workspace, lt->workspace_size, 0));
+    return 1;
 }
 
 // out (N, OC) row-major = bias broadcast, before the product accumulates into it (as the CPU does)
@@ -168,6 +311,12 @@ void bias_backward(const Matmul* mm, float* dbias, const float* dout, int N, int
 // nn.Linear, as train_bert.c's matmul_forward: out (N, OC) = inp (N, C) @ weight^T + bias, weight (OC, C).
 void matmul_forward(const Matmul* mm, float* out, const float* inp, const float* weight, const float* bias,
                     int N, int C, int OC) {
+    // kernel set 4: the bias added by the product's epilogue
+    if (mm->lt != NULL && bias != NULL &&
+        lt_gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, C, inp, C, 0.0f, out, OC, CUBLASLT_EPILOGUE_BIAS,
+                 bias)) {
+        return;
+    }
     if (bias != NULL) {
         bias_fill_kernel<<<ceil_div((size_t)N * OC, 256), 256>>>(out, bias, N, OC);
         kernelCheck();
@@ -182,6 +331,14 @@ void matmul_backward(const Matmul* mm, float* dinp, float* dweight, float* dbias
     // dinp (N, C) += dout (N, OC) @ W (OC, C): column-major dinp^T (C, N) += W^T-view (C, OC) x dout^T (OC, N)
     if (dinp != NULL) { gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, 1.0f, weight, C, dout, OC, 1.0f, dinp, C); }
     // dW (OC, C) += dout^T @ inp: column-major dW^T (C, OC) += inp^T (C, N) x dout (N, OC)
+    // kernel set 4: the same product also writes dout's column sums (op(B) = dout, summed over k = N), then added
+    if (mm->lt != NULL && dweight != NULL && dbias != NULL && (size_t)OC <= mm->lt->dbias_cap &&
+        lt_gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dweight, C, CUBLASLT_EPILOGUE_BGRADB,
+                 mm->lt->dbias)) {
+        bias_sum_kernel<<<ceil_div(OC, 128), 128>>>(dbias, mm->lt->dbias, 1, OC);
+        kernelCheck();
+        return;
+    }
     if (dweight != NULL) { gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, C); }
     if (dbias != NULL) { bias_backward(mm, dbias, dout, N, OC); }
 }

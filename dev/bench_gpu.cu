@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
            prop.name, probe.config.name, B, steps, steps_per_epoch);
     for (int strategy = 0; strategy < NUM_STRATEGIES; strategy++) {
         for (int precision = 0; precision < 2; precision++) {
-            for (int kernels = 1; kernels <= 3; kernels++) {
+            for (int kernels = 1; kernels <= 4; kernels++) {
                 Bert m;
                 memset(&m, 0, sizeof(m));
                 m.strategy = strategy; m.seed = 42; m.dropout = 0.1f; m.lora_r = 8; m.lora_alpha = 32.0f;

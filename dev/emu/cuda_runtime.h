@@ -1,9 +1,9 @@
 /*
 dev/emu/cuda_runtime.h: the CUDA execution model on the CPU, so that train_bert.cu's unmodified kernels
 and host code run (slowly) on a machine without a GPU: `make test-emu` builds test_bertcu this way and
-runs it on the tiny model. It stands in for <cuda_runtime.h>; cuda_bf16.h and cublas_v2.h beside it
-stand in for theirs. dev/emu/cu2cpp.py rewrites the two constructs C++ cannot parse (kernel<<<...>>>(...)
-and __shared__ declarations) into calls of this file; everything else compiles as it is.
+runs it on the tiny model. It stands in for <cuda_runtime.h>; cuda_bf16.h, cublas_v2.h and cublasLt.h
+beside it stand in for theirs. dev/emu/cu2cpp.py rewrites the two constructs C++ cannot parse
+(kernel<<<...>>>(...) and __shared__ declarations) into calls of this file; everything else compiles as it is.
 
 What it models, and checks (a check that fails prints the kernel or call and exits non-zero):
 - Every CUDA thread is a fiber: its own stack, with the block's threads switched cooperatively at
@@ -14,7 +14,7 @@ What it models, and checks (a check that fails prints the kernel or call and exi
   and is reported with the kernel's name, as is a lane that exits while its warp waits at a shuffle.
   A kernel whose first launch never reached a barrier or shuffle runs its later launches without
   fibers, each thread to its end in the same order: most of the speed (EMU_FIBERS=all turns it off).
-- Device memory is host memory from malloc, filled with 0xff bytes (NaN as float, -1 as int), so a
+- Device memory is host memory, 256-byte aligned as cudaMalloc's, filled with 0xff bytes (NaN as float, -1 as int), so a
   read of a value no kernel wrote shows up as NaN; built with -fsanitize=address, a read or write
   past an allocation (or past a block's shared memory) stops at the faulting line. cudaMemcpy,
   cudaMemset, kernel pointer arguments and cuBLAS operands must lie inside device allocations, and
@@ -781,8 +781,10 @@ template <class T> static inline cudaError_t cudaMalloc(T** p, size_t n) {
         *p = NULL;
         return cudaErrorMemoryAllocation;
     }
-    void* m = malloc(size);
-    if (m == NULL) {
+    // 256-byte aligned, as cudaMalloc's pointers are (cuBLASLt chooses its algorithms by the operands' alignment);
+    // the exact size, so the sanitizers still see a read past the end
+    void* m = NULL;
+    if (posix_memalign(&m, 256, size) != 0) {
         *p = NULL;
         return cudaErrorMemoryAllocation;
     }

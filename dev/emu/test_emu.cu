@@ -8,6 +8,7 @@ the two thread orders). Built and run by `make test-emu` (make dev/emu/test_emu 
 #include <sys/wait.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 
 static int passed = 0, failed = 0;
 static void check(int ok, const char* what) {
@@ -194,6 +195,52 @@ static void gemm_past_end_(void) {
                  4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+// column-major C (2, 3) = A^T (2, 4) B (4, 3) through cuBLASLt with an epilogue and its bias; the algorithm is
+// chosen with the bias at bias_choose, then run with it at bias_run
+static cublasStatus_t lt_product_(const float* A, const float* B, float* C, int epilogue, float* bias_choose,
+                                  float* bias_run) {
+    cublasLtHandle_t h;
+    cublasLtCreate(&h);
+    cublasLtMatmulDesc_t d;
+    cublasLtMatmulDescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+    cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+    cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue));
+    cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_choose, sizeof(bias_choose));
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, 4, 2, 4);
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, 4, 3, 4);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, 2, 3, 2);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    uint32_t align = 8; // what the leading dimensions 4 and 2 floats allow
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof(align));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof(align));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof(align));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof(align));
+    cublasLtMatmulHeuristicResult_t r;
+    int n = 0;
+    cublasLtMatmulAlgoGetHeuristic(h, d, la, lb, lc, lc, pref, 1, &r, &n);
+    cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_run, sizeof(bias_run));
+    float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = n == 1 ? cublasLtMatmul(h, d, &one, A, la, B, lb, &zero, C, lc, C, lc, &r.algo, NULL, 0, 0)
+                               : CUBLAS_STATUS_NOT_SUPPORTED;
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la); cublasLtMatrixLayoutDestroy(lb); cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(d);
+    cublasLtDestroy(h);
+    return st;
+}
+static void lt_misaligned_bias_(void) {
+    float *A, *B, *C, *bias;
+    cudaMalloc(&A, 8 * sizeof(float));
+    cudaMalloc(&B, 12 * sizeof(float));
+    cudaMalloc(&C, 6 * sizeof(float));
+    cudaMalloc(&bias, 4 * sizeof(float));
+    lt_product_(A, B, C, CUBLASLT_EPILOGUE_BIAS, bias, bias + 1); // chosen for 256 bytes, run at 4
+}
+
 int main(void) {
     // block sums against the CPU, with shuffles and shared memory
     const int B = 3, T = 256;
@@ -260,6 +307,23 @@ int main(void) {
     st = cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 3, 4, &one, A, CUDA_R_32F, 1, Bm, CUDA_R_32F, 4, &zero, C,
                       CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     check(st == CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx refuses lda < m as cuBLAS does");
+    // cuBLASLt's epilogues against their definitions: the bias added to every column; op(B)'s column sums
+    float hbias[3] = {0.5f, -1.0f, 0.0f}, *dbias;
+    cudaMalloc(&dbias, sizeof(hbias));
+    cudaMemcpy(dbias, hbias, sizeof(hbias), cudaMemcpyHostToDevice);
+    st = lt_product_(A, Bm, C, CUBLASLT_EPILOGUE_BIAS, dbias, dbias);
+    cudaMemcpy(hC, C, sizeof(hC), cudaMemcpyDeviceToHost);
+    ok = st == CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 6; i++) { ok &= hC[i] == want[i] + hbias[i % 2]; }
+    check(ok, "cublasLtMatmul with CUBLASLT_EPILOGUE_BIAS equals the definition");
+    st = lt_product_(A, Bm, C, CUBLASLT_EPILOGUE_BGRADB, dbias, dbias);
+    cudaMemcpy(hbias, dbias, sizeof(hbias), cudaMemcpyDeviceToHost);
+    cudaMemcpy(hC, C, sizeof(hC), cudaMemcpyDeviceToHost);
+    ok = st == CUBLAS_STATUS_SUCCESS && hbias[0] == 2 && hbias[1] == 2 && hbias[2] == 8;
+    for (int i = 0; i < 6; i++) { ok &= hC[i] == want[i]; }
+    check(ok, "cublasLtMatmul with CUBLASLT_EPILOGUE_BGRADB writes op(B)'s column sums and the product");
+    check((uintptr_t)A % 256 == 0 && (uintptr_t)Bm % 256 == 0 && (uintptr_t)dbias % 256 == 0,
+          "cudaMalloc's pointers are 256-byte aligned, as the GPU's");
 
     // uninitialised device memory reads as NaN
     float* d_fresh;
@@ -344,6 +408,8 @@ int main(void) {
                    async_event_before_);
     expect_failure("cudaMemcpyAsync from pageable memory stops the run", "not inside a cudaMallocHost",
                    async_pageable_);
+    expect_failure("a cuBLASLt algorithm run with a bias less aligned than it was chosen for stops the run",
+                   "but the algorithm was chosen for", lt_misaligned_bias_);
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
