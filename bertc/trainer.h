@@ -7,7 +7,7 @@ progress line, the cached-feature probe (-F) and classify mode (-C / -t).
 The model math comes from a Backend: train_bert.c's is the CPU reference itself (bert_forward,
 bert_backward, bert_update), train_bert.cu's runs the same functions on the GPU. So train_bert
 and train_bertcu have the same flags, files and output lines by construction; a back end only
-adds its own flags (the GPU's -c).
+adds its own flags (the GPU's -c). A GPU back end's checkpoints are written on a thread (SaveJob).
 
 Defines: Backend, Settings, trainer_main.
 Used by: train_bert.c and train_bert.cu (their main), the tests. Include after train_bert.c's
@@ -18,6 +18,7 @@ model, metrics (Bert, Metrics) and bertc/checkpoint.h, bertc/logger.h.
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <pthread.h>
 #include "utils.h"
 #include "dataloader.h"
 #include "checkpoint.h"
@@ -73,6 +74,7 @@ typedef struct {
     int print_logits;
     const char* precision;   // -c (GPU)
     int kernels;             // -K (GPU)
+    int save_thread;         // -W (GPU): checkpoints written on a thread
     int exit_after, nan_at;  // tests only
     // derived by settings_parse
     int strategy_id, precision_id, lr_given, strategy_given;
@@ -84,7 +86,7 @@ static const Settings DEFAULT_SETTINGS = {
     .lr = 5e-5f, .weight_decay = 0.0f, .max_norm = 1.0f, .dropout = 0.1f, .lora_alpha = 32.0f, .lora_dropout = 0.1f,
     .print_every = 1, .progress_every = 100, .save_every = 0, .resume = 0, .overwrite = 0, .probe = 0,
     .classify_path = NULL, .classify_text = NULL, .vocab_path = "data/vocab.txt", .print_logits = 0,
-    .precision = "fp32", .kernels = 1, .exit_after = -1, .nan_at = -1,
+    .precision = "fp32", .kernels = 1, .save_thread = 1, .exit_after = -1, .nan_at = -1,
     .strategy_id = 0, .precision_id = 0, .lr_given = 0, .strategy_given = 0,
 };
 #define PROBE_LR 1e-2f // the probe's default learning rate (-F 1 without -l), chosen on validation F1: docs/results.md
@@ -136,6 +138,8 @@ static const FlagSpec FLAG_SPECS[] = {
     {'K', 'i', S_(kernels), 1, 4, 0, 1, "kernel set: 1 the first versions | 2 the fused ones | 3 the fused ones\n"
                                        "              on packed tokens, no padding | 4 set 3 with cuBLASLt bias\n"
                                        "              epilogues (2 to 4 not yet measured; dev/cuda/README.md)"},
+    {'W', 'i', S_(save_thread), 0, 1, 0, 1, "1 = write checkpoints and the state on a thread while training goes\n"
+                                         "              on | 0 = in line (the files are the same)"},
     {'X', 'i', S_(exit_after), 1, INT_MAX, 1, 0, "tests only: exit (code 3) right after this step, as if killed"},
     {'N', 'i', S_(nan_at), 1, INT_MAX, 1, 0,
      "tests only: report this step's gradient norm as NaN, as a diverging run would"},
@@ -470,6 +474,43 @@ static inline void probe_free_(Probe* pr) {
 }
 
 // ----------------------------------------------------------------------------
+// saving: the checkpoints and the training state. A GPU back end writes them from its host copies, which do not
+// change until the next copy back (sync_to_host_), so the files are written on a thread while training goes on
+// (at bert-base a save is ~1.7 GB, about as long as a whole epoch at the GPU's goal). The thread is joined before
+// the next copy back, before the test reloads the best checkpoint, before -X exits, when the run diverges (so
+// the last good files are complete) and at the end. The CPU back end's host copies are its weights: it writes in
+// line, as does the probe. Each file is still written to path.tmp and renamed; a write error still exits naming
+// the file (from the thread).
+
+typedef struct {
+    Bert model;              // a shallow copy: the step and sizes of the moment, the host copies' pointers
+    const char* last_path;   // each NULL where this save has no such file
+    const char* best_path;
+    const char* state_path;
+    int epoch;               // the checkpoints' epoch
+    const int32_t* settings; // the state's
+    TrainProgress pr;
+    EarlyStopping es;
+    EpochResult* history;    // a copy (malloc), nhistory rows
+    int nhistory;
+} SaveJob;
+
+static inline void save_job_run_(SaveJob* j) {
+    if (j->last_path != NULL) { bert_save_checkpoint(&j->model, j->last_path, j->epoch); }
+    if (j->best_path != NULL) { bert_save_checkpoint(&j->model, j->best_path, j->epoch); }
+    if (j->state_path != NULL) {
+        train_state_save(j->state_path, &j->model, j->settings, &j->pr, &j->es, j->history, j->nhistory);
+    }
+    free(j->history);
+    j->history = NULL;
+}
+
+static inline void* save_thread_(void* job) {
+    save_job_run_((SaveJob*)job);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
 // training: a run is the model, the data, early stopping, the history and the files it writes
 
 typedef struct {
@@ -497,12 +538,55 @@ typedef struct {
     int npending;
     double line_time;        // when the last step line was printed (or the epoch started)
     int line_step;           // and at which step
+    // the save being written on a thread (GPU back ends; see SaveJob)
+    int save_async;          // 1: saves go on a thread
+    int saving;              // 1: save_thread is writing save
+    pthread_t save_thread;
+    SaveJob save;
 } Run;
 
 // a copy of the back end's weights and moments on the host, unless the host copy is the truth (the probe)
 static inline void sync_to_host_(Run* run) {
     if (run->be->to_host != NULL && !run->s->probe) { run->be->to_host(&run->model); }
 }
+
+// the save in flight, if any, written to the end
+static inline void save_wait_(Run* run) {
+    if (!run->saving) { return; }
+    int rc = pthread_join(run->save_thread, NULL);
+    if (rc != 0) { error_exit("could not join the thread writing the checkpoints: %s", strerror(rc)); }
+    run->saving = 0;
+}
+
+// the host copy of the back end's weights and moments, once the save in flight no longer reads the last one
+static inline void save_sync_(Run* run) {
+    save_wait_(run);
+    sync_to_host_(run);
+}
+
+// Save the host copies (save_sync_ first): the checkpoints (last_path, best_path; NULL: not this time) of
+// `epoch` and the state (state_path, with progress pr), on a thread (save_async) or now.
+static inline void save_start_(Run* run, const char* last_path, const char* best_path, const char* state_path,
+                               int epoch, const TrainProgress* pr) {
+    save_wait_(run);
+    SaveJob* j = &run->save;
+    memset(j, 0, sizeof(*j));
+    j->model = run->model;
+    j->last_path = last_path; j->best_path = best_path; j->state_path = state_path;
+    j->epoch = epoch;
+    j->settings = run->state_settings;
+    if (pr != NULL) { j->pr = *pr; }
+    j->es = run->es;
+    j->nhistory = (int)arrlen(run->history);
+    j->history = (EpochResult*)mallocCheck((j->nhistory > 0 ? j->nhistory : 1) * sizeof(EpochResult));
+    if (j->nhistory > 0) { memcpy(j->history, run->history, j->nhistory * sizeof(EpochResult)); }
+    if (run->save_async && pthread_create(&run->save_thread, NULL, save_thread_, j) == 0) {
+        run->saving = 1;
+        return;
+    }
+    save_job_run_(j); // on the CPU (or where no thread can start): now
+}
+
 
 // seconds of training so far, across resumes
 static inline double run_seconds_(const Run* run) { return run->pr.train_seconds + now_seconds() - run->start; }
@@ -513,6 +597,7 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
     memset(run, 0, sizeof(*run));
     run->s = s;
     run->be = be;
+    run->save_async = be->on_gpu && !s->probe && s->save_thread; // see SaveJob
     const char* data_hint = "run `make data` (python prepro_emotion.py) first";
     Bert* model = &run->model;
     model->strategy = s->strategy_id;
@@ -600,6 +685,7 @@ static inline void flush_steps_(Run* run, int epoch) {
     for (int i = 0; i < n; i++) {
         int step = run->pending[i].step;
         float loss = run->pending[i].loss, norm = step == s->nan_at ? NAN : run->pending[i].norm; // -N: tests only
+        if (!isfinite(loss) || !isfinite(norm)) { save_wait_(run); } // the last good files complete
         if (!isfinite(loss)) { diverged_("training loss", loss, step, s->out_dir); }
         if (!isfinite(norm)) { diverged_("gradient norm", norm, step, s->out_dir); }
         run->pr.loss_sum += loss;
@@ -672,11 +758,11 @@ static inline void run_epoch_(Run* run, int epoch) {
             now.pos = run->loader.pos;
             now.epoch_seconds = epoch_before + now_seconds() - epoch_start;
             now.train_seconds = run_seconds_(run);
-            sync_to_host_(run);
-            train_state_save(run->state_path, model, run->state_settings, &now, &run->es, run->history,
-                             (int)arrlen(run->history));
+            save_sync_(run);
+            save_start_(run, NULL, NULL, run->state_path, 0, &now);
         }
-        if (model->step == s->exit_after) { // tests only (-X): as if killed right after this step
+        if (model->step == s->exit_after) { // tests only (-X): as if killed right after this step (and its save)
+            save_wait_(run);
             printf("%sexiting after step %d (-X)\n", run->tty ? "\r\033[K" : "", model->step);
             fflush(stdout);
             _exit(3);
@@ -697,15 +783,16 @@ static inline void run_epoch_end_(Run* run, int epoch) {
     metrics_init(&val, model->config.NC);
     if (s->probe) { probe_evaluate_(&run->probe, model, &run->splits[1], 1, s->B, &val); }
     else { evaluate_(run->be, model, &run->splits[1], s->B, &val); }
-    if (!isfinite(val.loss)) { diverged_("validation loss", val.loss, model->step, s->out_dir); }
+    if (!isfinite(val.loss)) {
+        save_wait_(run);
+        diverged_("validation loss", val.loss, model->step, s->out_dir);
+    }
     int nsteps = run->pr.nsteps > 0 ? run->pr.nsteps : 1;
     EpochResult rec = {epoch, model->step, 0, (float)(run->pr.loss_sum / nsteps), val.loss, val.accuracy,
                        val.precision, val.recall, val.f1, (float)(run->pr.epoch_seconds + now_seconds() - t0)};
     metrics_free(&val);
     rec.best = early_stopping_update(&run->es, rec.f1, epoch);
-    sync_to_host_(run);
-    bert_save_checkpoint(model, run->last_path, epoch);
-    if (rec.best) { bert_save_checkpoint(model, run->best_path, epoch); }
+    save_sync_(run);
     printf("epoch %d | train loss %.4f | val loss %.4f | acc %.4f | precision %.4f | recall %.4f"
            " | F1 (weighted) %.4f | %.1f s%s\n", epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision,
            rec.recall, rec.f1, rec.seconds, rec.best ? " | best" : "");
@@ -720,11 +807,11 @@ static inline void run_epoch_end_(Run* run, int epoch) {
                run->es.best_f1, run->es.best_epoch);
         run->done = 1;
     }
-    if (!s->probe) { // the probe takes seconds: it keeps no state
-        TrainProgress next = {epoch + 1, 0, 0, 0.0, 0.0, run_seconds_(run), run->done || epoch == s->epochs};
-        train_state_save(run->state_path, model, run->state_settings, &next, &run->es, run->history,
-                         (int)arrlen(run->history));
-    }
+    // the checkpoints (last, and best if F1 improved) and the state the next epoch resumes from (the probe takes
+    // seconds: it keeps no state), on a thread where the back end is a GPU
+    TrainProgress next = {epoch + 1, 0, 0, 0.0, 0.0, run_seconds_(run), run->done || epoch == s->epochs};
+    save_start_(run, run->last_path, rec.best ? run->best_path : NULL, s->probe ? NULL : run->state_path, epoch,
+                &next);
 }
 
 // The best checkpoint by validation F1 on the test split: the report, log.tsv's test line, TensorBoard, and the
@@ -733,6 +820,7 @@ static inline void run_test_(Run* run) {
     const Settings* s = run->s;
     Bert* model = &run->model;
     double train_seconds = run_seconds_(run);
+    save_wait_(run);
     bert_load_checkpoint(model, run->best_path);
     if (run->be->from_host != NULL && !s->probe) { run->be->from_host(model); }
     printf("loaded the best checkpoint (epoch %d, validation F1 %.4f) from %s\n", run->es.best_epoch,
@@ -755,6 +843,7 @@ static inline void run_test_(Run* run) {
 }
 
 static inline void run_free_(Run* run) {
+    save_wait_(run);
     fcloseCheck(run->log, run->log_path);
     events_close(&run->events);
     arrfree(run->history);

@@ -211,16 +211,35 @@ def test_resume_bit_for_bit(exe, small_data, tmp_path, strategy):
     assert strip(os.path.join(a, "log.tsv")) == strip(os.path.join(b, "log.tsv"))
     for f in ("checkpoint_best.bin", "checkpoint_last.bin"):
         assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
-    # the final states: equal but for the times (header slots of the training and epoch seconds,
-    # and each history row's seconds, its last int)
+    assert_states_equal_but_times(a, b, 2)
+
+
+def assert_states_equal_but_times(a, b, nhist):
+    """the state.bin of output directories a and b are equal but for the times (header slots of the training and
+    epoch seconds, and each history row's seconds, its last int)"""
     st = [np.fromfile(os.path.join(d, "state.bin"), dtype="<i4") for d in (a, b)]
     for x in st:
         x[[STATE_TRAIN_SECONDS, STATE_TRAIN_SECONDS + 1, STATE_EPOCH_SECONDS, STATE_EPOCH_SECONDS + 1]] = 0
-    nhist = st[0][STATE_NHIST]
-    assert nhist == 2 and len(st[0]) == len(st[1])
+    assert st[0][STATE_NHIST] == nhist and len(st[0]) == len(st[1])
     hist = [x[len(x) - 10 * nhist:].reshape(nhist, 10) for x in st]
     assert (st[0][:len(st[0]) - 10 * nhist] == st[1][:len(st[1]) - 10 * nhist]).all()
     assert (hist[0][:, :9] == hist[1][:, :9]).all()
+
+
+def test_saves_on_a_thread_write_the_same_files(exe, small_data, tmp_path):
+    """train_bertcu writes its checkpoints and states on a thread (-W 1, the default) while training goes on:
+    the files equal those written in line (-W 0), state saves mid-epoch (-S 5) included; train_bert has no -W"""
+    flags = ["-m", TINY, "-b", "4", "-d", small_data, "-e", "2", "-p", "1", "-S", "5", "-P", "0", "-f", "100"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    if "bertcu" not in os.path.basename(exe):
+        r = run(exe, flags + ["-o", a, "-W", "0"], check=False)
+        assert r.returncode != 0 and "-W" in r.stderr, r.stderr
+        return
+    run(exe, flags + ["-o", a, "-W", "1"])
+    run(exe, flags + ["-o", b, "-W", "0"])
+    for f in ("checkpoint_best.bin", "checkpoint_last.bin"):
+        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
+    assert_states_equal_but_times(a, b, 2)
 
 
 def test_resume_refuses_other_settings(exe, small_data, tmp_path):
