@@ -575,7 +575,7 @@ static inline void save_start_(Run* run, const char* last_path, const char* best
     j->last_path = last_path; j->best_path = best_path; j->state_path = state_path;
     j->epoch = epoch;
     j->settings = run->state_settings;
-    if (pr != NULL) { j->pr = *pr; }
+    j->pr = *pr;
     j->es = run->es;
     j->nhistory = (int)arrlen(run->history);
     j->history = (EpochResult*)mallocCheck((j->nhistory > 0 ? j->nhistory : 1) * sizeof(EpochResult));
@@ -586,7 +586,6 @@ static inline void save_start_(Run* run, const char* last_path, const char* best
     }
     save_job_run_(j); // on the CPU (or where no thread can start): now
 }
-
 
 // seconds of training so far, across resumes
 static inline double run_seconds_(const Run* run) { return run->pr.train_seconds + now_seconds() - run->start; }

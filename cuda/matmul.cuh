@@ -52,7 +52,6 @@ typedef struct {
     LtPlan* plans;       // stb_ds hash map on key
     float* dbias;        // (OC_max) the bias-gradient epilogue's output, added into dbias by a kernel
     size_t dbias_cap;
-    int fallbacks;       // problems without an algorithm (each said once)
 } LtCache;
 
 #define LT_WORKSPACE (32 << 20) // cuBLASLt's workspace: 32 MiB, NVIDIA's recommendation for Hopper
@@ -153,19 +152,26 @@ static const __nv_bfloat16* bf16_operand_(const Matmul* mm, const float* p, int 
     return mm->scratch[slot];
 }
 
-// Column-major C (m, n) = alpha op(A) op(B) + beta C, as cublasGemmEx: the only call into cuBLAS.
+// the operands of a product as it reads them: A and B themselves, or in bf16 their bf16 views (gemm_, lt_gemm_)
+static void gemm_operands_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* A, int lda, const float* B, int ldb, const void** A_, const void** B_) {
+    *A_ = A;
+    *B_ = B;
+    if (mm->precision == PRECISION_BF16) {
+        *A_ = bf16_operand_(mm, A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0);
+        *B_ = bf16_operand_(mm, B, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 1);
+    }
+}
+
+// Column-major C (m, n) = alpha op(A) op(B) + beta C, as cublasGemmEx: every product without an epilogue.
 void gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
            const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
     if (m == 0 || n == 0) { return; }
-    if (mm->precision == PRECISION_BF16) {
-        const __nv_bfloat16* A16 = bf16_operand_(mm, A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0);
-        const __nv_bfloat16* B16 = bf16_operand_(mm, B, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 1);
-        cublasCheck(cublasGemmEx(mm->handle, ta, tb, m, n, k, &alpha, A16, CUDA_R_16BF, lda, B16, CUDA_R_16BF, ldb,
-                                 &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    } else {
-        cublasCheck(cublasGemmEx(mm->handle, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
-                                 &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
+    const void *A_, *B_;
+    gemm_operands_(mm, ta, tb, m, n, k, A, lda, B, ldb, &A_, &B_);
+    cudaDataType ab = mm->precision == PRECISION_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasCheck(cublasGemmEx(mm->handle, ta, tb, m, n, k, &alpha, A_, ab, lda, B_, ab, ldb, &beta, C, CUDA_R_32F, ldc,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 // the alignment in bytes, at most 256, that an operand at p with leading dimension ld (elements of elem bytes)
@@ -185,12 +191,8 @@ int lt_gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m
     LtCache* lt = mm->lt;
     if (m == 0 || n == 0 || k == 0) { return 0; }
     int bf16 = mm->precision == PRECISION_BF16;
-    const void* A_ = A;
-    const void* B_ = B;
-    if (bf16) {
-        A_ = bf16_operand_(mm, A, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0);
-        B_ = bf16_operand_(mm, B, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 1);
-    }
+    const void *A_, *B_;
+    gemm_operands_(mm, ta, tb, m, n, k, A, lda, B, ldb, &A_, &B_);
     size_t elem = bf16 ? 2 : 4;
     LtKey key;
     memset(&key, 0, sizeof(key)); // hashed as bytes
@@ -236,8 +238,7 @@ int lt_gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m
         plan.ok = st == CUBLAS_STATUS_SUCCESS && returned > 0;
         if (plan.ok) {
             plan.algo = result.algo;
-        } else {
-            lt->fallbacks++;
+        } else { // said once per problem: the plan keeps the answer
             fprintf(stderr, "note: cuBLASLt has no algorithm for (m %d, n %d, k %d, op %d%d, epilogue %d, %s); that "
                     "product runs as kernel set 3's\n", m, n, k, ta, tb, epilogue, bf16 ? "bf16" : "fp32");
         }
