@@ -320,9 +320,11 @@ static void test_checkpoint_(const char* model_path, const char* state_path, int
     bert_forward(&model, st.B, st.T, st.labels, 0);
     float logits[64];
     memcpy(logits, model.acts.logits, (size_t)st.B * st.NC * sizeof(float));
-    const char* path = "test_checkpoint.bin.out";
+    char path[] = "/tmp/test_bert_checkpoint_XXXXXX", tmp_path[64];
+    scratch_path(path);
     bert_save_checkpoint(&model, path, 7);
-    check(access("test_checkpoint.bin.out.tmp", F_OK) != 0, "the checkpoint's temp file was renamed away");
+    snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
+    check(access(tmp_path, F_OK) != 0, "the checkpoint's temp file was renamed away");
     Bert loaded;
     model_from_state_(&loaded, model_path, &st);
     bert_load_checkpoint(&loaded, path);
@@ -382,8 +384,7 @@ static void test_train_state_(const char* model_path) {
     EpochResult hist[2] = {{1, 3, 1, 1.5f, 1.2f, 0.6f, 0.6f, 0.6f, 0.75f, 2.0f},
                            {2, 6, 0, 1.0f, 1.1f, 0.5f, 0.5f, 0.5f, 0.7f, 2.0f}};
     char path[] = "/tmp/test_bert_state_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd >= 0) { close(fd); }
+    scratch_path(path);
     train_state_save(path, &a, state_settings_, &pr, &es, hist, 2);
     EpochResult* hist2 = train_state_load(path, &b, state_settings_, &pr2, &es2);
     int ok = b.step == 7 && pr2.epoch == 3 && pr2.pos == 16 && pr2.nsteps == 1 && pr2.loss_sum == 0.75 &&
@@ -420,8 +421,7 @@ static void test_train_state_(const char* model_path) {
         {STATE_SETTINGS + SET_B, 8, "batch size (-b)", "another batch size"},
     };
     char bad_path[] = "/tmp/test_bert_badstate_XXXXXX";
-    fd = mkstemp(bad_path);
-    if (fd >= 0) { close(fd); }
+    scratch_path(bad_path);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         write_corrupt(path, bad_path, 0, (long)bad[i].slot * 4, bad[i].value);
         char what[256];
@@ -468,7 +468,8 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     dataset_load(&ds, split_path, cfg->V, cfg->NC, cfg->P);
     int N = ds.N;
     dataset_free(&ds);
-    const char* bad = "test_bad.bin.out";
+    char bad[] = "/tmp/test_bert_bad_XXXXXX";
+    scratch_path(bad);
     // splits
     write_corrupt(split_path, bad, 5000, -1, 0);
     expect_failure(load_split_, bad, "bytes", 1, "a truncated split file");
@@ -518,7 +519,8 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     m.strategy = STRATEGY_LORA; m.lora_r = 4; m.lora_alpha = 8.0f;
     bert_build_from_file(&m, model_path);
     bert_init_training(&m);
-    const char* ckpt = "test_bad_ckpt.bin.out";
+    char ckpt[] = "/tmp/test_bert_bad_ckpt_XXXXXX";
+    scratch_path(ckpt);
     bert_save_checkpoint(&m, ckpt, 1);
     write_corrupt(ckpt, bad, 0, CKPT_STRATEGY * 4, STRATEGY_FULL);
     expect_failure(load_checkpoint_alone_, bad, "LoRA rank 4", 1,

@@ -347,7 +347,8 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
     size_t nlog = (size_t)st.B * st.NC;
     float* glogits = (float*)mallocCheck(nlog * sizeof(float));
     memcpy(glogits, cu::bert_logits(&gpu, st.B), nlog * sizeof(float));
-    const char* path = "test_checkpoint_gpu.bin.out";
+    char path[] = "/tmp/test_bertcu_checkpoint_XXXXXX";
+    scratch_path(path);
     cu::bert_to_host(&gpu);
     // a non-finite weight (a broken kernel) would make the reader stop the program: a failed check instead
     int finite = 1;

@@ -3,7 +3,7 @@ bertc/testing.h: what test_bert.c and test_bert.cu share. A check that counts an
 comparisons with a written-down tolerance, the reader of dev/reference.py's PyTorch states, and
 a runner for "this must fail with that message" checks.
 
-Defines: check, tests_summary, compare_tensor, compare_norm, RefState, ref_state_load, ref_state_free,
+Defines: check, tests_summary, scratch_path, compare_tensor, compare_norm, RefState, ref_state_load, ref_state_free,
 expect_failure, write_corrupt.
 Used by: test_bert.c, test_bert.cu. Include after train_bert.c (it uses the file helpers).
 */
@@ -26,6 +26,14 @@ static inline int tests_summary(void) {
     printf("\noverall okay: %d\n", tests_failed == 0);
     printf("%d passed, %d failed\n", tests_passed, tests_failed);
     return tests_failed == 0 ? 0 : 1;
+}
+
+// a fresh file name under /tmp from a "/tmp/name_XXXXXX" template (mkstemp): test programs that run side by side
+// (make test-emu runs the plain and the sanitized test_bertcu at once) must not rename or remove each other's files
+static inline void scratch_path(char* tmpl) {
+    int fd = mkstemp(tmpl);
+    if (fd < 0) { fprintf(stderr, "Error: could not create a scratch file from %s\n", tmpl); exit(EXIT_FAILURE); }
+    close(fd);
 }
 
 // Compare n floats elementwise with tolerance abs_tol + rel_tol * |ref|; prints the first few pairs
