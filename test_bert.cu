@@ -347,8 +347,6 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
     size_t nlog = (size_t)st.B * st.NC;
     float* glogits = (float*)mallocCheck(nlog * sizeof(float));
     memcpy(glogits, cu::bert_logits(&gpu, st.B), nlog * sizeof(float));
-    char path[] = "/tmp/test_bertcu_checkpoint_XXXXXX";
-    scratch_path(path);
     cu::bert_to_host(&gpu);
     // a non-finite weight (a broken kernel) would make the reader stop the program: a failed check instead
     int finite = 1;
@@ -361,6 +359,8 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
         ref_state_free(&st);
         return;
     }
+    char path[] = "/tmp/test_bertcu_checkpoint_XXXXXX";
+    scratch_path(path);
     bert_save_checkpoint(&gpu, path, 3);
     // the CPU loads it and computes the same logits (to fp32 rounding)
     Bert cpu;

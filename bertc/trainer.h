@@ -377,13 +377,6 @@ static inline void progress_print_(int tty, int every, int epoch, int done, int 
 
 // A run whose loss, gradient norm or validation loss stops being finite has diverged: stop before
 // anything is written, so the last good checkpoint and state stay, and exit non-zero.
-static inline void diverged_(const char* what, float value, int step, const char* out_dir) {
-    printf("\n");
-    error_exit("the %s became %g at step %d: training diverged; nothing was saved after the last good epoch\n"
-               "---> HINT: %s keeps the last good checkpoints and state.bin; try a smaller -l or clipping (-g)",
-               what, value, step, out_dir);
-}
-
 // ----------------------------------------------------------------------------
 // the probe (-F 1 with -s frozen): the encoder is frozen and, with dropout off, deterministic, so its
 // pooled features are computed once per split; the classifier then trains on them, with its own
@@ -558,6 +551,15 @@ static inline void save_wait_(Run* run) {
     run->saving = 0;
 }
 
+// a non-finite loss or norm: stop with a message, once the save in flight (the last good files) is complete
+static inline void diverged_(Run* run, const char* what, float value, int step) {
+    save_wait_(run);
+    printf("\n");
+    error_exit("the %s became %g at step %d: training diverged; nothing was saved after the last good epoch\n"
+               "---> HINT: %s keeps the last good checkpoints and state.bin; try a smaller -l or clipping (-g)",
+               what, value, step, run->s->out_dir);
+}
+
 // the host copy of the back end's weights and moments, once the save in flight no longer reads the last one
 static inline void save_sync_(Run* run) {
     save_wait_(run);
@@ -684,9 +686,8 @@ static inline void flush_steps_(Run* run, int epoch) {
     for (int i = 0; i < n; i++) {
         int step = run->pending[i].step;
         float loss = run->pending[i].loss, norm = step == s->nan_at ? NAN : run->pending[i].norm; // -N: tests only
-        if (!isfinite(loss) || !isfinite(norm)) { save_wait_(run); } // the last good files complete
-        if (!isfinite(loss)) { diverged_("training loss", loss, step, s->out_dir); }
-        if (!isfinite(norm)) { diverged_("gradient norm", norm, step, s->out_dir); }
+        if (!isfinite(loss)) { diverged_(run, "training loss", loss, step); }
+        if (!isfinite(norm)) { diverged_(run, "gradient norm", norm, step); }
         run->pr.loss_sum += loss;
         events_add_scalar(&run->events, "train/loss", step, loss);
         events_add_scalar(&run->events, "train/learning_rate", step, run->pending[i].lr);
@@ -782,10 +783,7 @@ static inline void run_epoch_end_(Run* run, int epoch) {
     metrics_init(&val, model->config.NC);
     if (s->probe) { probe_evaluate_(&run->probe, model, &run->splits[1], 1, s->B, &val); }
     else { evaluate_(run->be, model, &run->splits[1], s->B, &val); }
-    if (!isfinite(val.loss)) {
-        save_wait_(run);
-        diverged_("validation loss", val.loss, model->step, s->out_dir);
-    }
+    if (!isfinite(val.loss)) { diverged_(run, "validation loss", val.loss, model->step); }
     int nsteps = run->pr.nsteps > 0 ? run->pr.nsteps : 1;
     EpochResult rec = {epoch, model->step, 0, (float)(run->pr.loss_sum / nsteps), val.loss, val.accuracy,
                        val.precision, val.recall, val.f1, (float)(run->pr.epoch_seconds + now_seconds() - t0)};
