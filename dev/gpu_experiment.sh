@@ -5,29 +5,48 @@
 # sides (batch 32, early stopping on validation F1, the best checkpoint, then test), and one table:
 # epochs, train runtime, test accuracy and weighted F1 per side and strategy.
 #
-# Carry gpu_carry (make gpu-carry), as for dev/gpu_check.sh. Then, with a timeout that leaves a margin:
-#     bash dev/gpu_experiment.sh [ours|trainer|all]    (default all: ours first, then the Trainer, full first)
-# Resumable within one lease (the machine keeps /tmp while warm): a second call goes on where the first
+# The work of a second lending (the first goes to dev/gpu_check.sh): one call of at most 10 minutes,
+#   here, first:  make gpu-carry && bash dev/gpu_experiment.sh --dry-run
+#   device run, carry ["gpu_carry"], timeout_s 600:  bash dev/gpu_experiment.sh [ours|trainer|all]
+# with this plan (GPU_EXPERIMENT_SECONDS, default 560, bounds the whole call; 20 s are kept for the table):
+#   build           60 s  make train_bertcu (sm_90) through the Makefile, with the carried stb_ds
+#   model           15 s  MiniLM expanded from the carried bf16 file
+#   ours           ~240 s dev/compare.py: train_bertcu, full then lora then frozen, each to its early stop
+#   trainer        rest   dev/parity.py --sides trainer: the Hugging Face Trainer, the same strategies
+# Resumable within one lease (the machine keeps build/ while warm): a second call goes on where the first
 # stopped (train_bert -R 1 from its state; the Trainer from its epoch checkpoint) and skips what finished.
-# GPU_EXPERIMENT_SECONDS (default 540) bounds the call; the table is printed and written to $OUT either way.
+# The dry run (make test) builds and links through make, expands the model, checks the Python modules these
+# stages import against the lent machine's list, and prints the plan; it touches no device.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. dev/gpu_lib.sh
 START=$(date +%s)
-LIMIT=${GPU_EXPERIMENT_SECONDS:-540}
+LIMIT=${GPU_EXPERIMENT_SECONDS:-560}
 WHAT=${1:-all}
-WORK=/tmp/gpu_experiment
+WORK=build/gpu_experiment
 RESULTS=${OUT:-out/gpu_experiment}
 STRATEGIES=${STRATEGIES:-full,lora,frozen}
-mkdir -p "$WORK" "$RESULTS" data
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-cp -n gpu_carry/data/* data/ 2>/dev/null
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MAKE_BIN STB
+declare -a ROWS=()
+if [ "$WHAT" = --dry-run ]; then
+    WORK=build/gpu_experiment_dry
+    rm -rf "$WORK"; mkdir -p "$WORK/logs"
+    echo "gpu_experiment --dry-run: everything up to the first device call, here"
+    if ! command -v nvcc >/dev/null; then echo "✗ nvcc not found: the dry run needs it to build; skipped"; exit 0; fi
+    stage build 600 gpu_build train_bertcu
+    stage model 60 python3 dev/pack_bf16.py expand gpu_carry/data/minilm_bf16.bin "$WORK/minilm.bin"
+    stage python 60 check_python dev/compare.py dev/parity.py dev/bench_trainer.py dev/pack_bf16.py prepro_emotion.py
+    tail -n 12 "$WORK/logs/python.log" | sed 's/^/    /'
+    if grep -qv " ok " "$WORK/done"; then echo "gpu_experiment --dry-run FAILED"; exit 1; fi
+    echo "gpu_experiment --dry-run: ready; on the lent machine the first device stage is ours (dev/compare.py)"
+    exit 0
+fi
+mkdir -p "$WORK/logs" "$RESULTS"
 left() { echo $((LIMIT - ($(date +%s) - START) - 20)); } # 20 s kept for the table
 
-[ -f "$WORK/minilm.bin" ] || python3 dev/pack_bf16.py expand data/minilm_bf16.bin "$WORK/minilm.bin" || exit 1
-if [ ! -x train_bertcu ]; then
-    nvcc -O3 -std=c++17 -arch="${ARCH:-sm_90}" -isystem gpu_carry -Xcompiler -Wall,-Wextra,-fopenmp -DOMP train_bert.cu \
-        -o train_bertcu -lcublas -lm || exit 1
-fi
+stage build 60 gpu_build train_bertcu || exit 1
+[ -f "$WORK/minilm.bin" ] || stage model 15 python3 dev/pack_bf16.py expand gpu_carry/data/minilm_bf16.bin \
+    "$WORK/minilm.bin" || exit 1
 if [ "$WHAT" = ours ] || [ "$WHAT" = all ]; then
     timeout "$(left)" python3 dev/compare.py --model-bin "$WORK/minilm.bin" --train-bert ./train_bertcu \
         --out "$WORK/ours" --strategies "$STRATEGIES" --save-every 250 | tee -a "$WORK/ours.log"

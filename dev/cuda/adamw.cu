@@ -4,7 +4,8 @@ gradient), over the trainable tensors of a step.
 
 Versions:
   1: one thread per element, one launch per tensor, the clip coefficient from the host (kernel set 1)
-  2: as 1 with four elements per thread through float4 (each tensor's size a multiple of 4)
+  2: as 1 with four elements per thread through float4; each tensor must start 16-byte aligned (a misaligned
+     float4 is cudaErrorMisalignedAddress on the card), and its last N % 4 elements go one per thread
   3: the whole step: the norm's sum of squares (deterministic, in double), then one launch over every tensor with
      the clip coefficient computed on the device and the bf16 weight copies written in the same pass (kernel set 2)
 
@@ -18,10 +19,22 @@ round trip and one launch per tensor (21 for full fine-tuning).
 #include "common.h"
 #include "../../cuda/adamw.cuh" // defines: cu::adamw_kernel, cu::grad_sumsq, cu::adamw_fused
 
-__global__ void adamw_kernel2(float4* param, const float4* grad, float4* m, float4* v, size_t N4, float lr, float beta1,
+__global__ void adamw_kernel2(float4* param, const float4* grad, float4* m, float4* v, size_t N, float lr, float beta1,
                               float beta2, float eps, float wd, float clip, float step_size, float bc2_sqrt) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= N4) { return; }
+    size_t N4 = N / 4;
+    if (i >= N4) { // the tail: thread N4 + t takes element 4 N4 + t, alone
+        size_t j = 4 * N4 + (i - N4);
+        if (i - N4 < N % 4) {
+            float* p = (float*)param; const float* g = (const float*)grad; float* mm = (float*)m; float* vv = (float*)v;
+            float gi = clip < 1.0f ? g[j] * clip : g[j];
+            float pk = p[j] * (1.0f - lr * wd);
+            mm[j] = mm[j] + (1.0f - beta1) * (gi - mm[j]);
+            vv[j] = vv[j] * beta2 + (1.0f - beta2) * gi * gi;
+            p[j] = pk - step_size * mm[j] / (sqrtf(vv[j]) / bc2_sqrt + eps);
+        }
+        return;
+    }
     float4 p4 = param[i], g4 = grad[i], m4 = m[i], v4 = v[i];
     float* p = &p4.x; const float* g = &g4.x; float* mm = &m4.x; float* vv = &v4.x;
     #pragma unroll
@@ -72,9 +85,10 @@ void step(int version, const Layout* lay, float* p, __nv_bfloat16* p16, const fl
             cu::adamw_kernel<<<ceil_div(N, block), block>>>(p + off, g + off, m + off, v + off, N, lr, 0.9f, 0.999f,
                                                             1e-8f, w, clip, step_size, bc2_sqrt);
         } else if (version == 2) {
-            adamw_kernel2<<<ceil_div(N / 4, block), block>>>((float4*)(p + off), (const float4*)(g + off),
-                                                             (float4*)(m + off), (float4*)(v + off), N / 4, lr, 0.9f,
-                                                             0.999f, 1e-8f, w, clip, step_size, bc2_sqrt);
+            adamw_kernel2<<<ceil_div(N / 4 + N % 4, block), block>>>((float4*)(p + off), (const float4*)(g + off),
+                                                                     (float4*)(m + off), (float4*)(v + off), N, lr,
+                                                                     0.9f, 0.999f, 1e-8f, w, clip, step_size,
+                                                                     bc2_sqrt);
         } else { fprintf(stderr, "unknown version %d\n", version); exit(EXIT_FAILURE); }
         cudaCheck(cudaGetLastError());
         off += N;
@@ -84,15 +98,23 @@ void step(int version, const Layout* lay, float* p, __nv_bfloat16* p16, const fl
 int main(int argc, char** argv) {
     int version = argc > 1 ? atoi(argv[1]) : 1;
     if (!require_device("adamw")) { return 2; }
-    // LoRA-like (classifier + adapters), MiniLM and bert-base sized steps, each as 5 tensors of mixed decay
-    size_t totals[] = {4616 * 4, 22713216, 109486854 / 20 * 20};
+    // LoRA-like (classifier + adapters), MiniLM and bert-base sized steps, each as 5 tensors of mixed decay; the
+    // totals are not multiples of 4, so version 2's tail runs at every size (the first runs on the emulator)
+    size_t totals[] = {4614 * 4 + 3, 22713222, 109486854};
     int blocks[] = {64, 128, 256, 512, 1024};
     float lr = 1e-3f, wd = 0.01f, step_size = 1e-3f / 0.1f, bc2_sqrt = sqrtf(0.001f);
     for (int k = 0; k < 3; k++) {
         if (EMULATED && k > 0) { continue; }
-        Layout lay; // NT equal tensors; the total is their sum (version 3 walks the total, 1 and 2 the tensors)
-        for (int t = 0; t < NT; t++) { lay.sizes[t] = totals[k] / NT; lay.decay[t] = t % 2 == 0; }
-        lay.total = NT * lay.sizes[0];
+        // NT tensors of the total, each but the last a multiple of 4 floats, so that every tensor starts 16-byte
+        // aligned (as version 2 needs) and the last one has a tail; version 3 walks the total, 1 and 2 the tensors
+        Layout lay;
+        lay.total = totals[k];
+        size_t rest = lay.total;
+        for (int t = 0; t < NT; t++) {
+            lay.sizes[t] = t < NT - 1 ? lay.total / NT / 4 * 4 : rest;
+            rest -= lay.sizes[t];
+            lay.decay[t] = t % 2 == 0;
+        }
         size_t N = lay.total;
         float* p = make_random(N, 1.0f);
         float* g = make_random(N, sqrtf(3.0f / N)); // a norm near 1, so max_norm 0.5 clips it, as in training

@@ -6,7 +6,8 @@ Versions (cuda/matmul.cuh; each runs the forward, then the backward with all thr
      cublasGemmEx for dinp and dW, the two-stage column reduction for dbias (kernel sets 2 and 3)
   2: cuBLASLt with epilogues: the forward's bias added by the product (CUBLASLT_EPILOGUE_BIAS), the dW product
      also writing dout's column sums (CUBLASLT_EPILOGUE_BGRADB) and one small kernel adding them into dbias
-     (kernel set 4). Each problem's algorithm is chosen once for its shape and its operands' alignments.
+     (kernel set 4). Each problem's algorithm is chosen once for its shape less the token count N and its
+     operands' alignments; a new N only checks the chosen algorithm (cublasLtMatmulAlgoCheck).
 
   make matmul && ./matmul 1
   make matmul && ./matmul 2
@@ -16,8 +17,10 @@ bert-base FFN shapes (712 x 3072) ~17 us of traffic in ~60 us, so ~10-25% per bi
 step fewer; the backward saves the bias reduction's read of dout and one of its two launches.
 Checked here: fp32 against the CPU (rounding only: the bias is added last instead of first), bf16 at its own
 tolerance (operands rounded to bf16), a bias pointer aligned to 4 bytes only (the classifier's place in the
-parameter block), the same shape again with a 256-byte aligned bias (a choice is cached per alignment), and an
-odd N (the packed token count of kernel set 3 is any number).
+parameter block), the same shape again with a 256-byte aligned bias (a choice is cached per alignment), an
+odd N (the packed token count of kernel set 3 is any number), and the first shape at another N: on the emulator
+that must ask the heuristic nothing new (the plan is not keyed by N); `EMU_LT_CHECK_REFUSES=1` makes the check
+refuse every other N, so that the path that asks again runs too (make check-emu runs both).
 */
 #include "common.h"
 #include "../../cuda/matmul.cuh" // defines: cu::Matmul, cu::matmul_forward, cu::matmul_backward
@@ -27,8 +30,9 @@ int main(int argc, char** argv) {
     if (version != 1 && version != 2) { fprintf(stderr, "unknown version %d\n", version); return 1; }
     if (!require_device("matmul")) { return 2; }
     int kernels = version == 1 ? 3 : 4;
-    // N, C, OC, the bias's offset in floats from a 256-byte boundary; the first four run on the emulator
-    int cfgs[][4] = {{37, 64, 192, 0}, {37, 64, 192, 1}, {5, 64, 6, 2}, {33, 96, 64, 0},
+    // N, C, OC, the bias's offset in floats from a 256-byte boundary; the first five run on the emulator, the
+    // third is the first at another N
+    int cfgs[][4] = {{37, 64, 192, 0}, {37, 64, 192, 1}, {29, 64, 192, 0}, {5, 64, 6, 2}, {33, 96, 64, 0},
                      {712, 768, 2304, 0}, {712, 768, 768, 0}, {712, 768, 3072, 0}, {712, 3072, 768, 0},
                      {1664, 768, 3072, 0}, {32, 768, 768, 0}, {32, 768, 6, 1}};
     int ncfgs = sizeof(cfgs) / sizeof(cfgs[0]);
@@ -44,7 +48,8 @@ int main(int argc, char** argv) {
         }
         cu::matmul_init(&mm, prec, kernels, rows * cols, rows, cols);
         for (int c = 0; c < ncfgs; c++) {
-            if (EMULATED && c >= 4) { continue; }
+            if (EMULATED && c >= 5) { continue; }
+            long asked = mm.lt != NULL ? mm.lt->heuristics : 0;
             int N = cfgs[c][0], C = cfgs[c][1], OC = cfgs[c][2], off = cfgs[c][3];
             float* inp = make_random((size_t)N * C, 1.0f);
             float* weight = make_random((size_t)OC * C, 0.05f);
@@ -80,6 +85,15 @@ int main(int argc, char** argv) {
             EXPECT(validate("dinp", d_dinp, dinp, (size_t)N * C, tol));
             EXPECT(validate("dweight", d_dweight, dweight, (size_t)OC * C, tol));
             EXPECT(validate("dbias", d_dbias, dbias, OC, tol));
+            if (mm.lt != NULL) {
+                printf("  cuBLASLt: %ld heuristic queries, %ld checks so far\n", mm.lt->heuristics, mm.lt->checks);
+                const char* refuses = getenv("EMU_LT_CHECK_REFUSES");
+                if (EMULATED && c == 2 && (refuses == NULL || strcmp(refuses, "1") != 0)) {
+                    printf("    another N of a planned shape asks the heuristic nothing new: %s\n",
+                           mm.lt->heuristics == asked ? "ok" : "FAIL");
+                    EXPECT(mm.lt->heuristics == asked);
+                }
+            }
             double flops = 2.0 * N * C * OC;
             float ms_f = time_ms([&] { cu::matmul_forward(&mm, d_out, d_inp, d_weight, d_bias, N, C, OC); });
             float ms_b = time_ms([&] {

@@ -5,15 +5,18 @@ cublas_v2.h's; the epilogues are their definitions (CUBLASLT_EPILOGUE_BIAS: D = 
 bias[row]; CUBLASLT_EPILOGUE_BGRADB: bias[j] = sum over k of op(B)[k, j], written, not accumulated).
 
 What it checks, beyond the operands lying inside device allocations: that a cached algorithm is used only
-where it was chosen for. cublasLtMatmulAlgoGetHeuristic picks an algorithm for the alignments the preference
-allows (256 bytes unless told otherwise) and for the bias pointer's alignment at that moment, so this
+where it was chosen or checked for. cublasLtMatmulAlgoGetHeuristic picks an algorithm for the alignments the
+preference allows (256 bytes unless told otherwise) and for the bias pointer's alignment at that moment, so this
 heuristic records them in the algorithm, and cublasLtMatmul fails if an operand (its pointer, or its leading
-dimension in bytes) or the bias is less aligned than recorded, or if the shapes, transposes or epilogue
-differ from the ones it was chosen for. What it cannot tell: which problems the real library has no
-algorithm for (it has one for all here; EMU_LT_NO_ALGORITHM=1 makes it have none with an epilogue, so the
-callers' fallback runs), and speed.
+dimension in bytes) or the bias is less aligned than recorded, if the transposes or epilogue differ, or if the
+shape differs from the one it was chosen for and cublasLtMatmulAlgoCheck has not accepted it for this shape.
+What it cannot tell: which problems the real library has no algorithm for (it has one for all here;
+EMU_LT_NO_ALGORITHM=1 makes it have none with an epilogue, so the callers' fallback runs), which shapes an
+algorithm really fits (the check accepts any; EMU_LT_CHECK_REFUSES=1 makes it refuse every shape but the one the
+algorithm was chosen for, so the callers ask again), and speed.
 */
 #pragma once
+#include <set>
 #include "cublas_v2.h"
 
 typedef enum {
@@ -30,6 +33,10 @@ typedef enum {
     CUBLASLT_EPILOGUE_BIAS = 4,
     CUBLASLT_EPILOGUE_BGRADB = 512
 } cublasLtEpilogue_t;
+typedef enum {
+    CUBLASLT_MATRIX_LAYOUT_ROWS = 2,
+    CUBLASLT_MATRIX_LAYOUT_COLS = 3
+} cublasLtMatrixLayoutAttribute_t;
 typedef enum {
     CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
@@ -113,6 +120,21 @@ static inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* 
     *l = new EmuLtLayout{t, rows, cols, ld};
     return CUBLAS_STATUS_SUCCESS;
 }
+static inline cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l,
+                                                              cublasLtMatrixLayoutAttribute_t a, const void* buf,
+                                                              size_t n) {
+    if ((a != CUBLASLT_MATRIX_LAYOUT_ROWS && a != CUBLASLT_MATRIX_LAYOUT_COLS) || n != sizeof(uint64_t)) {
+        return CUBLAS_STATUS_INVALID_VALUE; // the emulator models only these two
+    }
+    uint64_t v = *(const uint64_t*)buf;
+    if (a == CUBLASLT_MATRIX_LAYOUT_ROWS && l->ld < (int64_t)(v > 1 ? v : 1)) { return CUBLAS_STATUS_INVALID_VALUE; }
+    if (a == CUBLASLT_MATRIX_LAYOUT_ROWS) {
+        l->rows = v;
+    } else {
+        l->cols = v;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
 static inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
     delete l;
     return CUBLAS_STATUS_SUCCESS;
@@ -148,8 +170,28 @@ static inline uint32_t lt_alignment(const void* p, int64_t ld, size_t elem) {
 }
 static inline size_t lt_elem(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
 // the algorithm's record: m, n, k, transposes and epilogue, then the alignments A, B, C, D, bias it relies on
+// (the bias's in the low 32 bits; the high ones number the algorithm, for the checked shapes below)
 enum { LT_M, LT_N, LT_K, LT_OPS, LT_ALIGN_AB, LT_ALIGN_CD, LT_ALIGN_BIAS, LT_MAGIC };
 static const uint64_t LT_SIGNATURE = 0x656d752d6c74ULL;
+// the shapes cublasLtMatmulAlgoCheck accepted, per algorithm: (number, m, n, k)
+struct LtChecked {
+    uint64_t id, m, n, k;
+    bool operator<(const LtChecked& o) const {
+        return id != o.id ? id < o.id : m != o.m ? m < o.m : n != o.n ? n < o.n : k < o.k;
+    }
+};
+static std::set<LtChecked> lt_checked;
+static uint64_t lt_next_id = 1;
+// the problem's m, n, k from the descriptor and the layouts
+static inline void lt_dims(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, uint64_t* m,
+                           uint64_t* n, uint64_t* k) {
+    *m = d->ta == CUBLAS_OP_N ? a->rows : a->cols;
+    *k = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
+    *n = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
+}
+static inline uint64_t lt_ops(cublasLtMatmulDesc_t d) {
+    return (uint64_t)d->ta | (uint64_t)d->tb << 8 | (uint64_t)d->epilogue << 16;
+}
 } // namespace emu
 
 static inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
@@ -183,13 +225,42 @@ static inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, 
     x[emu::LT_OPS] = (uint64_t)d->ta | (uint64_t)d->tb << 8 | (uint64_t)d->epilogue << 16;
     x[emu::LT_ALIGN_AB] = (uint64_t)p->align[0] << 32 | p->align[1];
     x[emu::LT_ALIGN_CD] = (uint64_t)p->align[2] << 32 | p->align[3];
-    x[emu::LT_ALIGN_BIAS] = d->epilogue == CUBLASLT_EPILOGUE_DEFAULT ? 1 : emu::lt_alignment(d->bias, 0, 1);
+    x[emu::LT_ALIGN_BIAS] = (d->epilogue == CUBLASLT_EPILOGUE_DEFAULT ? 1 : emu::lt_alignment(d->bias, 0, 1)) |
+                            emu::lt_next_id++ << 32;
     x[emu::LT_MAGIC] = emu::LT_SIGNATURE;
     r.workspaceSize = p->workspace < ((size_t)1 << 20) ? p->workspace : ((size_t)1 << 20);
     r.state = CUBLAS_STATUS_SUCCESS;
     r.wavesCount = 1.0f;
     results[0] = r;
     *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// whether algo (from the heuristic) fits the problem the descriptor and layouts describe now; the emulator accepts
+// every shape with the algorithm's transposes and epilogue (but see EMU_LT_CHECK_REFUSES at the top)
+static inline cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
+                                                     cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                                     cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dl,
+                                                     const cublasLtMatmulAlgo_t* algo,
+                                                     cublasLtMatmulHeuristicResult_t* result) {
+    if (h == NULL) { return CUBLAS_STATUS_NOT_INITIALIZED; }
+    if (algo == NULL || algo->data[emu::LT_MAGIC] != emu::LT_SIGNATURE) { return CUBLAS_STATUS_INVALID_VALUE; }
+    const uint64_t* x = algo->data;
+    uint64_t m, n, k;
+    emu::lt_dims(d, a, b, &m, &n, &k);
+    uint64_t kb = d->tb == CUBLAS_OP_N ? b->rows : b->cols;
+    if (k != kb || c->rows != m || c->cols != n || dl->rows != m || dl->cols != n || x[emu::LT_OPS] != emu::lt_ops(d)) {
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    int same = x[emu::LT_M] == m && x[emu::LT_N] == n && x[emu::LT_K] == k;
+    const char* refuse = getenv("EMU_LT_CHECK_REFUSES");
+    if (!same && refuse != NULL && strcmp(refuse, "1") == 0) { return CUBLAS_STATUS_NOT_SUPPORTED; }
+    emu::lt_checked.insert({x[emu::LT_ALIGN_BIAS] >> 32, m, n, k});
+    memset(result, 0, sizeof(*result));
+    result->algo = *algo;
+    result->workspaceSize = 0;
+    result->state = CUBLAS_STATUS_SUCCESS;
+    result->wavesCount = 1.0f;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -205,19 +276,22 @@ static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDe
         emu::fail("cublasLtMatmul", "the algorithm does not come from cublasLtMatmulAlgoGetHeuristic");
     }
     const uint64_t* x = algo->data;
-    uint64_t m = d->ta == CUBLAS_OP_N ? a->rows : a->cols, k = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
-    uint64_t n = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
-    uint64_t ops = (uint64_t)d->ta | (uint64_t)d->tb << 8 | (uint64_t)d->epilogue << 16;
-    if (x[emu::LT_M] != m || x[emu::LT_N] != n || x[emu::LT_K] != k || x[emu::LT_OPS] != ops || C != D ||
-        c->ld != dl->ld) {
-        emu::fail("cublasLtMatmul", "the shapes, transposes or epilogue differ from those the algorithm was chosen "
-                                    "for (or C is not D: only in-place products are modelled)");
+    uint64_t m, n, k;
+    emu::lt_dims(d, a, b, &m, &n, &k);
+    if (x[emu::LT_OPS] != emu::lt_ops(d) || C != D || c->ld != dl->ld) {
+        emu::fail("cublasLtMatmul", "the transposes or epilogue differ from those the algorithm was chosen for (or C "
+                                    "is not D: only in-place products are modelled)");
+    }
+    int same = x[emu::LT_M] == m && x[emu::LT_N] == n && x[emu::LT_K] == k;
+    if (!same && emu::lt_checked.count({x[emu::LT_ALIGN_BIAS] >> 32, m, n, k}) == 0) {
+        emu::fail("cublasLtMatmul", "the shape differs from the one the algorithm was chosen for, and "
+                                    "cublasLtMatmulAlgoCheck has not accepted it for this one");
     }
     if (workspace_size > 0) { emu::check_range("cublasLtMatmul (workspace)", workspace, workspace_size); }
     // the alignments the algorithm relies on
     uint32_t need[5] = {(uint32_t)(x[emu::LT_ALIGN_AB] >> 32), (uint32_t)x[emu::LT_ALIGN_AB],
                         (uint32_t)(x[emu::LT_ALIGN_CD] >> 32), (uint32_t)x[emu::LT_ALIGN_CD],
-                        (uint32_t)x[emu::LT_ALIGN_BIAS]};
+                        (uint32_t)(x[emu::LT_ALIGN_BIAS] & 0xffffffffu)};
     uint32_t have[5] = {emu::lt_alignment(A, a->ld, emu::lt_elem(a->type)),
                         emu::lt_alignment(B, b->ld, emu::lt_elem(b->type)),
                         emu::lt_alignment(C, c->ld, 4), emu::lt_alignment(D, dl->ld, 4),

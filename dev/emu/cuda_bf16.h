@@ -5,8 +5,12 @@ of a float, rounded to nearest even as __float2bfloat16_rn does (NaN stays NaN).
 #pragma once
 #include "cuda_runtime.h"
 
-struct __nv_bfloat16 {
+struct alignas(2) __nv_bfloat16 {
     unsigned short x;
+};
+// two bf16 as one 4-byte vector: a load or store of one must be 4-byte aligned (see float4 in cuda_runtime.h)
+struct alignas(4) __nv_bfloat162 {
+    __nv_bfloat16 x, y;
 };
 
 static inline __nv_bfloat16 __float2bfloat16_rn(float f) {

@@ -74,9 +74,15 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
+// vector types carry the card's alignment: the builds compile with -fsanitize=alignment, so a load or store of
+// one at an address not aligned to its size stops the run, as cudaErrorMisalignedAddress stops a card
+struct alignas(8) float2 {
+    float x, y;
+};
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+static inline float2 make_float2(float x, float y) { return {x, y}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 typedef enum {

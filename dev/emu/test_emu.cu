@@ -104,6 +104,12 @@ __global__ void big_smem_kernel(float* out) {
     out[threadIdx.x] = buf[threadIdx.x];
 }
 
+// copies n float4 from in to out: both must be 16-byte aligned, as on the card
+__global__ void copy4_kernel(float4* out, const float4* in, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { out[i] = in[i]; }
+}
+
 // runs fn in a child process: it must exit non-zero, and its stderr must contain expect
 static void expect_failure(const char* what, const char* expect, void (*fn)(void)) {
     int pipefd[2];
@@ -133,6 +139,20 @@ static void expect_failure(const char* what, const char* expect, void (*fn)(void
     check(ok, what);
 }
 
+// a float4 read 4 bytes past a 256-byte boundary (cudaErrorMisalignedAddress on a card; x86 would take it)
+static void misaligned_load_(void) {
+    float *in, *out;
+    cudaMalloc(&in, 64 * sizeof(float));
+    cudaMalloc(&out, 64 * sizeof(float));
+    copy4_kernel<<<1, 8>>>((float4*)out, (const float4*)(in + 1), 8);
+}
+// the same for a store: 8 bytes past
+static void misaligned_store_(void) {
+    float *in, *out;
+    cudaMalloc(&in, 64 * sizeof(float));
+    cudaMalloc(&out, 64 * sizeof(float));
+    copy4_kernel<<<1, 8>>>((float4*)(out + 2), (const float4*)in, 8);
+}
 static void host_pointer_(void) {
     float host[32];
     write_kernel<<<1, 32>>>(host, 32);
@@ -242,6 +262,18 @@ static void lt_misaligned_bias_(void) {
 }
 
 int main(void) {
+    { // float4 at aligned addresses works (the misaligned ones stop the run: below)
+        float h4[32], back[32], *a, *b;
+        for (int i = 0; i < 32; i++) { h4[i] = (float)i; }
+        cudaMalloc(&a, sizeof(h4));
+        cudaMalloc(&b, sizeof(h4));
+        cudaMemcpy(a, h4, sizeof(h4), cudaMemcpyHostToDevice);
+        copy4_kernel<<<1, 4>>>((float4*)(b + 4), (const float4*)(a + 4), 4);
+        cudaMemcpy(back, b, sizeof(back), cudaMemcpyDeviceToHost);
+        check(memcmp(back + 4, h4 + 4, 16 * sizeof(float)) == 0, "float4 copies at 16-byte aligned addresses");
+        cudaFree(a);
+        cudaFree(b);
+    }
     // block sums against the CPU, with shuffles and shared memory
     const int B = 3, T = 256;
     float h_in[B * T], h_out[B], *d_in, *d_out;
@@ -395,6 +427,10 @@ int main(void) {
           "an async copy from pinned memory, then the host writes it after waiting on an event");
 
     // faults that stop the program
+    expect_failure("a float4 load at an address 4 bytes past a 16-byte boundary stops the run",
+                   "misaligned address", misaligned_load_);
+    expect_failure("a float4 store at an address 8 bytes past a 16-byte boundary stops the run",
+                   "misaligned address", misaligned_store_);
     expect_failure("a host pointer passed to a kernel stops the run", "is not device memory", host_pointer_);
     expect_failure("a shuffle in divergent code stops the run", "while other lanes of its warp wait",
                    divergent_shuffle_);
