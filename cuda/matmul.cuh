@@ -48,6 +48,7 @@ typedef struct {
     cublasLtMatrixLayout_t a, b, c; // their dimensions hold the N of the last product
     cublasLtMatmulAlgo_t algos[LT_ALGOS];
     int nalgos;
+    int misses;              // heuristic queries that found nothing: after LT_ALGOS of them the plan asks no more
     int n_now;               // the N the layouts hold now
     unsigned char* choice;   // (N_max + 1): 0 not yet seen, 1 no algorithm (kernel set 3's path), 2 + i: algos[i]
     int noted;               // the "no algorithm" note was printed
@@ -263,7 +264,9 @@ static int lt_choose_(LtCache* lt, LtPlan* p, int N) {
             pick = i;
         }
     }
-    if (pick < 0 && p->nalgos < LT_ALGOS && lt_heuristic_(lt, p, &p->algos[p->nalgos])) { pick = p->nalgos++; }
+    if (pick < 0 && p->nalgos + p->misses < LT_ALGOS) {
+        if (lt_heuristic_(lt, p, &p->algos[p->nalgos])) { pick = p->nalgos++; } else { p->misses++; }
+    }
     if (pick < 0 && !p->noted) { // said once per plan
         const LtKey* k = &p->key;
         fprintf(stderr, "note: cuBLASLt has no algorithm for (m %d, n %d, k %d, op %d%d, epilogue %d, %s) at N %d%s; "

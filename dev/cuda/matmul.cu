@@ -20,7 +20,9 @@ tolerance (operands rounded to bf16), a bias pointer aligned to 4 bytes only (th
 parameter block), the same shape again with a 256-byte aligned bias (a choice is cached per alignment), an
 odd N (the packed token count of kernel set 3 is any number), and the first shape at another N: on the emulator
 that must ask the heuristic nothing new (the plan is not keyed by N); `EMU_LT_CHECK_REFUSES=1` makes the check
-refuse every other N, so that the path that asks again runs too (make check-emu runs both).
+refuse every other N, so that the path that asks again runs too, and `EMU_LT_NO_ALGORITHM=1` makes the heuristic
+find nothing, so that each plan asks at most LT_ALGOS times and then runs kernel set 3's path (make check-emu
+runs all three).
 */
 #include "common.h"
 #include "../../cuda/matmul.cuh" // defines: cu::Matmul, cu::matmul_forward, cu::matmul_backward
@@ -88,7 +90,9 @@ int main(int argc, char** argv) {
             if (mm.lt != NULL) {
                 printf("  cuBLASLt: %ld heuristic queries, %ld checks so far\n", mm.lt->heuristics, mm.lt->checks);
                 const char* refuses = getenv("EMU_LT_CHECK_REFUSES");
-                if (EMULATED && c == 2 && (refuses == NULL || strcmp(refuses, "1") != 0)) {
+                const char* none = getenv("EMU_LT_NO_ALGORITHM");
+                int found = none == NULL || strcmp(none, "1") != 0;
+                if (EMULATED && c == 2 && found && (refuses == NULL || strcmp(refuses, "1") != 0)) {
                     printf("    another N of a planned shape asks the heuristic nothing new: %s\n",
                            mm.lt->heuristics == asked ? "ok" : "FAIL");
                     EXPECT(mm.lt->heuristics == asked);
@@ -104,6 +108,28 @@ int main(int argc, char** argv) {
             float* host[] = {inp, weight, bias, dout, dinp, dweight, dbias, out, wt};
             for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++) { free(host[i]); }
             float* dev[] = {d_inp, d_weight, d_bias_block, d_dout, d_dinp, d_dweight, d_dbias, d_out};
+            for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) { cudaCheck(cudaFree(dev[i])); }
+        }
+        // where the heuristic finds nothing, one plan met at ten token counts asks it at most LT_ALGOS times
+        const char* none = getenv("EMU_LT_NO_ALGORITHM");
+        if (EMULATED && mm.lt != NULL && none != NULL && strcmp(none, "1") == 0) {
+            int C = 64, OC = 192, Nmax = 10;
+            float* inp = make_random((size_t)Nmax * C, 1.0f);
+            float* weight = make_random((size_t)OC * C, 0.05f);
+            float* bias = make_random(OC, 0.1f);
+            float* d_inp = to_device(inp, (size_t)Nmax * C);
+            float* d_weight = to_device(weight, (size_t)OC * C);
+            float* d_bias = to_device(bias, OC);
+            free(inp); free(weight); free(bias);
+            float* d_out;
+            cudaCheck(cudaMalloc(&d_out, (size_t)Nmax * OC * sizeof(float)));
+            long before = mm.lt->heuristics;
+            for (int N = 1; N <= Nmax; N++) { cu::matmul_forward(&mm, d_out, d_inp, d_weight, d_bias, N, C, OC); }
+            long asked = mm.lt->heuristics - before;
+            printf("  no algorithm: one plan at %d token counts asks the heuristic %ld times (at most %d): %s\n",
+                   Nmax, asked, LT_ALGOS, asked <= LT_ALGOS ? "ok" : "FAIL");
+            EXPECT(asked <= LT_ALGOS);
+            float* dev[] = {d_inp, d_weight, d_bias, d_out};
             for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) { cudaCheck(cudaFree(dev[i])); }
         }
         cu::matmul_free(&mm);
