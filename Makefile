@@ -53,7 +53,7 @@ endif
 
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
-.PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu test-emu-skipped fuzz fuzz-ci \
+.PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu test-emu-skipped fuzz fuzz-ci bench-step \
 	cuda-check compare bench clean gpu-carry gpu-programs gpu-dry-run
 all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
@@ -246,17 +246,20 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 
 clean:
 	rm -rf build
-	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step \
+	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step dev/bench_epoch \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
 # ---------------------------------------------------------------------------
 # benchmarks and the experiment (dev/): numbers, not tests
 
-dev/bench_step: dev/bench_step.c train_bert.c $(HEADERS)
+dev/bench_step dev/bench_epoch: dev/%: dev/%.c train_bert.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 data/bench_bert_base.bin: prepro_emotion.py
 	$(PYTHON) prepro_emotion.py --random-init bert-base --no-splits --model-out $@
-bench: dev/bench_step data/model.bin data/bench_bert_base.bin
+# an epoch's start beside the Hugging Face Trainer (dev/bench_epoch.py); bench-step: one batch beside PyTorch
+bench: dev/bench_epoch data/model.bin data/bench_bert_base.bin
+	$(PYTHON) dev/bench_epoch.py --models data/model.bin,data/bench_bert_base.bin
+bench-step: dev/bench_step data/model.bin data/bench_bert_base.bin
 	$(PYTHON) dev/bench_step.py --model data/model.bin --model data/bench_bert_base.bin
 # the three strategies with the default recipe, resumable: run it again after an interruption
 compare: train_bert data/model.bin

@@ -110,6 +110,66 @@ static void test_state_(const char* model_path, const char* state_path) {
 // ----------------------------------------------------------------------------
 // the tensor tables
 
+// Packed tokens: a ragged batch (lengths 1, T and two between, padded to T) against its sequences run one at a
+// time (B 1, T its length: no padding anywhere). With dropout 0 the batch's mean loss is the mean of theirs and B
+// times its gradients is the sum of theirs, to float rounding (only the order of the sums over rows differs).
+// Every strategy; the PyTorch states above check the padded-batch results themselves (ref_tiny_full_pad).
+static void test_packed_ragged_(const char* model_path, int strategy) {
+    printf("\n== packed tokens, a ragged batch against its sequences alone (%s)\n", STRATEGY_NAMES[strategy]);
+    enum { B = 4, T = 12 };
+    const int lengths[B] = {1, T, 5, 9}, labels[B] = {0, 3, 5, 1};
+    Bert model;
+    memset(&model, 0, sizeof(model));
+    model.strategy = strategy;
+    model.seed = 42;
+    model.lora_r = 8;
+    model.lora_alpha = 32.0f;
+    bert_build_from_file(&model, model_path);
+    bert_init_training(&model);
+    bert_alloc_batch(&model, B, T);
+    bert_alloc_activations(&model, B, T);
+    int ids[B][T];
+    uint64_t x = 12345;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            int id = 1000 + (int)((x >> 33) % (uint64_t)(model.config.V - 1000));
+            ids[b][t] = t >= lengths[b] ? model.config.pad_id : t == 0 ? 101 : id;
+        }
+    }
+    // the batch, packed
+    size_t ng = (size_t)bert_num_trainable(&model) - model.num_lora_parameters, nl = model.num_lora_parameters;
+    memcpy(model.ids, ids, sizeof(ids));
+    memcpy(model.lengths, lengths, sizeof(lengths));
+    bert_zero_grad(&model);
+    bert_forward(&model, B, T, labels, 1);
+    check(model.N == 1 + T + 5 + 9, "the batch's per-token tensors hold its 27 real tokens, not B * T = 48 rows");
+    float batch_loss = model.mean_loss;
+    bert_backward(&model);
+    float* g_batch = (float*)mallocCheck((ng + nl + 1) * sizeof(float));
+    memcpy(g_batch, model.grads_memory, ng * sizeof(float));
+    if (nl > 0) { memcpy(g_batch + ng, model.lora_grads_memory, nl * sizeof(float)); }
+    for (size_t i = 0; i < ng + nl; i++) { g_batch[i] *= B; }
+    // each sequence alone; the gradients add up
+    bert_zero_grad(&model);
+    float loss_sum = 0.0f;
+    for (int b = 0; b < B; b++) {
+        memcpy(model.ids, ids[b], lengths[b] * sizeof(int));
+        model.lengths[0] = lengths[b];
+        bert_forward(&model, 1, lengths[b], &labels[b], 1);
+        loss_sum += model.mean_loss;
+        bert_backward(&model);
+    }
+    char what[160];
+    snprintf(what, sizeof(what), "mean loss %.7f equals the sequences' mean %.7f", batch_loss, loss_sum / B);
+    check(fabsf(batch_loss - loss_sum / B) <= 1e-6f, what);
+    int ok = compare_tensor("B * grads", g_batch, model.grads_memory, ng, 1e-6f, 1e-5f, 3);
+    if (nl > 0) { ok &= compare_tensor("B * LoRA grads", g_batch + ng, model.lora_grads_memory, nl, 1e-6f, 1e-5f, 3); }
+    check(ok, "B times the batch's gradients equal the sum of the sequences' (every trainable tensor)");
+    free(g_batch);
+    bert_free(&model);
+}
+
 static void test_tables_(void) {
     printf("\n== tensor tables\n");
     // bert-base-uncased: the reference notebook's counts
@@ -154,7 +214,7 @@ static void test_dropout_(void) {
     for (size_t i = 0; i < N; i++) { x[i] = 1.0f + (float)(i % 7); }
     float p = 0.1f;
     uint64_t stream = dropout_stream(42, 3, 5);
-    dropout_forward(y, x, NULL, N, p, stream);
+    dropout_forward(y, x, NULL, NULL, N, 1, p, stream);
     size_t kept = 0;
     int scaled = 1;
     for (size_t i = 0; i < N; i++) {
@@ -168,16 +228,16 @@ static void test_dropout_(void) {
     // backward reuses the same mask: dx = dy * mask / (1 - p) with dy = 1
     float* ones = (float*)mallocCheck(N * sizeof(float));
     for (size_t i = 0; i < N; i++) { ones[i] = 1.0f; }
-    dropout_backward(dx, ones, N, p, stream);
+    dropout_backward(dx, ones, NULL, N, 1, p, stream);
     int same_mask = 1;
     for (size_t i = 0; i < N; i++) { if ((dx[i] != 0.0f) != (y[i] != 0.0f)) { same_mask = 0; break; } }
     check(same_mask, "dropout backward regenerates the forward mask");
     float* y2 = (float*)mallocCheck(N * sizeof(float));
-    dropout_forward(y2, x, NULL, N, p, dropout_stream(42, 4, 5));
+    dropout_forward(y2, x, NULL, NULL, N, 1, p, dropout_stream(42, 4, 5));
     size_t differ = 0;
     for (size_t i = 0; i < N; i++) { differ += (y2[i] != 0.0f) != (y[i] != 0.0f); }
     check(differ > N / 10, "a different step draws a different mask");
-    dropout_forward(y2, x, NULL, N, 0.0f, stream);
+    dropout_forward(y2, x, NULL, NULL, N, 1, 0.0f, stream);
     check(memcmp(y2, x, N * sizeof(float)) == 0, "dropout with p = 0 is the identity");
     free(x); free(y); free(dx); free(ones); free(y2);
 }
@@ -600,6 +660,7 @@ int main(int argc, char** argv) {
     test_tables_();
     test_dropout_();
     snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
+    for (int s = 0; s < NUM_STRATEGIES; s++) { test_packed_ragged_(model_path, s); }
     Bert model = {0};
     bert_build_from_file(&model, model_path);
     const BertConfig* cfg = &model.config;

@@ -159,7 +159,7 @@ static void test_dropout_device_(void) {
     float* got = (float*)mallocCheck(N * sizeof(float));
     for (size_t i = 0; i < N; i++) { x[i] = 1.0f + (float)(i % 7); r[i] = 0.25f * (float)(i % 3); }
     uint64_t stream = dropout_stream(42, 3, 5);
-    dropout_forward(want, x, r, N, 0.1f, stream);
+    dropout_forward(want, x, r, NULL, N, 1, 0.1f, stream);
     float *dx, *dr, *dout;
     cudaCheck(cudaMalloc(&dx, N * sizeof(float)));
     cudaCheck(cudaMalloc(&dr, N * sizeof(float)));
@@ -171,7 +171,7 @@ static void test_dropout_device_(void) {
     check(memcmp(got, want, N * sizeof(float)) == 0,
           "device dropout_forward (with residual) equals the CPU bit for bit");
     memset(want, 0, N * sizeof(float));
-    dropout_backward(want, x, N, 0.1f, stream);
+    dropout_backward(want, x, NULL, N, 1, 0.1f, stream);
     cudaCheck(cudaMemset(dout, 0, N * sizeof(float)));
     cu::dropout_backward(dout, dx, N, 0.1f, stream);
     cudaCheck(cudaMemcpy(got, dout, N * sizeof(float), cudaMemcpyDeviceToHost));

@@ -31,6 +31,7 @@ Run: make train_bert && ./train_bert -s full      (./train_bert -h lists every f
 #undef STB_DS_IMPLEMENTATION
 #include "bertc/utils.h"      // defines: error_exit, fopenCheck, freadCheck, mallocCheck, atomic_open, size_mul
 #include "bertc/rand.h"       // defines: dropout_stream, dropout_uniform (dropout masks, LoRA init, the shuffle)
+#include "bertc/pack.h"       // defines: padded_row, seq_start, batch_pack (the real tokens' rows)
 #include "bertc/formats.h"    // defines: file magics and versions, the named header slots, header_read
 #include "bertc/dataloader.h" // defines: Dataset, dataset_load, DataLoader, loader_next_batch
 
@@ -38,6 +39,11 @@ Run: make train_bert && ./train_bert -s full      (./train_bert -h lists every f
 // all the individual layers' forward and backward passes
 // B = batch, T = padded sequence length, C = hidden, NH = heads, hs = C / NH, FF = intermediate,
 // NC = labels, r = LoRA rank. Row-major throughout; a backward accumulates (+=) into its outputs.
+//
+// Packed tokens (bertc/pack.h): a per-token tensor holds only the batch's N real tokens, sequence after
+// sequence; packed row n is padded row rows[n] (its id, position and dropout mask), sequence b starts at row
+// starts[b]. A layer given NULL maps reads the padded (B, T) layout instead: the dev/cuda notebooks check the
+// GPU's padded kernels that way.
 
 // Matrix product out (M, N) += a (M, K) @ b (K, N). b and out are row-major; a is read through
 // strides, so the same loop serves x @ W^T (a = x), dout @ W (a = dout) and dout^T @ x (a = dout
@@ -135,33 +141,30 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 }
 
 // BertEmbeddings before its LayerNorm (transformers/models/bert/modeling_bert.py, BertEmbeddings):
-// out (B, T, C) = wte[ids] + wpe[t] + wtt[0]; token type is always 0 (single sentences).
-// Padded positions are computed too; nothing reads them.
+// out (N, C) = wte[id] + wpe[t] + wtt[0] for each row, ids (B, T) padded; token type is always 0 (single
+// sentences). rows NULL: every padded position, N = B * T.
 void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt,
-                       int B, int T, int C) {
-    #pragma omp parallel for collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            float* o = out + ((size_t)b * T + t) * C;
-            const float* we = wte + (size_t)ids[b * T + t] * C;
-            const float* pe = wpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) { o[i] = we[i] + pe[i] + wtt[i]; }
-        }
+                       const int* rows, int N, int T, int C) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        size_t row = padded_row(n, rows);
+        float* o = out + (size_t)n * C;
+        const float* we = wte + (size_t)ids[row] * C;
+        const float* pe = wpe + (row % T) * C; // position t of row b * T + t
+        for (int i = 0; i < C; i++) { o[i] = we[i] + pe[i] + wtt[i]; }
     }
 }
 
-// backward of o = wte[id] + wpe[t] + wtt[0]. Padded positions are skipped: their gradient is
-// exactly zero, and Hugging Face's padding_idx keeps wte[pad] unchanged.
+// backward of o = wte[id] + wpe[t] + wtt[0] over the real tokens' rows (padded positions, which the maps
+// leave out, get exactly zero: Hugging Face's padding_idx keeps wte[pad] unchanged)
 void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
-                        const int* lengths, int B, int T, int C) {
+                        const int* rows, int N, int T, int C) {
     // serial over tokens: two tokens with the same id add into the same row
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < lengths[b]; t++) {
-            const float* d = dout + ((size_t)b * T + t) * C;
-            float* dwe = dwte + (size_t)ids[b * T + t] * C;
-            float* dpe = dwpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) { dwe[i] += d[i]; dpe[i] += d[i]; dwtt[i] += d[i]; }
-        }
+    for (int n = 0; n < N; n++) {
+        const float* d = dout + (size_t)n * C;
+        float* dwe = dwte + (size_t)ids[rows[n]] * C;
+        float* dpe = dwpe + (size_t)(rows[n] % T) * C;
+        for (int i = 0; i < C; i++) { dwe[i] += d[i]; dpe[i] += d[i]; dwtt[i] += d[i]; }
     }
 }
 
@@ -230,51 +233,64 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 }
 
 // nn.Dropout, inverted (https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html): kept values
-// scale by 1 / (1 - p). out (N) = dropout(inp) (+ residual if not NULL); out may alias inp.
-// The mask is element i kept iff dropout_uniform(stream, i) >= p; p == 0 is the identity.
-void dropout_forward(float* out, const float* inp, const float* residual, size_t N, float p, uint64_t stream) {
+// scale by 1 / (1 - p). out (N, C) = dropout(inp) (+ residual if not NULL); out may alias inp.
+// Element (n, c) is kept iff dropout_uniform(stream, padded_row(n) * C + c) >= p: the mask of the padded
+// layout, whatever rows are packed (rows NULL: a plain (N, C) tensor). p == 0 is the identity.
+void dropout_forward(float* out, const float* inp, const float* residual, const int* rows, size_t N, size_t C,
+                     float p, uint64_t stream) {
     float scale = 1.0f / (1.0f - p);
     #pragma omp parallel for
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        if (p > 0.0f) { x = dropout_uniform(stream, i) >= p ? x * scale : 0.0f; }
-        out[i] = residual != NULL ? x + residual[i] : x;
+    for (size_t n = 0; n < N; n++) {
+        size_t mask = padded_row(n, rows) * C;
+        for (size_t c = 0; c < C; c++) {
+            size_t i = n * C + c;
+            float x = inp[i];
+            if (p > 0.0f) { x = dropout_uniform(stream, mask + c) >= p ? x * scale : 0.0f; }
+            out[i] = residual != NULL ? x + residual[i] : x;
+        }
     }
 }
 
 // backward of out = dropout(inp): dinp += mask / (1 - p) * dout, the mask regenerated from the stream
-void dropout_backward(float* dinp, const float* dout, size_t N, float p, uint64_t stream) {
+void dropout_backward(float* dinp, const float* dout, const int* rows, size_t N, size_t C, float p,
+                      uint64_t stream) {
     float scale = 1.0f / (1.0f - p);
     #pragma omp parallel for
-    for (size_t i = 0; i < N; i++) {
-        float d = dout[i];
-        if (p > 0.0f) { d = dropout_uniform(stream, i) >= p ? d * scale : 0.0f; }
-        dinp[i] += d;
+    for (size_t n = 0; n < N; n++) {
+        size_t mask = padded_row(n, rows) * C;
+        for (size_t c = 0; c < C; c++) {
+            float d = dout[n * C + c];
+            if (p > 0.0f) { d = dropout_uniform(stream, mask + c) >= p ? d * scale : 0.0f; }
+            dinp[n * C + c] += d;
+        }
     }
 }
 
 // Bidirectional self-attention with a key padding mask, as BertSelfAttention (modeling_bert.py):
-// scores = q k^T / sqrt(hs) over the real keys, softmax, dropout, @ v.
-// qkv (B, T, 3C) holds q, k, v side by side, head h in columns h*hs..(h+1)*hs of each;
-// att (B, NH, T, T) keeps the softmax (before dropout) for backward, 0 beyond the length;
-// out (B, T, C) has the heads concatenated. Padded query rows still attend to the real keys,
-// so they never produce NaN (and nothing reads them).
-void attention_forward(float* out, float* att, const float* qkv, const int* lengths,
+// scores = q k^T / sqrt(hs) over the real keys, softmax, dropout, @ v; each sequence attends within itself.
+// qkv (N, 3C) holds q, k, v side by side, head h in columns h*hs..(h+1)*hs of each, sequence b's tokens
+// from row starts[b]; out (N, C) has the heads concatenated. att (B, NH, T, T) keeps the softmax (before
+// dropout) of each real query row for backward, 0 beyond the length; its index is also the dropout mask's.
+// starts NULL: the padded layout (N = B * T), where the padded query rows attend to the real keys too, so
+// they never produce NaN (and nothing reads them).
+void attention_forward(float* out, float* att, const float* qkv, const int* lengths, const int* starts,
                        int B, int T, int C, int NH, float p, uint64_t stream) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float pscale = 1.0f / (1.0f - p);
-    #pragma omp parallel for collapse(3)
+    #pragma omp parallel for collapse(3) schedule(dynamic, 16)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             for (int t = 0; t < T; t++) {
                 int len = lengths[b];
-                const float* q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                if (starts != NULL && t >= len) { continue; } // packed: the real query rows only
+                size_t base = seq_start(b, T, starts);          // the sequence's first row in qkv and out
+                const float* q = qkv + (base + t) * 3 * C + h * hs;
                 float* a = att + (((size_t)b * NH + h) * T + t) * T;
                 // a[t2] = q . k[t2] * scale for the real keys t2 < len
                 float maxval = -INFINITY;
                 for (int t2 = 0; t2 < len; t2++) {
-                    const float* k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    const float* k = qkv + (base + t2) * 3 * C + C + h * hs;
                     float s = 0.0f;
                     for (int i = 0; i < hs; i++) { s += q[i] * k[i]; }
                     s *= scale;
@@ -287,13 +303,13 @@ void attention_forward(float* out, float* att, const float* qkv, const int* leng
                 for (int t2 = 0; t2 < len; t2++) { a[t2] /= sum; }
                 for (int t2 = len; t2 < T; t2++) { a[t2] = 0.0f; }
                 // o = dropout(a) @ v; the mask index is the position in att
-                float* o = out + ((size_t)b * T + t) * C + h * hs;
+                float* o = out + (base + t) * C + h * hs;
                 for (int i = 0; i < hs; i++) { o[i] = 0.0f; }
                 size_t row = (((size_t)b * NH + h) * T + t) * T;
                 for (int t2 = 0; t2 < len; t2++) {
                     float w = a[t2];
                     if (p > 0.0f) { w = dropout_uniform(stream, row + t2) >= p ? w * pscale : 0.0f; }
-                    const float* v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    const float* v = qkv + (base + t2) * 3 * C + 2 * C + h * hs;
                     for (int i = 0; i < hs; i++) { o[i] += w * v[i]; }
                 }
             }
@@ -301,11 +317,11 @@ void attention_forward(float* out, float* att, const float* qkv, const int* leng
     }
 }
 
-// backward of out = dropout(softmax(q k^T / sqrt(hs))) @ v into dqkv (B, T, 3C), which it accumulates; att is the
+// backward of out = dropout(softmax(q k^T / sqrt(hs))) @ v into dqkv (N, 3C), which it accumulates; att is the
 // forward's softmax, the dropout mask is regenerated. Parallel over (b, h): every write of one (b, h) lands in its
-// own slice of dqkv, so no two threads add into one element.
+// own slice of dqkv, so no two threads add into one element. starts as the forward's.
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, const int* lengths,
-                        int B, int T, int C, int NH, float p, uint64_t stream) {
+                        const int* starts, int B, int T, int C, int NH, float p, uint64_t stream) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float pscale = 1.0f / (1.0f - p);
@@ -316,19 +332,21 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < NH; h++) {
                 int len = lengths[b];
-                for (int t = 0; t < T; t++) {
+                int nq = starts != NULL ? len : T; // the query rows the forward computed
+                size_t base = seq_start(b, T, starts);
+                for (int t = 0; t < nq; t++) {
                     const float* a = att + (((size_t)b * NH + h) * T + t) * T;
-                    const float* d = dout + ((size_t)b * T + t) * C + h * hs;
-                    const float* q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-                    float* dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                    const float* d = dout + (base + t) * C + h * hs;
+                    const float* q = qkv + (base + t) * 3 * C + h * hs;
+                    float* dq = dqkv + (base + t) * 3 * C + h * hs;
                     size_t row = (((size_t)b * NH + h) * T + t) * T;
                     // o = sum_t2 dropout(a)[t2] * v[t2]: dv[t2] += dropout(a)[t2] * do, datt[t2] = mask * (do . v[t2])
                     float dot = 0.0f;
                     for (int t2 = 0; t2 < len; t2++) {
                         float m = 1.0f;
                         if (p > 0.0f) { m = dropout_uniform(stream, row + t2) >= p ? pscale : 0.0f; }
-                        const float* v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                        float* dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                        const float* v = qkv + (base + t2) * 3 * C + 2 * C + h * hs;
+                        float* dv = dqkv + (base + t2) * 3 * C + 2 * C + h * hs;
                         float dw = 0.0f;
                         for (int i = 0; i < hs; i++) { dw += d[i] * v[i]; dv[i] += a[t2] * m * d[i]; }
                         datt[t2] = dw * m;
@@ -337,8 +355,8 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                     // a = softmax(s): ds = a * (datt - sum(datt * a)); s = q . k * scale
                     for (int t2 = 0; t2 < len; t2++) {
                         float ds = a[t2] * (datt[t2] - dot) * scale;
-                        const float* k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                        float* dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                        const float* k = qkv + (base + t2) * 3 * C + C + h * hs;
+                        float* dk = dqkv + (base + t2) * 3 * C + C + h * hs;
                         for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
                     }
                 }
@@ -368,24 +386,26 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) {
 }
 
 // BertPooler (modeling_bert.py) on the [CLS] position: out (B, C) = tanh(cls @ w^T + bias), with
-// cls (B, C) = h[:, 0] gathered from h (B, T, C) and kept for backward.
+// cls (B, C) = each sequence's first row of h (N, C) (row starts[b]), kept for backward.
 void pooler_forward(float* out, float* cls, const float* h, const float* w, const float* bias,
-                    float* wt_scratch, int B, int T, int C) {
-    for (int b = 0; b < B; b++) { memcpy(cls + (size_t)b * C, h + (size_t)b * T * C, C * sizeof(float)); }
+                    float* wt_scratch, const int* starts, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        memcpy(cls + (size_t)b * C, h + seq_start(b, T, starts) * C, C * sizeof(float));
+    }
     matmul_forward(out, cls, w, bias, wt_scratch, B, C, C);
     for (size_t i = 0; i < (size_t)B * C; i++) { out[i] = tanhf(out[i]); }
 }
 
-// backward of out = tanh(cls @ w^T + b) into dh (B, T, C), of which only the [CLS] rows get anything.
+// backward of out = tanh(cls @ w^T + b) into dh (N, C), of which only the [CLS] rows get anything.
 // dpre_scratch and dcls_scratch are (B, C).
 void pooler_backward(float* dh, float* dw, float* db, float* dpre_scratch, float* dcls_scratch, const float* dout,
-                     const float* out, const float* cls, const float* w, int B, int T, int C) {
+                     const float* out, const float* cls, const float* w, const int* starts, int B, int T, int C) {
     // tanh' = 1 - tanh^2
     for (size_t i = 0; i < (size_t)B * C; i++) { dpre_scratch[i] = dout[i] * (1.0f - out[i] * out[i]); }
     memset(dcls_scratch, 0, (size_t)B * C * sizeof(float));
     matmul_backward(dcls_scratch, dw, db, dpre_scratch, cls, w, B, C, C);
     for (int b = 0; b < B; b++) {
-        float* d = dh + (size_t)b * T * C;
+        float* d = dh + seq_start(b, T, starts) * C;
         for (int i = 0; i < C; i++) { d[i] += dcls_scratch[(size_t)b * C + i]; }
     }
 }
@@ -418,12 +438,13 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 }
 
 // LoRA on one projection, as PEFT's lora.Linear (peft/tuners/lora/layer.py):
-// out += s * (dropout(x) @ A^T) @ B^T with s = alpha / r. x (N, C), A (r, C), B (OC, r).
+// out += s * (dropout(x) @ A^T) @ B^T with s = alpha / r. x (N, C), A (r, C), B (OC, r); rows: the dropout
+// mask's rows (the packed tokens' padded rows, see dropout_forward).
 // u (N, r) = dropout(x) @ A^T is kept for backward; xd_scratch (N, C) holds dropout(x).
 // out has row stride out_stride, so q, k and v write straight into their columns of qkv.
 void lora_forward(float* out, size_t out_stride, float* u, float* xd_scratch, const float* x, const float* A,
-                  const float* Bw, int N, int C, int OC, int r, float s, float p, uint64_t stream) {
-    dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream);
+                  const float* Bw, int N, int C, int OC, int r, float s, float p, uint64_t stream, const int* rows) {
+    dropout_forward(xd_scratch, x, NULL, rows, N, C, p, stream);
     // per row: u = A dropout(x) (r numbers), then out += s * B u; r is small (8), so plain loops
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
@@ -449,7 +470,7 @@ void lora_forward(float* out, size_t out_stride, float* u, float* xd_scratch, co
 // dA, dB accumulate; dx (may be NULL) accumulates through the dropout mask. du_scratch (N, r).
 void lora_backward(float* dx, float* dA, float* dBw, float* du_scratch, float* xd_scratch, const float* dout,
                    size_t dout_stride, const float* u, const float* x, const float* A, const float* Bw,
-                   int N, int C, int OC, int r, float s, float p, uint64_t stream) {
+                   int N, int C, int OC, int r, float s, float p, uint64_t stream, const int* rows) {
     // du = s * dout @ B
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
@@ -470,7 +491,7 @@ void lora_backward(float* dx, float* dA, float* dBw, float* du_scratch, float* x
         }
     }
     // dA += du^T @ dropout(x), with dropout(x) regenerated
-    dropout_forward(xd_scratch, x, NULL, (size_t)N * C, p, stream);
+    dropout_forward(xd_scratch, x, NULL, rows, N, C, p, stream);
     #pragma omp parallel for
     for (int j = 0; j < r; j++) {
         float* da = dA + (size_t)j * C;
@@ -492,7 +513,7 @@ void lora_backward(float* dx, float* dA, float* dBw, float* du_scratch, float* x
             for (int i = 0; i < C; i++) { dxn[i] += dun * a[i]; }
         }
     }
-    dropout_backward(dx, xd_scratch, (size_t)N * C, p, stream);
+    dropout_backward(dx, xd_scratch, rows, N, C, p, stream);
 }
 
 // torch.optim.AdamW on one tensor (https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html):
@@ -751,6 +772,9 @@ typedef struct {
     int* ids;     // (B_max * T_max)
     int* lengths; // (B_max)
     int* labels;  // (B_max)
+    int N;        // the batch's real tokens: the rows of every per-token tensor (the CPU packs them)
+    int* rows;    // (B_max * T_max) packed row n is padded row rows[n] (batch_pack)
+    int* starts;  // (B_max) sequence b starts at packed row starts[b]
     float mean_loss;
     // training settings and state
     float dropout;  // hidden, attention and classifier dropout (0.1 in BERT)
@@ -1026,6 +1050,8 @@ void bert_alloc_batch(Bert* model, int B_max, int T_max) {
     model->ids = (int*)mallocCheck(size_mul((size_t)B_max, (size_t)T_max, "batch") * sizeof(int));
     model->lengths = (int*)mallocCheck((size_t)B_max * sizeof(int));
     model->labels = (int*)mallocCheck((size_t)B_max * sizeof(int));
+    model->rows = (int*)mallocCheck(size_mul((size_t)B_max, (size_t)T_max, "batch") * sizeof(int));
+    model->starts = (int*)mallocCheck((size_t)B_max * sizeof(int));
 }
 
 // activations and scratch for batches up to (B_max, T_max), from the buffer tables
@@ -1089,53 +1115,57 @@ void bert_set_batch(Bert* model, int B, int T) {
     model->T = T;
 }
 
-// Forward pass over the batch in model->ids / lengths, (B, T). With labels (B), also the mean
-// cross-entropy in model->mean_loss. train = 1 turns dropout on (model->dropout, lora_dropout).
+// Forward pass over the batch in model->ids / lengths, (B, T), on its real tokens only (packed, see the
+// layers' section). With labels (B), also the mean cross-entropy in model->mean_loss. train = 1 turns
+// dropout on (model->dropout, lora_dropout).
 void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     const BertConfig* cfg = &model->config;
     int C = cfg->C, L = cfg->L, NH = cfg->NH, FF = cfg->FF, NC = cfg->NC, BT = B * T;
     int r = model->lora_r;
     bert_set_batch(model, B, T);
+    int N = model->N = batch_pack(model->rows, model->starts, model->lengths, B, T);
+    const int* rows = model->rows;
+    const int* starts = model->starts;
     float p = train ? model->dropout : 0.0f;
     float plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
     ParameterTensors w = model->params;
     ActivationTensors a = model->acts;
     ScratchTensors s = model->scratch;
-    size_t BTC = (size_t)BT * C;
+    size_t BTC = (size_t)BT * C; // a layer's slice of the (L, ...) buffers (of which N rows are used)
 
     // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[0]))
-    embedding_forward(a.encoded, model->ids, w.wte, w.wpe, w.wtt, B, T, C);
-    layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, BT, C, cfg->eps);
-    dropout_forward(a.hs, a.hs, NULL, BTC, p, bert_stream(model, -1, 0));
+    embedding_forward(a.encoded, model->ids, w.wte, w.wpe, w.wtt, rows, N, T, C);
+    layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps);
+    dropout_forward(a.hs, a.hs, NULL, rows, N, C, p, bert_stream(model, -1, 0));
     // BertLayer, L times (post-LN): x -> LN1(x + dropout(attention(x))) -> LN2(. + dropout(FFN(.)))
     for (int l = 0; l < L; l++) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
-        matmul_forward(la.qkv, la.x, LAYER_(w.qkvw, l, 3 * C * C), LAYER_(w.qkvb, l, 3 * C), s.wt, BT, C, 3 * C);
+        matmul_forward(la.qkv, la.x, LAYER_(w.qkvw, l, 3 * C * C), LAYER_(w.qkvb, l, 3 * C), s.wt, N, C, 3 * C);
         if (model->strategy == STRATEGY_LORA) { // q, k, v each += s * B (A dropout(x))
             for (int j = 0; j < 3; j++) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_forward(la.qkv + j * C, 3 * C, a.lora_u + lj * BT * r, s.xd, la.x, model->lora.lora_a + lj * r * C,
-                             model->lora.lora_b + lj * C * r, BT, C, C, r, lora_scale, plora,
-                             bert_stream(model, l, SITE_LORA_Q + j));
+                             model->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
+                             bert_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
-        attention_forward(la.atty, la.att, la.qkv, model->lengths, B, T, C, NH, p,
+        attention_forward(la.atty, la.att, la.qkv, model->lengths, starts, B, T, C, NH, p,
                           bert_stream(model, l, SITE_ATT));
-        matmul_forward(s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), s.wt, BT, C, C);
-        dropout_forward(la.r1, s.tmp, la.x, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
+        matmul_forward(s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), s.wt, N, C, C);
+        dropout_forward(la.r1, s.tmp, la.x, rows, N, C, p, bert_stream(model, l, SITE_ATTPROJ));
         layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C),
-                          LAYER_(w.ln1b, l, C), BT, C, cfg->eps);
-        matmul_forward(la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), s.wt, BT, C, FF);
-        gelu_forward(la.fch_gelu, la.fch, (size_t)BT * FF);
-        matmul_forward(s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), s.wt, BT, FF, C);
-        dropout_forward(la.r2, s.tmp, la.ln1, BTC, p, bert_stream(model, l, SITE_FCPROJ));
+                          LAYER_(w.ln1b, l, C), N, C, cfg->eps);
+        matmul_forward(la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), s.wt, N, C, FF);
+        gelu_forward(la.fch_gelu, la.fch, (size_t)N * FF);
+        matmul_forward(s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), s.wt, N, FF, C);
+        dropout_forward(la.r2, s.tmp, la.ln1, rows, N, C, p, bert_stream(model, l, SITE_FCPROJ));
         layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
-                          LAYER_(w.ln2b, l, C), BT, C, cfg->eps);
+                          LAYER_(w.ln2b, l, C), N, C, cfg->eps);
     }
     // BertPooler, then the classifier on dropout(pooled)
-    pooler_forward(a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, s.wt, B, T, C);
-    dropout_forward(a.pooled_d, a.pooled, NULL, (size_t)B * C, p, bert_stream(model, L, 0));
+    pooler_forward(a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, s.wt, starts, B, T, C);
+    dropout_forward(a.pooled_d, a.pooled, NULL, NULL, B, C, p, bert_stream(model, L, 0));
     matmul_forward(a.logits, a.pooled_d, w.clsw, w.clsb, s.wt, B, C, NC);
     if (labels != NULL) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
@@ -1158,7 +1188,9 @@ void bert_zero_grad(Bert* model) {
 // trainable tensor (classifier only: nothing below the classifier; LoRA: nothing below layer 0).
 void bert_backward(Bert* model) {
     const BertConfig* cfg = &model->config;
-    int B = model->B, T = model->T;
+    int B = model->B, T = model->T, N = model->N; // the forward's batch and its real tokens
+    const int* rows = model->rows;
+    const int* starts = model->starts;
     int C = cfg->C, L = cfg->L, NH = cfg->NH, FF = cfg->FF, NC = cfg->NC, BT = B * T;
     int r = model->lora_r;
     float p = model->dropout, plora = model->lora_dropout;
@@ -1166,7 +1198,7 @@ void bert_backward(Bert* model) {
     ParameterTensors w = model->params, g = model->grads;
     ActivationTensors a = model->acts;
     ScratchTensors s = model->scratch;
-    size_t BTC = (size_t)BT * C;
+    size_t NC_ = (size_t)N * C; // the rows a per-token gradient uses
 
     // loss = crossentropy(logits), logits = pooled_d @ clsw^T + clsb
     crossentropy_backward(s.dlogits, a.probs, model->labels, B, NC);
@@ -1179,66 +1211,64 @@ void bert_backward(Bert* model) {
     memset(s.dsmall, 0, 2 * (size_t)B * C * sizeof(float));
     matmul_backward(dpooled_d, g.clsw, g.clsb, s.dlogits, a.pooled_d, w.clsw, B, C, NC);
     // pooled_d = dropout(pooled), pooled = tanh(hs[L][:, 0] @ poolw^T + poolb)
-    dropout_backward(dpooled, dpooled_d, (size_t)B * C, p, bert_stream(model, L, 0));
-    memset(s.dh, 0, BTC * sizeof(float));
+    dropout_backward(dpooled, dpooled_d, NULL, B, C, p, bert_stream(model, L, 0));
+    memset(s.dh, 0, NC_ * sizeof(float));
     pooler_backward(s.dh, g.poolw, g.poolb, s.dsmall + 2 * (size_t)B * C, s.dsmall + 3 * (size_t)B * C, dpooled,
-                    a.pooled, a.cls, w.poolw, B, T, C);
+                    a.pooled, a.cls, w.poolw, starts, B, T, C);
     for (int l = L - 1; l >= 0; l--) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
         // hs[l+1] = LN2(r2)
-        memset(s.dr, 0, BTC * sizeof(float));
+        memset(s.dr, 0, NC_ * sizeof(float));
         layernorm_backward(s.dr, LAYER_(g.ln2w, l, C), LAYER_(g.ln2b, l, C), s.dh, la.r2, LAYER_(w.ln2w, l, C),
-                           la.ln2_mean, la.ln2_rstd, BT, C);
+                           la.ln2_mean, la.ln2_rstd, N, C);
         // r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1: d(ln1) gets dr directly, the dense gets it through the
         // mask
-        memcpy(s.dln1, s.dr, BTC * sizeof(float));
-        memset(s.tmp, 0, BTC * sizeof(float));
-        dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_FCPROJ));
-        memset(s.dfch, 0, (size_t)BT * FF * sizeof(float));
+        memcpy(s.dln1, s.dr, NC_ * sizeof(float));
+        memset(s.tmp, 0, NC_ * sizeof(float));
+        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_stream(model, l, SITE_FCPROJ));
+        memset(s.dfch, 0, (size_t)N * FF * sizeof(float));
         matmul_backward(s.dfch, LAYER_(g.fcprojw, l, C * FF), LAYER_(g.fcprojb, l, C), s.tmp, la.fch_gelu,
-                        LAYER_(w.fcprojw, l, C * FF), BT, FF, C);
+                        LAYER_(w.fcprojw, l, C * FF), N, FF, C);
         // fch_gelu = gelu(fch), fch = ln1 @ fcw^T + fcb
-        gelu_backward(s.dfch, la.fch, s.dfch, (size_t)BT * FF);
+        gelu_backward(s.dfch, la.fch, s.dfch, (size_t)N * FF);
         matmul_backward(s.dln1, LAYER_(g.fcw, l, FF * C), LAYER_(g.fcb, l, FF), s.dfch, la.ln1,
-                        LAYER_(w.fcw, l, FF * C),
-                        BT, C, FF);
+                        LAYER_(w.fcw, l, FF * C), N, C, FF);
         // ln1 = LN1(r1)
-        memset(s.dr, 0, BTC * sizeof(float));
+        memset(s.dr, 0, NC_ * sizeof(float));
         layernorm_backward(s.dr, LAYER_(g.ln1w, l, C), LAYER_(g.ln1b, l, C), s.dln1, la.r1, LAYER_(w.ln1w, l, C),
-                           la.ln1_mean, la.ln1_rstd, BT, C);
+                           la.ln1_mean, la.ln1_rstd, N, C);
         // r1 = dropout(atty @ attprojw^T + attprojb) + x: dh now collects d(x)
-        memcpy(s.dh, s.dr, BTC * sizeof(float));
-        memset(s.tmp, 0, BTC * sizeof(float));
-        dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
-        memset(s.datty, 0, BTC * sizeof(float));
+        memcpy(s.dh, s.dr, NC_ * sizeof(float));
+        memset(s.tmp, 0, NC_ * sizeof(float));
+        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_stream(model, l, SITE_ATTPROJ));
+        memset(s.datty, 0, NC_ * sizeof(float));
         matmul_backward(s.datty, LAYER_(g.attprojw, l, C * C), LAYER_(g.attprojb, l, C), s.tmp, la.atty,
-                        LAYER_(w.attprojw, l, C * C), BT, C, C);
+                        LAYER_(w.attprojw, l, C * C), N, C, C);
         // atty = attention(qkv)
-        memset(s.dqkv, 0, BTC * 3 * sizeof(float));
-        attention_backward(s.dqkv, s.datty, la.qkv, la.att, model->lengths, B, T, C, NH, p,
+        memset(s.dqkv, 0, NC_ * 3 * sizeof(float));
+        attention_backward(s.dqkv, s.datty, la.qkv, la.att, model->lengths, starts, B, T, C, NH, p,
                            bert_stream(model, l, SITE_ATT));
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
         float* dx = (l > 0 || model->strategy == STRATEGY_FULL) ? s.dh : NULL;
         matmul_backward(dx, LAYER_(g.qkvw, l, 3 * C * C), LAYER_(g.qkvb, l, 3 * C), s.dqkv, la.x,
-                        LAYER_(w.qkvw, l, 3 * C * C), BT, C, 3 * C);
+                        LAYER_(w.qkvw, l, 3 * C * C), N, C, 3 * C);
         if (model->strategy == STRATEGY_LORA) {
             for (int j = 0; j < 3; j++) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_backward(dx, model->lora_grads.lora_a + lj * r * C, model->lora_grads.lora_b + lj * C * r, s.du,
                               s.xd, s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x,
-                              model->lora.lora_a + lj * r * C, model->lora.lora_b + lj * C * r, BT, C, C, r,
-                              lora_scale, plora,
-                              bert_stream(model, l, SITE_LORA_Q + j));
+                              model->lora.lora_a + lj * r * C, model->lora.lora_b + lj * C * r, N, C, C, r,
+                              lora_scale, plora, bert_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
     }
     if (model->strategy != STRATEGY_FULL) { return; }
     // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[0]
-    memset(s.dr, 0, BTC * sizeof(float));
-    dropout_backward(s.dr, s.dh, BTC, p, bert_stream(model, -1, 0));
-    memset(s.tmp, 0, BTC * sizeof(float));
-    layernorm_backward(s.tmp, g.embln_w, g.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, BT, C);
-    embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, model->ids, model->lengths, B, T, C);
+    memset(s.dr, 0, NC_ * sizeof(float));
+    dropout_backward(s.dr, s.dh, rows, N, C, p, bert_stream(model, -1, 0));
+    memset(s.tmp, 0, NC_ * sizeof(float));
+    layernorm_backward(s.tmp, g.embln_w, g.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
+    embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, model->ids, rows, N, T, C);
 }
 
 // the trainable tensors as flat (param, grad, size, decay) rows, base model first, then LoRA:
@@ -1320,6 +1350,8 @@ void bert_free(Bert* model) {
     free(model->scratch_memory);
     free(model->ids);
     free(model->lengths);
+    free(model->rows);
+    free(model->starts);
     free(model->labels);
 }
 

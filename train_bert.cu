@@ -310,15 +310,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     if (g->packed) {
         int* rows_host = u->pack;
         int* starts_host = u->pack + BT;
-        N = 0;
-        for (int b = 0; b < B; b++) {
-            // every sequence has its [CLS]: the pooler reads row starts[b], which with length 0 is the next one's
-            if (model->lengths[b] < 1 || model->lengths[b] > T) {
-                error_exit("batch sequence %d has length %d, outside 1..%d", b, model->lengths[b], T);
-            }
-            starts_host[b] = N;
-            for (int t = 0; t < model->lengths[b]; t++) { rows_host[N++] = b * T + t; }
-        }
+        N = batch_pack(rows_host, starts_host, model->lengths, B, T); // the CPU's maps (train_bert.c)
         cudaCheck(cudaMemcpyAsync(g->rows, rows_host, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpyAsync(g->starts, starts_host, B * sizeof(int), cudaMemcpyHostToDevice));
         rows = g->rows;

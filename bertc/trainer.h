@@ -426,7 +426,7 @@ static inline float probe_forward_(Probe* pr, Bert* model, int split, const int*
         memcpy(pr->x + (size_t)b * C, pr->feats[split] + (size_t)rows[b] * C, C * sizeof(float));
     }
     // the full model's classifier dropout site, so the masks are the ones -s frozen draws
-    dropout_forward(pr->x, pr->x, NULL, (size_t)Bb * C, train ? model->dropout : 0.0f,
+    dropout_forward(pr->x, pr->x, NULL, NULL, Bb, C, train ? model->dropout : 0.0f,
                     bert_stream(model, model->config.L, 0));
     matmul_forward(pr->logits, pr->x, model->params.clsw, model->params.clsb, pr->wt, Bb, C, NC);
     return labels != NULL ? crossentropy_forward(pr->losses, pr->probs, pr->logits, labels, Bb, NC) : 0.0f;

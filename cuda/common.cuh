@@ -14,6 +14,7 @@ Not a library: only what the BERT trainer needs.
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
 #include "../bertc/rand.h" // defines: dropout_stream, dropout_uniform (__host__ __device__ under nvcc)
+#include "../bertc/pack.h" // defines: padded_row, seq_start (__host__ __device__ under nvcc), batch_pack
 
 // ----------------------------------------------------------------------------
 // checks: every CUDA and cuBLAS call, and every kernel launch (kernelCheck)
@@ -71,14 +72,9 @@ __device__ __forceinline__ float block_sum(float x, float* shared) {
 }
 
 // Kernel set 3 (packed tokens): a per-token tensor holds only the batch's real tokens. Row n is the padded
-// layout's row rows[n] (its id, position and dropout mask index); sequence b starts at row starts[b].
-// With rows / starts NULL the tensor is the padded (B, T, ...) one and both are the identity.
-__device__ __forceinline__ size_t padded_row(size_t n, const int* rows) {
-    return rows != NULL ? (size_t)rows[n] : n;
-}
-__device__ __forceinline__ size_t seq_start(int b, int T, const int* starts) {
-    return starts != NULL ? (size_t)starts[b] : (size_t)b * T;
-}
+// layout's row padded_row(n, rows) (its id, position and dropout mask index); sequence b starts at row
+// seq_start(b, T, starts). With rows / starts NULL the tensor is the padded (B, T, ...) one (bertc/pack.h: the
+// CPU packs the same way).
 
 // the keep-scale of element i of a dropout mask: 0 (dropped) or 1 / (1 - p); p == 0 keeps everything
 __device__ __forceinline__ float dropout_scale(uint64_t stream, uint64_t i, float p, float pscale) {

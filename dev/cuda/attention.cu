@@ -92,9 +92,9 @@ int main(int argc, char** argv) {
         printf("B %d T %d C %d NH %d\n", B, T, C, NH);
         for (int pi = 0; pi < 2; pi++) {
             float p = ps[pi];
-            attention_forward(out, att, qkv, lengths, B, T, C, NH, p, stream);
+            attention_forward(out, att, qkv, lengths, NULL, B, T, C, NH, p, stream); // padded
             memset(dqkv, 0, BT * 3 * C * sizeof(float));
-            attention_backward(dqkv, dout, qkv, att, lengths, B, T, C, NH, p, stream);
+            attention_backward(dqkv, dout, qkv, att, lengths, NULL, B, T, C, NH, p, stream);
             gather(out_ref, out, C);
             gather(dqkv_ref, dqkv, 3 * C);
             poison(d_out, BT * C); poison(d_att, natt);

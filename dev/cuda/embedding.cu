@@ -39,7 +39,16 @@ int main(int argc, char** argv) {
         float* dwte = (float*)callocCheck((size_t)V * C, sizeof(float));
         float* dwpe = (float*)callocCheck((size_t)P * C, sizeof(float));
         float* dwtt = (float*)callocCheck(2 * (size_t)C, sizeof(float));
-        embedding_backward(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C);
+        // the CPU reference reads the real tokens' rows only (packed): gather them from the padded dout
+        int* rows = (int*)mallocCheck(BT * sizeof(int));
+        int* starts = (int*)mallocCheck(B * sizeof(int));
+        int N = batch_pack(rows, starts, lengths, B, T);
+        float* dout_packed = (float*)mallocCheck((size_t)N * C * sizeof(float));
+        for (int n = 0; n < N; n++) {
+            memcpy(dout_packed + (size_t)n * C, dout + (size_t)rows[n] * C, C * sizeof(float));
+        }
+        embedding_backward(dwte, dwpe, dwtt, dout_packed, ids, rows, N, T, C);
+        free(rows); free(starts); free(dout_packed);
         int *d_ids, *d_lengths, *d_tokens, *d_runs, *d_run_ids;
         cudaCheck(cudaMalloc(&d_ids, BT * sizeof(int)));
         cudaCheck(cudaMalloc(&d_lengths, B * sizeof(int)));

@@ -120,10 +120,10 @@ int main(int argc, char** argv) {
             float* db = (float*)callocCheck(C, sizeof(float));
             // the CPU reference, train_bert.c's own layers
             const float* ln_in = inp;
-            if (fused) { dropout_forward(r, inp, res, NC, p, stream); ln_in = r; }
+            if (fused) { dropout_forward(r, inp, res, NULL, N, C, p, stream); ln_in = r; }
             layernorm_forward(out, mean, rstd, ln_in, w, b, N, C, 1e-12f);
             layernorm_backward(dinp, dw, db, dout, ln_in, w, mean, rstd, N, C);
-            if (fused) { dropout_backward(dx, dinp, NC, p, stream); }
+            if (fused) { dropout_backward(dx, dinp, NULL, N, C, p, stream); }
             float *d_inp = to_device(inp, NC), *d_res = to_device(res, NC), *d_w = to_device(w, C);
             float *d_b = to_device(b, C), *d_dout = to_device(dout, NC);
             float *d_out = device_zeros_(NC), *d_r = device_zeros_(NC), *d_mean = device_zeros_(N);
