@@ -246,13 +246,16 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 
 clean:
 	rm -rf build
-	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step \
+	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step dev/bench_matmul \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
 # ---------------------------------------------------------------------------
 # benchmarks and the experiment (dev/): numbers, not tests
 
 dev/bench_step: dev/bench_step.c train_bert.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
+# the CPU matmul against its predecessor on BERT's layer shapes: ./dev/bench_matmul [N tokens] [repeats]
+dev/bench_matmul: dev/bench_matmul.c train_bert.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 data/bench_bert_base.bin: prepro_emotion.py
 	$(PYTHON) prepro_emotion.py --random-init bert-base --no-splits --model-out $@
