@@ -246,18 +246,19 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 
 clean:
 	rm -rf build
-	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step dev/bench_epoch \
+	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step dev/bench_epoch dev/bench_matmul \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
 # ---------------------------------------------------------------------------
 # benchmarks and the experiment (dev/): numbers, not tests
 
-dev/bench_step dev/bench_epoch: dev/%: dev/%.c train_bert.c $(HEADERS)
+# dev/bench_matmul: the CPU matmul against its predecessor on BERT's layer shapes ([N tokens] [repeats])
+dev/bench_step dev/bench_epoch dev/bench_matmul: dev/%: dev/%.c train_bert.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 data/bench_bert_base.bin: prepro_emotion.py
 	$(PYTHON) prepro_emotion.py --random-init bert-base --no-splits --model-out $@
 # an epoch's start beside the Hugging Face Trainer (dev/bench_epoch.py); bench-step: one batch beside PyTorch
-bench: dev/bench_epoch data/model.bin data/bench_bert_base.bin
+bench: dev/bench_epoch dev/bench_matmul data/model.bin data/bench_bert_base.bin
 	$(PYTHON) dev/bench_epoch.py --models data/model.bin,data/bench_bert_base.bin
 bench-step: dev/bench_step data/model.bin data/bench_bert_base.bin
 	$(PYTHON) dev/bench_step.py --model data/model.bin --model data/bench_bert_base.bin

@@ -4,12 +4,13 @@ Tests train_bert.c against PyTorch, and its parts against what they must do.
 The reference states come from dev/reference.py (Hugging Face BertForSequenceClassification,
 PEFT for LoRA, dropout 0): for each one we check the logits, the loss, the gradient of every
 trainable tensor and the losses of 10 AdamW steps. Then unit checks that can fail: the tensor
-tables, dropout, the loader, metrics against scikit-learn, early stopping, checkpoints, the
-training state, TensorBoard records, and bad input files of every kind (each must be rejected
-with a message naming the file). The command-line checks (flags, resume, overwrite protection,
-divergence) are in tests/test_reliability.py.
+tables, the blocked matmul against the naive loop (bit for bit), dropout, the loader, metrics
+against scikit-learn, early stopping, checkpoints, the training state, TensorBoard records, and
+bad input files of every kind (each must be rejected with a message naming the file). The
+command-line checks (flags, resume, overwrite protection, divergence) are in tests/test_reliability.py.
 
 Run: make test_bert && ./test_bert [data dir] [tiny]      (make reference writes the states first)
+     ./test_bert data matmul                              (the matmul checks alone: seconds, no data needed)
 Last line: "N passed, N failed"; the exit code is non-zero on any failure.
 */
 #define TESTING
@@ -200,6 +201,92 @@ static void test_tables_(void) {
     fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &cfg, 32, 64, 0, 0);
     check(a[5] == (size_t)12 * 32 * 12 * 64 * 64 && a[16] == 0,
           "activation sizes: att (L, B, NH, T, T); lora_u 0 without LoRA");
+}
+
+// ----------------------------------------------------------------------------
+// the matmul against the triple loop it blocks
+
+static float* matmul_rand_(size_t n, uint64_t stream) {
+    float* x = (float*)mallocCheck(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) { x[i] = dropout_uniform(stream, i) - 0.5f; }
+    return x;
+}
+
+// out (M, N) += a (M, K) @ b (K, N) as the textbook loop: each output starts from out and adds k = 0, 1, ... in
+// order, the order the blocked kernel promises, so the two must agree to the bit, not within a tolerance.
+// k is the middle loop, as in the kernel, so that out += a * b is an elementwise update, which gcc contracts into
+// one FMA (with -march on an FMA machine; -ffp-contract=fast is its default) exactly where it does in the kernel.
+// With k innermost gcc vectorises the dot product as all the products first, then an ordered sum: the same order,
+// but each product rounded on its own, so the last bit differs from an FMA.
+static void matmul_naive_(float* out, const float* a, size_t a_rs, size_t a_cs, const float* b, size_t b_rs,
+                          size_t b_cs, int M, int K, int N) {
+    for (int i = 0; i < M; i++) {
+        for (int k = 0; k < K; k++) {
+            float aik = a[i * a_rs + k * a_cs];
+            for (int j = 0; j < N; j++) { out[(size_t)i * N + j] += aik * b[k * b_rs + j * b_cs]; }
+        }
+    }
+}
+
+// matmul_forward and matmul_backward on one shape against matmul_naive_; the gradients start nonzero (they
+// accumulate). Returns 1 if every output has the same bits.
+static int matmul_case_(int N, int C, int OC, int with_bias) {
+    float* inp = matmul_rand_((size_t)N * C, 1);
+    float* w = matmul_rand_((size_t)OC * C, 2);
+    float* bias = with_bias ? matmul_rand_(OC, 3) : NULL;
+    float* dout = matmul_rand_((size_t)N * OC, 4);
+    float* wt = (float*)mallocCheck((size_t)OC * C * sizeof(float));
+    float* out = (float*)mallocCheck((size_t)N * OC * sizeof(float));
+    float* ref = (float*)mallocCheck((size_t)N * OC * sizeof(float));
+    float* dinp = matmul_rand_((size_t)N * C, 5);
+    float* dinp_ref = matmul_rand_((size_t)N * C, 5);
+    float* dw = matmul_rand_((size_t)OC * C, 6);
+    float* dw_ref = matmul_rand_((size_t)OC * C, 6);
+    matmul_forward(out, inp, w, bias, wt, N, C, OC);
+    for (size_t i = 0; i < (size_t)N * OC; i++) { ref[i] = with_bias ? bias[i % OC] : 0.0f; }
+    matmul_naive_(ref, inp, C, 1, w, 1, C, N, C, OC);                  // inp @ W^T: b[k, o] = W[o, k]
+    matmul_backward(dinp, dw, NULL, dout, inp, w, N, C, OC);
+    matmul_naive_(dinp_ref, dout, OC, 1, w, C, 1, N, OC, C);           // dinp += dout @ W
+    matmul_naive_(dw_ref, dout, 1, OC, inp, C, 1, OC, N, C);           // dW += dout^T @ inp, dout read by columns
+    int same = memcmp(out, ref, (size_t)N * OC * sizeof(float)) == 0;
+    same &= memcmp(dinp, dinp_ref, (size_t)N * C * sizeof(float)) == 0;
+    same &= memcmp(dw, dw_ref, (size_t)OC * C * sizeof(float)) == 0;
+    if (!same) {
+        compare_tensor("out", out, ref, (size_t)N * OC, 0.0f, 0.0f, 0);
+        compare_tensor("dinp", dinp, dinp_ref, (size_t)N * C, 0.0f, 0.0f, 0);
+        compare_tensor("dweight", dw, dw_ref, (size_t)OC * C, 0.0f, 0.0f, 0);
+    }
+    free(inp); free(w); free(bias); free(dout); free(wt); free(out); free(ref);
+    free(dinp); free(dinp_ref); free(dw); free(dw_ref);
+    return same;
+}
+
+static void test_matmul_(void) {
+    printf("\n== matmul (blocked and packed) against the naive loop, bit for bit\n");
+    printf("tiles %d x %d, K blocks of %d, out blocks of %d x %d\n", MM_MR, MM_NR, MM_KC, MM_MC, MM_NC);
+    // (N, C, OC): every dim of the three products (forward M N K = N OC C, dinp N C OC, dweight OC C N) takes
+    // 1, 7, 37, 300 and 769: below, at and past one micro-tile, K block and out block, none a multiple of them
+    int shapes[][3] = {{1, 1, 1}, {7, 37, 300}, {37, 300, 7}, {300, 7, 769}, {769, 300, 37}, {37, 769, 300},
+                       {300, 769, 1}, {1, 300, 769}, {300, 384, 769}};
+    int nshapes = sizeof(shapes) / sizeof(shapes[0]);
+    char what[160];
+    for (int s = 0; s < nshapes; s++) {
+        int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        snprintf(what, sizeof(what), "matmul N %d C %d OC %d: forward (with bias), dinp and dweight (dout^T) "
+                 "bit-identical to the naive loop", N, C, OC);
+        check(matmul_case_(N, C, OC, 1), what);
+    }
+    check(matmul_case_(37, 300, 769, 0), "matmul without bias: forward starts from 0, bit-identical");
+#ifdef OMP
+    // the bits must not depend on the thread count either (resumes on another machine)
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    int one = matmul_case_(300, 384, 769, 1) && matmul_case_(769, 300, 37, 1);
+    omp_set_num_threads(threads > 1 ? threads : 2);
+    int more = matmul_case_(300, 384, 769, 1) && matmul_case_(769, 300, 37, 1);
+    omp_set_num_threads(threads);
+    check(one && more, "matmul bit-identical to the naive loop on 1 thread and on several");
+#endif
 }
 
 // ----------------------------------------------------------------------------
@@ -642,9 +729,11 @@ static void test_events_(void) {
     rmdir(dir);
 }
 
-// ./test_bert [data dir] [tiny]: with "tiny", the MiniLM reference states are skipped (make test-sanitize)
+// ./test_bert [data dir] [tiny]: with "tiny", the MiniLM reference states are skipped (make test-sanitize);
+// ./test_bert data matmul runs the matmul checks alone
 int main(int argc, char** argv) {
     const char* data = argc > 1 ? argv[1] : "data";
+    if (argc > 2 && strcmp(argv[2], "matmul") == 0) { test_matmul_(); return tests_summary(); } // seconds, no data
     int nmodels = argc > 2 && strcmp(argv[2], "tiny") == 0 ? 1 : 2;
     char model_path[1024], state_path[1024], path[1024];
     const char* models[] = {"tiny", "minilm"};
@@ -658,6 +747,7 @@ int main(int argc, char** argv) {
         }
     }
     test_tables_();
+    test_matmul_();
     test_dropout_();
     snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
     for (int s = 0; s < NUM_STRATEGIES; s++) { test_packed_ragged_(model_path, s); }

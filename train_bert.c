@@ -45,74 +45,163 @@ Run: make train_bert && ./train_bert -s full      (./train_bert -h lists every f
 // starts[b]. A layer given NULL maps reads the padded (B, T) layout instead: the dev/cuda notebooks check the
 // GPU's padded kernels that way.
 
-// Matrix product out (M, N) += a (M, K) @ b (K, N). b and out are row-major; a is read through
-// strides, so the same loop serves x @ W^T (a = x), dout @ W (a = dout) and dout^T @ x (a = dout
-// read by columns). The inner loop runs along a row of b, so it vectorises without reassociating
-// any sum: each output is a plain sequential sum over k, independent of the thread count.
-// Tile sizes: the MM_TM x MM_TN accumulators must stay in vector registers. With AVX-512 (32
-// registers of 16 floats, -mprefer-vector-width=512) 8 x 48 measured fastest on an AMD EPYC
-// (dev/bench_step.py); with 16 registers of 8 floats (AVX2) 4 x 32 is the largest that fits.
-#ifndef MM_TM
+// Matrix product out (M, N) += a (M, K) @ b (K, N). b and out are row-major; a is read through strides, so the
+// same routine serves x @ W^T (a = x), dout @ W (a = dout) and dout^T @ x (a = dout read by columns).
+// Each output is out's old value plus a plain sequential sum over k, whatever the blocking and the thread count:
+// the K blocks of one output run in order and each reloads the partial sums the last one stored, which is exact
+// in float. So the bits equal the naive i-k-j loop's compiled with the same flags (test_bert.c checks it), and the
+// PyTorch comparison and bit-exact resumes do not depend on the blocking or the thread count. (The kernel before
+// this one rounded its ragged edge tiles without FMA and the rest with; the new one fuses everywhere, so those
+// edge outputs moved by rounding, dev/bench_matmul.c counts them.)
+// The loops are a BLAS gemm's (Goto and van de Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008)
+// without the assembly. Out is cut into blocks of at most MC x NC, the units of parallel work. For each K block a
+// thread copies b's KC x NC block into NR-wide column panels (contiguous, in L2), and the micro-tile keeps MR x NR
+// sums in vector registers while it walks the K block: its inner loop, one row of a panel times one value of a,
+// is what the compiler vectorises. a by rows is read in place; a by columns (dout^T) is packed, MR rows at a time,
+// so that the panel read again for every panel of b is 8 KB in a row, not KC pieces a row of dout apart (a page
+// apart, for every k). Ragged edges are padded with zeros, whose products land only in outputs not stored.
+// The threads share nothing until the end of the call: no barrier per block, so a thread that loses its core to
+// another process does not stall the others (this machine is usually shared), at the price of each thread
+// packing its own copy of b's blocks. dev/bench_matmul.c times it against the kernel before it.
+#ifndef MM_MR
 #ifdef __AVX512F__
-#define MM_TM 8   // rows of out per tile
-#define MM_TN 48  // columns of out per tile
+// 32 registers of 16 floats: 8 x 48 sums take 24 of them, a row of the b panel 3 more
+#define MM_MR 8   // rows of out per micro-tile
+#define MM_NR 48  // columns of out per micro-tile
 #else
-#define MM_TM 4
-#define MM_TN 32
+// 16 registers of 8 floats (AVX2): 4 x 24 sums take 12, a row of b 3 (not tuned: 1.5x the old 4 x 32 kernel)
+#define MM_MR 4
+#define MM_NR 24
 #endif
 #endif
+#define MM_KC 256          // K block: an MR x KC panel of a is 8 KB, in L1
+#define MM_MC (32 * MM_MR) // most rows of a block of out: b's block is packed once per MC rows
+#define MM_NC (10 * MM_NR) // most columns of a block of out: b's KC x NC block is 480 KB, in L2
+
+// ap (kc, MR) = a[i0 : i0 + rows, k0 : k0 + kc] transposed, zero past the last row; reads along a's contiguous index
+static void mm_pack_a_(float* ap, const float* a, size_t a_rs, size_t a_cs, int i0, int rows, int k0, int kc) {
+    if (rows < MM_MR) { memset(ap, 0, (size_t)kc * MM_MR * sizeof(float)); }
+    if (a_cs == 1) {
+        for (int i = 0; i < rows; i++) {
+            const float* arow = a + (size_t)(i0 + i) * a_rs + k0;
+            for (int k = 0; k < kc; k++) { ap[k * MM_MR + i] = arow[k]; }
+        }
+    } else {
+        for (int k = 0; k < kc; k++) {
+            const float* acol = a + (size_t)(k0 + k) * a_cs + (size_t)i0 * a_rs;
+            for (int i = 0; i < rows; i++) { ap[k * MM_MR + i] = acol[(size_t)i * a_rs]; }
+        }
+    }
+}
+
+// bp (kc, NR) = b[k0 : k0 + kc, j0 : j0 + cols] (b has N columns), zero past the last column
+static void mm_pack_b_(float* bp, const float* b, int N, int k0, int kc, int j0, int cols) {
+    for (int k = 0; k < kc; k++) {
+        const float* brow = b + (size_t)(k0 + k) * N + j0;
+        if (cols == MM_NR) { // a fixed count: a few vector moves, not a call to memcpy
+            for (int j = 0; j < MM_NR; j++) { bp[k * MM_NR + j] = brow[j]; }
+        } else {
+            for (int j = 0; j < MM_NR; j++) { bp[k * MM_NR + j] = j < cols ? brow[j] : 0.0f; }
+        }
+    }
+}
+
+// c (MR, NR, row stride ldc) += a (MR, kc) @ bp (kc, NR), with a[i, k] = ap[i * ap_rs + k * ap_cs]: a's rows in
+// place, or a packed panel. The sums stay in registers for the whole K block.
+static void mm_tile_(float* c, size_t ldc, const float* ap, size_t ap_rs, size_t ap_cs, const float* bp, int kc) {
+    float acc[MM_MR][MM_NR];
+    for (int i = 0; i < MM_MR; i++) {
+        for (int j = 0; j < MM_NR; j++) { acc[i][j] = c[i * ldc + j]; }
+    }
+    for (int k = 0; k < kc; k++) {
+        for (int i = 0; i < MM_MR; i++) {
+            float aik = ap[i * ap_rs + k * ap_cs];
+            for (int j = 0; j < MM_NR; j++) { acc[i][j] += aik * bp[k * MM_NR + j]; }
+        }
+    }
+    for (int i = 0; i < MM_MR; i++) {
+        for (int j = 0; j < MM_NR; j++) { c[i * ldc + j] = acc[i][j]; }
+    }
+}
+
 static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const float* b, int M, int K, int N) {
-    int mtiles = (M + MM_TM - 1) / MM_TM;
-    int ntiles = (N + MM_TN - 1) / MM_TN;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int jt = 0; jt < ntiles; jt++) {
-        for (int it = 0; it < mtiles; it++) {
-            int i0 = it * MM_TM, j0 = jt * MM_TN;
-            if (i0 + MM_TM <= M && j0 + MM_TN <= N) {
-                // a full tile: load out's MM_TM x MM_TN block into registers, add every k's outer product, store
-                float acc[MM_TM][MM_TN];
-                for (int i = 0; i < MM_TM; i++) {
-                    for (int j = 0; j < MM_TN; j++) { acc[i][j] = out[(size_t)(i0 + i) * N + j0 + j]; }
+    int threads = 1;
+#ifdef OMP
+    threads = omp_get_max_threads();
+#endif
+    // blocks of rows: at most MC, and as many as it takes for the number of blocks to divide among the threads
+    // (1700 tokens in blocks of 256 would leave one thread 4 blocks and the other 3)
+    int mtiles = (M + MM_MR - 1) / MM_MR, nblocks = (N + MM_NC - 1) / MM_NC;
+    int mblocks = (M + MM_MC - 1) / MM_MC;
+    while ((mblocks * nblocks) % threads != 0 && mblocks < mtiles) { mblocks++; }
+    int mc_max = (mtiles + mblocks - 1) / mblocks * MM_MR;
+    mblocks = (M + mc_max - 1) / mc_max;
+    int kc_max = K < MM_KC ? K : MM_KC;
+    int nc_max = N < MM_NC ? (N + MM_NR - 1) / MM_NR * MM_NR : MM_NC;
+    #pragma omp parallel
+    {
+        // this thread's packed blocks: b's (malloc keeps a freed block of this size for the next call), a's
+        float* bp = (float*)mallocCheck((size_t)kc_max * nc_max * sizeof(float));
+        float ap[MM_KC * MM_MR];
+        // dynamic: a thread that lost its core for a while leaves the blocks it has not started to the others
+        #pragma omp for schedule(dynamic, 1)
+        for (int blk = 0; blk < mblocks * nblocks; blk++) {
+            int m0 = blk / nblocks * mc_max, mc = M - m0 < mc_max ? M - m0 : mc_max;
+            int n0 = blk % nblocks * MM_NC, nc = N - n0 < MM_NC ? N - n0 : MM_NC;
+            int npanels = (nc + MM_NR - 1) / MM_NR;
+            for (int k0 = 0; k0 < K; k0 += MM_KC) {
+                int kc = K - k0 < MM_KC ? K - k0 : MM_KC;
+                for (int p = 0; p < npanels; p++) {
+                    int cols = nc - p * MM_NR < MM_NR ? nc - p * MM_NR : MM_NR;
+                    mm_pack_b_(bp + (size_t)p * kc * MM_NR, b, N, k0, kc, n0 + p * MM_NR, cols);
                 }
-                for (int k = 0; k < K; k++) {
-                    const float* brow = b + (size_t)k * N + j0;
-                    for (int i = 0; i < MM_TM; i++) {
-                        float aik = a[(i0 + i) * a_rs + k * a_cs];
-                        for (int j = 0; j < MM_TN; j++) { acc[i][j] += aik * brow[j]; }
+                for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
+                    int rows = m0 + mc - i0 < MM_MR ? m0 + mc - i0 : MM_MR;
+                    // a by rows is read in place; by columns, or a ragged last tile, it is packed first
+                    const float* at = a + (size_t)i0 * a_rs + (size_t)k0 * a_cs;
+                    size_t at_rs = a_rs, at_cs = 1;
+                    if (a_cs != 1 || rows < MM_MR) {
+                        mm_pack_a_(ap, a, a_rs, a_cs, i0, rows, k0, kc);
+                        at = ap; at_rs = 1; at_cs = MM_MR;
                     }
-                }
-                for (int i = 0; i < MM_TM; i++) {
-                    for (int j = 0; j < MM_TN; j++) { out[(size_t)(i0 + i) * N + j0 + j] = acc[i][j]; }
-                }
-            } else {
-                // ragged edge tile: the same sums, without the fixed-size fast path
-                int im = M - i0 < MM_TM ? M - i0 : MM_TM;
-                int jn = N - j0 < MM_TN ? N - j0 : MM_TN;
-                for (int i = 0; i < im; i++) {
-                    for (int j = 0; j < jn; j++) {
-                        float sum = out[(size_t)(i0 + i) * N + j0 + j];
-                        for (int k = 0; k < K; k++) {
-                            sum += a[(i0 + i) * a_rs + k * a_cs] * b[(size_t)k * N + j0 + j];
+                    for (int p = 0; p < npanels; p++) {
+                        int cols = nc - p * MM_NR < MM_NR ? nc - p * MM_NR : MM_NR;
+                        float* c = out + (size_t)i0 * N + n0 + p * MM_NR;
+                        const float* bpp = bp + (size_t)p * kc * MM_NR;
+                        if (rows == MM_MR && cols == MM_NR) {
+                            mm_tile_(c, N, at, at_rs, at_cs, bpp, kc);
+                        } else { // a ragged edge: the same sums, through a full-size copy of the tile
+                            float t[MM_MR * MM_NR] = {0};
+                            size_t row_bytes = cols * sizeof(float);
+                            for (int i = 0; i < rows; i++) { memcpy(t + i * MM_NR, c + (size_t)i * N, row_bytes); }
+                            mm_tile_(t, MM_NR, at, at_rs, at_cs, bpp, kc);
+                            for (int i = 0; i < rows; i++) { memcpy(c + (size_t)i * N, t + i * MM_NR, row_bytes); }
                         }
-                        out[(size_t)(i0 + i) * N + j0 + j] = sum;
                     }
                 }
+            }
+        }
+        free(bp);
+    }
+}
+
+// out (Cc, R) = w (R, Cc) transposed: scratch for matmul_forward. In 32 x 32 tiles, so that both the rows read and
+// the rows written stay in L1 (a plain column loop misses on every write)
+static void transpose_(float* out, const float* w, int R, int Cc) {
+    #pragma omp parallel for collapse(2)
+    for (int c0 = 0; c0 < Cc; c0 += 32) {
+        for (int r0 = 0; r0 < R; r0 += 32) {
+            for (int c = c0; c < c0 + 32 && c < Cc; c++) {
+                for (int r = r0; r < r0 + 32 && r < R; r++) { out[(size_t)c * R + r] = w[(size_t)r * Cc + c]; }
             }
         }
     }
 }
 
-// out (Cc, R) = w (R, Cc) transposed: scratch for matmul_forward
-static void transpose_(float* out, const float* w, int R, int Cc) {
-    #pragma omp parallel for
-    for (int c = 0; c < Cc; c++) {
-        for (int r = 0; r < R; r++) { out[(size_t)c * R + r] = w[(size_t)r * Cc + c]; }
-    }
-}
-
 // nn.Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html):
 // out (N, OC) = inp (N, C) @ weight^T + bias, with weight (OC, C) as PyTorch stores it.
-// wt_scratch (C, OC) holds weight^T so the inner loop runs along contiguous memory.
+// wt_scratch (C, OC) holds weight^T, so that packing b copies rows (one transpose a call, N times cheaper than the
+// product, instead of a strided gather for every block).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                     float* wt_scratch, int N, int C, int OC) {
     transpose_(wt_scratch, weight, OC, C);

@@ -142,7 +142,7 @@ def fma_peak(threads):
         return None
     r = subprocess.run([exe, "--peak"], env=dict(os.environ, OMP_NUM_THREADS=str(threads)), capture_output=True,
                        text=True)
-    m = re.search(r"peak\s*[:=]?\s*([0-9.]+)\s*GFLOP/s", r.stdout)
+    m = re.search(r"([0-9.]+) all threads", r.stdout)
     return float(m.group(1)) if (r.returncode == 0 and m) else None
 
 
