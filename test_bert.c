@@ -731,9 +731,41 @@ static void test_events_(void) {
 
 // ./test_bert [data dir] [tiny]: with "tiny", the MiniLM reference states are skipped (make test-sanitize);
 // ./test_bert data matmul runs the matmul checks alone
+// exp_ and the GELU built on it against double precision: exp_ within 2e-7 relative over its range, GELU
+// forward and backward within 3e-7 of the exact (erf, not PyTorch's approximation) times max(1, |x|)
+static void test_gelu_(void) {
+    double worst_exp = 0.0, worst_fwd = 0.0, worst_bwd = 0.0;
+    enum { G = 20001 };
+    float* x = (float*)mallocCheck(G * sizeof(float));
+    float* y = (float*)mallocCheck(G * sizeof(float));
+    float* dy = (float*)mallocCheck(G * sizeof(float));
+    for (int i = 0; i < G; i++) {
+        float v = -87.0f + 175.0f * i / (G - 1);
+        double rel = fabs((double)exp_(v) - exp((double)v)) / exp((double)v);
+        worst_exp = rel > worst_exp ? rel : worst_exp;
+        x[i] = -12.0f + 24.0f * i / (G - 1);
+        dy[i] = 1.0f;
+    }
+    gelu_forward(y, x, G);
+    gelu_backward(dy, x, dy, G);
+    for (int i = 0; i < G; i++) {
+        double v = x[i], cdf = 0.5 * (1.0 + erf(v / sqrt(2.0)));
+        double scale = fabs(v) > 1.0 ? fabs(v) : 1.0;
+        double ef = fabs(y[i] - v * cdf) / scale, eb = fabs(dy[i] - (cdf + v * exp(-0.5 * v * v) / sqrt(2 * M_PI)));
+        worst_fwd = ef > worst_fwd ? ef : worst_fwd;
+        worst_bwd = eb / scale > worst_bwd ? eb / scale : worst_bwd;
+    }
+    printf("  exp_ relative error %.2e; GELU forward %.2e, backward %.2e (scaled by max(1, |x|))\n", worst_exp,
+           worst_fwd, worst_bwd);
+    check(worst_exp <= 2e-7, "exp_ within 2e-7 relative of exp over [-87, 88]");
+    check(worst_fwd <= 3e-7 && worst_bwd <= 3e-7, "GELU forward and backward within 3e-7 of exact over [-12, 12]");
+    free(x); free(y); free(dy);
+}
+
 int main(int argc, char** argv) {
     const char* data = argc > 1 ? argv[1] : "data";
     if (argc > 2 && strcmp(argv[2], "matmul") == 0) { test_matmul_(); return tests_summary(); } // seconds, no data
+    if (argc > 2 && strcmp(argv[2], "gelu") == 0) { test_gelu_(); return tests_summary(); }
     int nmodels = argc > 2 && strcmp(argv[2], "tiny") == 0 ? 1 : 2;
     char model_path[1024], state_path[1024], path[1024];
     const char* models[] = {"tiny", "minilm"};
@@ -748,6 +780,7 @@ int main(int argc, char** argv) {
     }
     test_tables_();
     test_matmul_();
+    test_gelu_();
     test_dropout_();
     snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
     for (int s = 0; s < NUM_STRATEGIES; s++) { test_packed_ragged_(model_path, s); }
