@@ -19,6 +19,8 @@ model, metrics (Bert, Metrics) and bertc/checkpoint.h, bertc/logger.h.
 #include <sys/stat.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <poll.h>
+#include <errno.h>
 #include "utils.h"
 #include "dataloader.h"
 #include "checkpoint.h"
@@ -865,8 +867,88 @@ static inline int train_main_(const Settings* s, const Backend* be) {
 }
 
 // ----------------------------------------------------------------------------
-// classify mode: one line per text, "label | name prob | ...", dropout off, B = 1, no padding.
+// classify mode: one line per text, "label | name prob | ...", dropout off. Texts from stdin go through the model
+// in batches of up to -b, packed (only their real tokens computed), and their lines come out in input order.
 // The tokenizer truncates to the model's P positions, as prepro_emotion.py does.
+
+// stdin, line by line, through its own buffer: unlike stdio, it can tell whether a next line is already there
+// without waiting for it. A batch takes the lines at hand and waits for input only while it holds none, so a line
+// typed at a terminal (or sent down a pipe by a server) is answered at once, and a file is read -b lines a forward.
+typedef struct {
+    char* buf;
+    size_t start, len, cap; // the unread bytes are buf[start, len)
+    int eof;
+} LineReader;
+
+// read what stdin has into the buffer, blocking only if wait; returns the number of bytes read (0 at end of input
+// or, without wait, when nothing is there yet). A read error is an error, not an end of input.
+static inline size_t reader_fill_(LineReader* r, int wait) {
+    if (r->eof) { return 0; }
+    if (!wait) {
+        struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+        if (poll(&pfd, 1, 0) <= 0) { return 0; } // nothing yet (or poll refused: read at the next batch)
+    }
+    if (r->start > 0) { // move the unread bytes to the front
+        memmove(r->buf, r->buf + r->start, r->len - r->start);
+        r->len -= r->start;
+        r->start = 0;
+    }
+    if (r->len == r->cap) {
+        r->cap = r->cap == 0 ? 65536 : 2 * r->cap;
+        r->buf = (char*)reallocCheck(r->buf, r->cap);
+    }
+    ssize_t got;
+    do { got = read(STDIN_FILENO, r->buf + r->len, r->cap - r->len); } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        error_exit("could not read the texts from stdin: %s\n---> HINT: give -t - a file or a pipe, e.g. "
+                   "-t - < texts.txt", strerror(errno));
+    }
+    if (got == 0) { r->eof = 1; }
+    r->len += (size_t)got;
+    return (size_t)got;
+}
+
+// the next line (without its \n or \r\n) in *line, n bytes: 1, or 0 when no whole line is at hand (wait 0) or
+// the input has ended (wait 1). A last line without its \n counts at the end of input.
+static inline int reader_line_(LineReader* r, int wait, const char** line, size_t* n) {
+    while (1) {
+        char* begin = r->buf + r->start;
+        char* nl = r->len > r->start ? (char*)memchr(begin, '\n', r->len - r->start) : NULL;
+        if (nl != NULL || (r->eof && r->len > r->start)) {
+            size_t got = nl != NULL ? (size_t)(nl - begin) : r->len - r->start;
+            r->start += got + (nl != NULL);
+            while (got > 0 && begin[got - 1] == '\r') { got--; }
+            *line = begin;
+            *n = got;
+            return 1;
+        }
+        if (r->eof || reader_fill_(r, wait) == 0) {
+            if (r->eof || !wait) { return 0; }
+        }
+    }
+}
+
+// one line per text of the batch (Bb texts, their logits z (Bb, NC)); a failed write is an error, since the
+// results would be lost
+static inline void classify_print_(const float* z_all, int Bb, int NC, int print_logits) {
+    for (int b = 0; b < Bb; b++) {
+        const float* z = z_all + (size_t)b * NC;
+        int best = argmax(z, NC);
+        float sum = 0.0f;
+        for (int c = 0; c < NC; c++) { sum += expf(z[c] - z[best]); }
+        printf("%s", label_name(best, NC));
+        for (int c = 0; c < NC; c++) { printf(" | %s %.4f", label_name(c, NC), expf(z[c] - z[best]) / sum); }
+        printf("\n");
+        if (print_logits) {
+            printf("logits");
+            for (int c = 0; c < NC; c++) { printf(" %.9g", z[c]); }
+            printf("\n");
+        }
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        error_exit("could not write the results to stdout: %s", strerror(errno));
+    }
+}
 
 static inline int classify_main_(const Settings* s, const Backend* be) {
     Bert model;
@@ -886,43 +968,45 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
         error_exit("vocabulary %s has %d tokens, the model has V %d\n---> HINT: pass the model's vocab.txt with -v",
                    s->vocab_path, tok.V, cfg->V);
     }
-    bert_alloc_batch(&model, 1, cfg->P);
-    be->setup(&model, 1, cfg->P);
-    fprintf(stderr, "classify | %s checkpoint %s (%s) | vocab %s\n", STRATEGY_NAMES[model.strategy], s->classify_path,
-            cfg->name, s->vocab_path);
-    int NC = cfg->NC;
-    char* line = NULL;
-    size_t cap = 0;
     int from_stdin = strcmp(s->classify_text, "-") == 0;
-    while (1) {
-        const char* text = s->classify_text;
-        size_t n = strlen(text);
-        if (from_stdin) {
-            ssize_t got = getline(&line, &cap, stdin);
-            if (got < 0) { break; }
-            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) { line[--got] = '\0'; }
-            text = line;
-            n = (size_t)got; // NUL bytes inside a line are dropped by the tokenizer, as Hugging Face's does
+    int B = from_stdin ? s->B : 1, P = cfg->P;
+    bert_alloc_batch(&model, B, P);
+    be->setup(&model, B, P);
+    fprintf(stderr, "classify | %s checkpoint %s (%s) | vocab %s | batches of up to %d\n",
+            STRATEGY_NAMES[model.strategy], s->classify_path, cfg->name, s->vocab_path, B);
+    int* enc = (int*)mallocCheck((size_t)B * P * sizeof(int)); // each text's ids, row b of P
+    LineReader reader = {0};
+    int done = 0;
+    long texts = 0, forwards = 0;
+    double t0 = now_seconds();
+    while (!done) {
+        int Bb = 0, T = 0;
+        while (Bb < B) { // the texts at hand, at least one
+            const char* text = s->classify_text;
+            size_t n = strlen(text);
+            if (from_stdin && !reader_line_(&reader, Bb == 0, &text, &n)) { done = Bb == 0 || reader.eof; break; }
+            // NUL bytes inside a line are dropped by the tokenizer, as Hugging Face's does
+            model.lengths[Bb] = tokenizer_encode_bytes(&tok, text, n, enc + (size_t)Bb * P, P);
+            T = model.lengths[Bb] > T ? model.lengths[Bb] : T;
+            Bb++;
+            if (!from_stdin) { done = 1; break; }
         }
-        int T = tokenizer_encode_bytes(&tok, text, n, model.ids, cfg->P);
-        model.lengths[0] = T;
-        be->forward(&model, 1, T, NULL, 0);
-        const float* z = be->logits(&model, 1);
-        int best = argmax(z, NC);
-        float sum = 0.0f;
-        for (int c = 0; c < NC; c++) { sum += expf(z[c] - z[best]); }
-        printf("%s", label_name(best, NC));
-        for (int c = 0; c < NC; c++) { printf(" | %s %.4f", label_name(c, NC), expf(z[c] - z[best]) / sum); }
-        printf("\n");
-        if (s->print_logits) {
-            printf("logits");
-            for (int c = 0; c < NC; c++) { printf(" %.9g", z[c]); }
-            printf("\n");
+        if (Bb == 0) { break; }
+        for (int b = 0; b < Bb; b++) { // the batch as the loader lays it out: (Bb, T), padded
+            for (int t = 0; t < T; t++) {
+                model.ids[b * T + t] = t < model.lengths[b] ? enc[(size_t)b * P + t] : cfg->pad_id;
+            }
         }
-        fflush(stdout);
-        if (!from_stdin) { break; }
+        be->forward(&model, Bb, T, NULL, 0);
+        classify_print_(be->logits(&model, Bb), Bb, cfg->NC, s->print_logits);
+        texts += Bb;
+        forwards++;
     }
-    free(line);
+    double secs = now_seconds() - t0;
+    fprintf(stderr, "classify | %ld texts in %ld forwards, %.3f s (%.1f texts/s)\n", texts, forwards, secs,
+            secs > 0.0 ? texts / secs : 0.0);
+    free(reader.buf);
+    free(enc);
     tokenizer_free(&tok);
     be->free(&model);
     bert_free(&model);

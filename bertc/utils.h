@@ -4,7 +4,7 @@ Every failure prints one message naming the file (and the source line for I/O), 
 half-written temp file, and exits non-zero.
 
 Defines: error_exit, fopenCheck, freadCheck, fwriteCheck, fflushCheck, fcloseCheck, mallocCheck,
-callocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul, size_add, now_seconds.
+callocCheck, reallocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul, size_add, now_seconds.
 Used by: every other bertc/ header, train_bert.c, train_bert.cu, the tests and dev/fuzz.
 
 Fuzz builds (-DFUZZING, dev/fuzz/) turn error exits into a longjmp back to the harness,
@@ -112,6 +112,13 @@ static inline void* calloc_check(size_t n, size_t size, const char* file, int li
     return p;
 }
 #define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
+
+static inline void* realloc_check(void* old, size_t size, const char* file, int line) {
+    void* p = realloc(old, size == 0 ? 1 : size);
+    if (p == NULL) { error_exit("out of memory allocating %zu bytes\n  at %s:%d", size, file, line); }
+    return p;
+}
+#define reallocCheck(old, size) realloc_check(old, size, __FILE__, __LINE__)
 
 // size in bytes of an open file; the position is left where it was
 static inline long file_size(FILE* fp, const char* path) {

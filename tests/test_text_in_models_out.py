@@ -83,6 +83,39 @@ def test_classify_matches_python(checkpoints, tmp_path):
     assert labels == [names[i] for i in want.argmax(1)]
 
 
+def test_classify_batched_equals_one_by_one(checkpoints, tmp_path):
+    """stdin in batches of -b texts (packed) gives each text's line as one text at a time does: awkward lines too
+    (empty, only spaces, invalid UTF-8, a NUL inside, CRLF, longer than 512 tokens), from a pipe and from a file"""
+    exe = checkpoints["exe"]
+    ckpt = os.path.join(checkpoints["full"][0], "checkpoint_last.bin")
+    texts = [t.encode() for t in TEXTS] + [b"", b"   ", b"caf\xc3 \xff\xfe broken", b"nul\0inside", b"crlf line\r",
+                                           b" ".join([b"word"] * 700), b"i feel fine"]
+    data = b"\n".join(texts) + b"\n"
+
+    def classify(batch, **kw):
+        r = subprocess.run([exe, "-C", ckpt, "-t", "-", "-y", "1", "-b", str(batch)], capture_output=True, env=ENV,
+                           cwd=REPO, **kw)
+        assert r.returncode == 0, r.stderr.decode()
+        lines = r.stdout.decode().splitlines()
+        assert len(lines) == 2 * len(texts), r.stdout
+        return lines, r.stderr.decode()
+
+    one, err = classify(1, input=data)
+    assert f"{len(texts)} texts in {len(texts)} forwards" in err, err
+    for batch in (3, 32):
+        got, _ = classify(batch, input=data)
+        assert [l.split(" | ")[0] for l in got[0::2]] == [l.split(" | ")[0] for l in one[0::2]]
+        a = np.array([[float(x) for x in l.split()[1:]] for l in got[1::2]])
+        b = np.array([[float(x) for x in l.split()[1:]] for l in one[1::2]])
+        print(f"-b {batch}: max |batched - one by one| logits {np.abs(a - b).max():.3g}")
+        assert np.abs(a - b).max() <= 1e-6
+    path = tmp_path / "texts.txt"
+    path.write_bytes(data)
+    with open(path, "rb") as f:  # a file: every line is at hand, so the batches are full
+        got, err = classify(3, stdin=f)
+    assert got == one and f"{len(texts)} texts in {(len(texts) + 2) // 3} forwards" in err, err
+
+
 def test_classify_single_text_and_errors(checkpoints):
     exe = checkpoints["exe"]
     ckpt = os.path.join(checkpoints["lora"][0], "checkpoint_last.bin")
