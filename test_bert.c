@@ -470,11 +470,11 @@ static void test_checkpoint_(const char* model_path, const char* state_path, int
     char path[] = "/tmp/test_bert_checkpoint_XXXXXX", tmp_path[64];
     scratch_path(path);
     bert_save_checkpoint(&model, path, 7);
-    snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
+    snprintf(tmp_path, sizeof(tmp_path), "%s.%ld.tmp", path, (long)getpid());
     check(access(tmp_path, F_OK) != 0, "the checkpoint's temp file was renamed away");
     Bert loaded;
     model_from_state_(&loaded, model_path, &st);
-    bert_load_checkpoint(&loaded, path);
+    bert_load_checkpoint(&loaded, path, 7, model.step);
     bert_forward(&loaded, st.B, st.T, st.labels, 0);
     char what[256];
     snprintf(what, sizeof(what), "%s checkpoint reloads to bit-identical logits", STRATEGY_NAMES[strategy]);
@@ -566,6 +566,11 @@ static void test_train_state_(const char* model_path) {
         {STATE_NHIST, 100, "history rows", "100 history rows"},
         {STATE_NHIST, 1, "bytes", "a history row count that does not match the file"},
         {STATE_SETTINGS + SET_B, 8, "batch size (-b)", "another batch size"},
+        {STATE_LOSS_SUM + 1, 0, "loss sum 0 after 1 steps", "a loss sum of 0 after a step (its low half is 0)"},
+        {STATE_SETTINGS + SET_FIRST_FLOAT, 0x3a83126f, "learning rate (-l) (0.001 there, 0 now)",
+         "another learning rate, printed as floats (were bits: 981668463 there)"},
+        {STATE_SETTINGS + SET_FIRST_FLOAT + 5, 0x3dcccccd, "LoRA alpha (-a) (0.1 there, 0 now)",
+         "another LoRA alpha, printed as floats"},
     };
     char bad_path[] = "/tmp/test_bert_badstate_XXXXXX";
     scratch_path(bad_path);
@@ -600,11 +605,13 @@ static int bad_V_, bad_NC_, bad_P_;
 static void load_split_(const char* path) { Dataset ds; dataset_load(&ds, path, bad_V_, bad_NC_, bad_P_); }
 static void load_model_(const char* path) { Bert m = {0}; bert_build_from_file(&m, path); }
 static void load_checkpoint_alone_(const char* path) { Bert m = {0}; bert_build_from_checkpoint(&m, path); }
+static void load_split_within_20s_(const char* path) { alarm(20); load_split_(path); } // SIGALRM: the test fails
+static void load_model_within_20s_(const char* path) { alarm(20); load_model_(path); }
 static void reload_checkpoint_(const char* path) { // into a full model of bad_ckpt_base_, as the end of a run does
     Bert m = {0};
     bert_build_from_file(&m, bad_ckpt_base_);
     bert_init_training(&m);
-    bert_load_checkpoint(&m, path);
+    bert_load_checkpoint(&m, path, 1, 0);
 }
 
 static void test_bad_inputs_(const char* split_path, const char* model_path, const BertConfig* cfg) {
@@ -634,6 +641,22 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     expect_failure(load_split_, bad, "positive", 1, "a negative number of examples");
     write_corrupt(split_path, bad, 0, SPLIT_NTOK * 4, 2147483647);
     expect_failure(load_split_, bad, "bytes", 1, "a token count of 2^31 - 1");
+    // the truncation length: at least T_max (and 2), at most the model's P (all four were accepted before)
+    int32_t max_lens[] = {-1, 0, 1, INT32_MAX};
+    for (int i = 0; i < 4; i++) {
+        write_corrupt(split_path, bad, 0, SPLIT_MAX_LEN * 4, max_lens[i]);
+        char what[128];
+        snprintf(what, sizeof(what), "a split file with max length %d", max_lens[i]);
+        expect_failure(load_split_, bad, "max length", 1, what);
+    }
+    // a FIFO is refused at once, never opened to wait for a writer (the child is killed after 20 s if it waits)
+    char fifo[] = "/tmp/test_bert_fifo_XXXXXX";
+    scratch_path(fifo);
+    remove(fifo);
+    check(mkfifo(fifo, 0600) == 0, "mkfifo for the FIFO checks");
+    expect_failure(load_split_within_20s_, fifo, "not a regular file (a FIFO)", 1, "a split file that is a FIFO");
+    expect_failure(load_model_within_20s_, fifo, "not a regular file (a FIFO)", 1, "a model file that is a FIFO");
+    remove(fifo);
     // model files: each config field out of its range, a size product that would wrap, non-finite numbers
     struct { int slot; int32_t value; const char* want; const char* what; } fields[] = {
         {MODEL_V, 0, "field V", "V 0"}, {MODEL_C, -64, "field C", "negative C"}, {MODEL_L, 100000, "field L",
@@ -645,6 +668,8 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
         {MODEL_TV, 1073711261, "field TV", "TV 1,073,711,261 (the size product wrapped around before)"},
         {MODEL_KIND, 5, "kind", "kind 5"},
         {MODEL_V, INT32_MIN, "field V", "V -2^31 (its V - 1 bound overflowed: found by make fuzz)"},
+        {MODEL_P, 1, "field P is 1, want 3..", "P 1 (the tokenizer failed later, without naming the file)"},
+        {MODEL_P, 2, "field P is 2, want 3..", "P 2: no room for a word between [CLS] and [SEP] (was accepted)"},
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         write_corrupt(model_path, bad, 0, (long)fields[i].slot * 4, fields[i].value);
@@ -678,6 +703,11 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     expect_failure(load_checkpoint_alone_, bad, "alpha", 1, "a LoRA checkpoint with alpha NaN");
     write_corrupt(ckpt, bad, 0, CKPT_STRATEGY * 4, 9);
     expect_failure(load_checkpoint_alone_, bad, "strategy", 1, "a checkpoint of strategy 9");
+    write_corrupt(ckpt, bad, 0, CKPT_LORA_ALPHA * 4, float_to_bits(1e-30f));
+    expect_failure(load_checkpoint_alone_, bad, "alpha 1e-30", 1,
+                   "a LoRA checkpoint with alpha 1e-30 (outside -a's range)");
+    write_corrupt(ckpt, bad, 0, MODEL_P * 4, 2);
+    expect_failure(load_checkpoint_alone_, bad, "field P is 2", 1, "a checkpoint with P 2, named in the message");
     expect_failure(load_model_, ckpt, "LoRA checkpoint", 1, "training from a LoRA checkpoint would drop its adapters");
     expect_failure(load_checkpoint_alone_, model_path, "not a train_bert checkpoint", 1,
                    "classify mode with a plain model file");
@@ -687,6 +717,22 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     bert_build_from_file(&full, model_path);
     bert_init_training(&full);
     bert_save_checkpoint(&full, ckpt, 1);
+    // a full checkpoint stores alpha 0: any other value is corruption (NaN, Inf, -1 and 1e-30 were accepted)
+    int32_t alphas[] = {0x7fc00000, 0x7f800000, float_to_bits(-1.0f), float_to_bits(1e-30f)};
+    for (int i = 0; i < 4; i++) {
+        write_corrupt(ckpt, bad, 0, CKPT_LORA_ALPHA * 4, alphas[i]);
+        char what[128];
+        snprintf(what, sizeof(what), "a full checkpoint with alpha %g", bits_to_float(alphas[i]));
+        expect_failure(load_checkpoint_alone_, bad, "alpha", 1, what);
+    }
+    // the best checkpoint reloaded at the end of a run must be the epoch and step the run wrote it at
+    write_corrupt(ckpt, bad, 0, CKPT_EPOCH * 4, -1);
+    expect_failure(reload_checkpoint_, bad, "of epoch -1", 1, "a best checkpoint of epoch -1 (was taken)");
+    write_corrupt(ckpt, bad, 0, CKPT_EPOCH * 4, 2);
+    expect_failure(reload_checkpoint_, bad, "of epoch 2", 1,
+                   "a best checkpoint of another epoch: the last one copied over it (was taken)");
+    write_corrupt(ckpt, bad, 0, CKPT_STEP * 4, 12);
+    expect_failure(reload_checkpoint_, bad, "step 12", 1, "a best checkpoint of another step");
     write_corrupt(ckpt, bad, 0, MODEL_P * 4, cfg->P - 1);
     expect_failure(reload_checkpoint_, bad, "does not belong", 1, "a best checkpoint with another P");
     write_corrupt(ckpt, bad, 0, HEADER_INTS * 4 + 8, 0x7f800000);
@@ -729,8 +775,61 @@ static void test_events_(void) {
     rmdir(dir);
 }
 
-// ./test_bert [data dir] [tiny]: with "tiny", the MiniLM reference states are skipped (make test-sanitize);
-// ./test_bert data matmul runs the matmul checks alone
+// ----------------------------------------------------------------------------
+// the run's own reliability: temp names, the save thread's errors, signals
+
+// a temp file is path.<pid>.tmp: two processes writing one path never share one (they fought over path.tmp)
+static void test_atomic_names_(void) {
+    printf("\n== atomic writes\n");
+    char path[] = "/tmp/test_bert_atomic_XXXXXX", want[128];
+    scratch_path(path);
+    snprintf(want, sizeof(want), "%s.%ld.tmp", path, (long)getpid());
+    FILE* fp = atomic_open(path);
+    check(strcmp(pending_tmp_, want) == 0 && access(want, F_OK) == 0, "a temp file's name is unique to its process");
+    fputs("x", fp);
+    atomic_commit(fp, path);
+    check(access(want, F_OK) != 0 && access(path, F_OK) == 0 && pending_fp_ == NULL, "and it is renamed away");
+    remove(path);
+}
+
+// The GPU back end's save thread: a failed write (here: a directory that does not exist) ends the thread with the
+// message in the job, its temp file removed; the process goes on (it called exit() from the thread before).
+static void test_save_thread_error_(const char* model_path) {
+    printf("\n== a failed save on the thread is recorded, not exited\n");
+    Bert m = {0};
+    bert_build_from_file(&m, model_path);
+    bert_init_training(&m);
+    SaveJob j;
+    memset(&j, 0, sizeof(j));
+    j.model = m;
+    j.last_path = "/nonexistent_test_bert_dir/checkpoint_last.bin";
+    j.history = (EpochResult*)mallocCheck(sizeof(EpochResult));
+    pthread_t t;
+    check(pthread_create(&t, NULL, save_thread_, &j) == 0 && pthread_join(t, NULL) == 0, "the save thread ran");
+    check(j.failed && strstr(j.error, "could not open /nonexistent_test_bert_dir/checkpoint_last.bin.") != NULL &&
+          j.history == NULL && error_trap_ == NULL, "its error is in the job, the process goes on");
+    printf("    error: %s\n", j.error);
+    bert_free(&m);
+}
+
+// SIGTERM sets the flag and restores the default actions, so the next SIGINT ends the process at once
+static void test_stop_signals_(void) {
+    printf("\n== SIGINT and SIGTERM\n");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        stop_handlers_install_();
+        raise(SIGTERM);
+        if (stop_signal_ != SIGTERM) { _exit(2); }
+        raise(SIGINT); // the default action: the child ends here
+        _exit(3);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    check(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT,
+          "the first signal is noted (the run stops at a step boundary), a second one ends the process at once");
+}
+
 // exp_ and the GELU built on it against double precision: exp_ within 2e-7 relative over its range, GELU
 // forward and backward within 3e-7 of the exact (erf, not PyTorch's approximation) times max(1, |x|)
 static void test_gelu_(void) {
@@ -762,6 +861,8 @@ static void test_gelu_(void) {
     free(x); free(y); free(dy);
 }
 
+// ./test_bert [data dir] [tiny]: with "tiny", the MiniLM reference states are skipped (make test-sanitize);
+// ./test_bert data matmul runs the matmul checks alone
 int main(int argc, char** argv) {
     const char* data = argc > 1 ? argv[1] : "data";
     if (argc > 2 && strcmp(argv[2], "matmul") == 0) { test_matmul_(); return tests_summary(); } // seconds, no data
@@ -802,6 +903,9 @@ int main(int argc, char** argv) {
     test_bad_inputs_(path, model_path, cfg);
     test_events_();
     test_train_state_(model_path);
+    test_atomic_names_();
+    test_save_thread_error_(model_path);
+    test_stop_signals_();
     dataset_free(&train);
     bert_free(&model);
     return tests_summary();

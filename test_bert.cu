@@ -365,7 +365,7 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
     // the CPU loads it and computes the same logits (to fp32 rounding)
     Bert cpu;
     model_from_state_(&cpu, model_path, &st, 0, 0);
-    bert_load_checkpoint(&cpu, path);
+    bert_load_checkpoint(&cpu, path, 3, gpu.step);
     bert_forward(&cpu, st.B, st.T, st.labels, 0);
     char what[256];
     snprintf(what, sizeof(what), "%s: a GPU checkpoint loads on the CPU to the same logits", STRATEGY_NAMES[strategy]);
@@ -374,7 +374,7 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
     bert_save_checkpoint(&cpu, path, 4);
     Bert back;
     model_from_state_(&back, model_path, &st, 1, cu::PRECISION_FP32);
-    bert_load_checkpoint(&back, path);
+    bert_load_checkpoint(&back, path, 4, cpu.step);
     cu::bert_from_host(&back);
     memset(back.params_memory, 0, back.num_parameters * sizeof(float)); // so the copy back below is the device's
     cu::bert_to_host(&back);

@@ -45,6 +45,8 @@ Needs <stb/stb_ds.h>; define STB_DS_IMPLEMENTATION in exactly one .c file
 #include <string.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stb/stb_ds.h>
 #include "unicode_tables.h"
 
@@ -211,12 +213,15 @@ static int tokenizer_special_(Tokenizer* t, const char* path, const char* token)
 void tokenizer_init(Tokenizer* t, const char* vocab_path, int do_lower_case) {
     memset(t, 0, sizeof(*t));
     t->do_lower_case = do_lower_case;
-    FILE* f = fopen(vocab_path, "rb");
-    if (f == NULL) { tokenizer_fail_(vocab_path, "cannot open", NULL); }
+    // O_NONBLOCK: open() on a FIFO would wait for a writer for ever; it is refused below, and cleared for reading
+    int fd = open(vocab_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) { tokenizer_fail_(vocab_path, "cannot open", NULL); }
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         tokenizer_fail_(vocab_path, "is not a regular file", NULL);
     }
+    FILE* f = fcntl(fd, F_SETFL, 0) == 0 ? fdopen(fd, "rb") : NULL;
+    if (f == NULL) { tokenizer_fail_(vocab_path, "cannot open", NULL); }
     if (fseek(f, 0, SEEK_END) != 0) { tokenizer_fail_(vocab_path, "cannot seek", NULL); }
     long size = ftell(f);
     if (size < 0) { tokenizer_fail_(vocab_path, "cannot tell size", NULL); }

@@ -661,6 +661,11 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t N,
 
 enum Strategy { STRATEGY_FULL = 0, STRATEGY_FROZEN = 1, STRATEGY_LORA = 2, NUM_STRATEGIES = 3 };
 static const char* STRATEGY_NAMES[NUM_STRATEGIES] = {"full", "frozen", "lora"};
+// LoRA alpha's range, for -a and for a LoRA checkpoint's header (a full or frozen checkpoint stores 0)
+#define LORA_ALPHA_MIN 1e-6
+#define LORA_ALPHA_MAX 1e6
+// the fewest positions a model can classify with: [CLS], one word piece, [SEP]
+#define P_MIN 3
 
 typedef struct {
     int V;      // vocabulary size, e.g. 30522
@@ -1013,7 +1018,7 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
     cfg->pad_id = h[MODEL_PAD_ID]; cfg->lower = h[MODEL_LOWER];
     // in 64 bits: a bound computed from a field (V - 1) must not overflow before that field is checked
     struct { const char* name; long long value, lo, hi; } fields[] = {
-        {"V", cfg->V, 1, 1 << 24}, {"P", cfg->P, 1, 8192}, {"TV", cfg->TV, 1, 16}, {"C", cfg->C, 1, 16384},
+        {"V", cfg->V, 1, 1 << 24}, {"P", cfg->P, P_MIN, 8192}, {"TV", cfg->TV, 1, 16}, {"C", cfg->C, 1, 16384},
         {"L", cfg->L, 1, 256}, {"NH", cfg->NH, 1, cfg->C}, {"FF", cfg->FF, 1, 65536}, {"NC", cfg->NC, 2, 1024},
         {"pad id", cfg->pad_id, 0, (long long)cfg->V - 1}, {"lower-case flag", cfg->lower, 0, 1},
         {"activation", h[MODEL_ACT], 1, 1}, {"kind", h[MODEL_KIND], 0, 1},
@@ -1042,12 +1047,15 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
         if (s < 0 || s >= NUM_STRATEGIES) {
             error_exit("checkpoint %s: strategy %d (want 0 full, 1 frozen, 2 lora)", path, s);
         }
-        if (s == STRATEGY_LORA && (r < 1 || r > cfg->C || !isfinite(alpha) || !(alpha > 0.0f))) {
-            error_exit("checkpoint %s: LoRA rank %d and alpha %g (want 1..%d and a positive number)", path, r, alpha,
-                       cfg->C);
+        // alpha scales the adapters: a LoRA checkpoint's is one -a accepts (NaN fails both comparisons)
+        if (s == STRATEGY_LORA && (r < 1 || r > cfg->C || !(alpha >= LORA_ALPHA_MIN && alpha <= LORA_ALPHA_MAX))) {
+            error_exit("checkpoint %s: LoRA rank %d and alpha %g (want 1..%d and %g..%g)", path, r, alpha, cfg->C,
+                       LORA_ALPHA_MIN, LORA_ALPHA_MAX);
         }
-        if (s != STRATEGY_LORA && r != 0) {
-            error_exit("checkpoint %s: a %s checkpoint with LoRA rank %d", path, STRATEGY_NAMES[s], r);
+        // bert_checkpoint_header_ writes rank 0 and alpha 0.0 (all bits zero) where there are no adapters
+        if (s != STRATEGY_LORA && (r != 0 || h[CKPT_LORA_ALPHA] != 0)) {
+            error_exit("checkpoint %s: a %s checkpoint with LoRA rank %d and alpha %g (want 0 and 0)", path,
+                       STRATEGY_NAMES[s], r, alpha);
         }
         if (h[CKPT_EPOCH] < 0 || h[CKPT_STEP] < 0) { error_exit("checkpoint %s: negative epoch or step", path); }
     }

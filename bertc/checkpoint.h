@@ -76,8 +76,10 @@ static inline void bert_save_checkpoint(const Bert* model, const char* path, int
 
 // Load a checkpoint written by bert_save_checkpoint into a model of the same config and strategy
 // (the best epoch's, at the end of a run): every config slot, the strategy, LoRA rank and alpha
-// must equal the model's, the size must be exact and every weight finite.
-static inline void bert_load_checkpoint(Bert* model, const char* path) {
+// must equal the model's, the epoch and step the run wrote it at (so a file replaced since, by
+// another checkpoint of the run or anything else, is refused), the size must be exact and every
+// weight finite.
+static inline void bert_load_checkpoint(Bert* model, const char* path, int epoch, int step) {
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS], want[HEADER_INTS];
@@ -89,6 +91,11 @@ static inline void bert_load_checkpoint(Bert* model, const char* path) {
             error_exit("checkpoint %s does not belong to this %s model: header slot %d is %d, the model has %d",
                        path, STRATEGY_NAMES[model->strategy], i, h[i], want[i]);
         }
+    }
+    if (h[CKPT_EPOCH] != epoch || h[CKPT_STEP] != step) {
+        error_exit("checkpoint %s is of epoch %d, step %d; this run wrote it at epoch %d, step %d\n"
+                   "---> HINT: it was replaced or changed after the run wrote it", path, h[CKPT_EPOCH], h[CKPT_STEP],
+                   epoch, step);
     }
     size_t n = model->num_parameters + (model->strategy == STRATEGY_LORA ? model->num_lora_parameters : 0);
     if ((size_t)fsize != sizeof(h) + n * sizeof(float)) {
@@ -131,8 +138,9 @@ static const char* STATE_SETTING_NAMES[STATE_NUM_SETTINGS] = {"strategy (-s)", "
     "epochs (-e)", "number of train examples", "LoRA rank (-k)", "learning rate (-l)", "warmup (-u)",
     "weight decay (-w)", "max grad norm (-g)", "dropout (-q)", "LoRA alpha (-a)", "LoRA dropout (-z)"};
 enum { SET_STRATEGY = 0, SET_SEED, SET_B, SET_EPOCHS, SET_N }; // the ones the checks below use
+enum { SET_FIRST_FLOAT = 6, SET_WARMUP = 7 }; // from the learning rate on, floats (as bits), but for warmup
 
-// Written to path.tmp and renamed, so a kill at any moment leaves the previous state or the new one.
+// Written to a temp file and renamed (atomic_open), so a kill at any moment leaves the previous state or the new one.
 static inline void train_state_save(const char* path, const Bert* model, const int32_t* settings,
                                     const TrainProgress* pr,
                                     const EarlyStopping* es, const EpochResult* history, int nhistory) {
@@ -191,11 +199,17 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
     long fsize = header_read(fp, path, h, STATE_MAGIC, STATE_VERSION, "training state",
                              "start afresh without -R, or with another -o");
     for (int i = 0; i < STATE_NUM_SETTINGS; i++) {
-        if (h[STATE_SETTINGS + i] != settings[i]) {
-            error_exit("%s was written with another %s (%d there, %d now)\n"
-                       "---> HINT: resume with the flags of the interrupted run", path, STATE_SETTING_NAMES[i],
-                       h[STATE_SETTINGS + i], settings[i]);
+        if (h[STATE_SETTINGS + i] == settings[i]) { continue; }
+        char there[32], now[32];
+        if (i >= SET_FIRST_FLOAT && i != SET_WARMUP) { // floats, as their bits
+            snprintf(there, sizeof(there), "%g", bits_to_float(h[STATE_SETTINGS + i]));
+            snprintf(now, sizeof(now), "%g", bits_to_float(settings[i]));
+        } else {
+            snprintf(there, sizeof(there), "%d", h[STATE_SETTINGS + i]);
+            snprintf(now, sizeof(now), "%d", settings[i]);
         }
+        error_exit("%s was written with another %s (%s there, %s now)\n"
+                   "---> HINT: resume with the flags of the interrupted run", path, STATE_SETTING_NAMES[i], there, now);
     }
     // the settings match this run's, so these are valid: steps per epoch and the schedule's length
     int epochs = settings[SET_EPOCHS], B = settings[SET_B], N = settings[SET_N];
@@ -234,8 +248,10 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
         STATE_REQUIRE(model->step == (pr->epoch - 1) * spe + pr->nsteps, path, "step %d at epoch %d, %d steps into it",
                       model->step, pr->epoch, pr->nsteps);
     }
-    STATE_REQUIRE(finite_in_(pr->loss_sum, 0.0, 1e30) && (pr->nsteps > 0 || pr->loss_sum == 0.0), path,
-                  "loss sum %g after %d steps", pr->loss_sum, pr->nsteps);
+    // cross-entropy is positive: a step's mean loss is 0 only where every example's probability rounds to 1 in
+    // float32, which a whole stretch of steps with dropout does not reach; a sum of 0 after steps is no sum we wrote
+    STATE_REQUIRE(finite_in_(pr->loss_sum, 0.0, 1e30) && (pr->nsteps > 0 ? pr->loss_sum > 0.0 : pr->loss_sum == 0.0),
+                  path, "loss sum %g after %d steps", pr->loss_sum, pr->nsteps);
     STATE_REQUIRE(finite_in_(pr->train_seconds, 0.0, 1e12) && finite_in_(pr->epoch_seconds, 0.0, 1e12), path,
                   "times %g and %g seconds", pr->train_seconds, pr->epoch_seconds);
     // early stopping: the best epoch is one of the history's, and bad epochs count the ones since

@@ -49,6 +49,13 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
     if (ds->T_max > P) {
         error_exit("split file %s has examples of %d tokens; the model has %d positions", path, ds->T_max, P);
     }
+    // the truncation length prepro used: room for [CLS] and [SEP], no shorter than the longest example, and no
+    // longer than the model's positions (prepro refuses that too)
+    int max_len = h[SPLIT_MAX_LEN], lo = ds->T_max > 2 ? ds->T_max : 2;
+    if (max_len < lo || max_len > P) {
+        error_exit("split file %s: header says max length %d, want %d..%d (T_max %d, the model's %d positions)\n"
+                   "---> HINT: %s", path, max_len, lo, P, ds->T_max, P, hint);
+    }
     ds->lengths = (int*)mallocCheck(ds->N * sizeof(int));
     ds->labels = (int*)mallocCheck(ds->N * sizeof(int));
     ds->ids = (int*)mallocCheck(ntok * sizeof(int));

@@ -16,7 +16,12 @@ model, metrics (Bert, Metrics) and bertc/checkpoint.h, bertc/logger.h.
 #pragma once
 #include <stddef.h>
 #include <limits.h>
+#include <float.h>
+#include <ctype.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/file.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <poll.h>
@@ -80,6 +85,8 @@ typedef struct {
     int exit_after, nan_at;  // tests only
     // derived by settings_parse
     int strategy_id, precision_id, lr_given, strategy_given;
+    int argc;                // the command line, for the resume command an interrupted run prints
+    char** argv;
 } Settings;
 
 static const Settings DEFAULT_SETTINGS = {
@@ -89,7 +96,7 @@ static const Settings DEFAULT_SETTINGS = {
     .print_every = 1, .progress_every = 100, .save_every = 0, .resume = 0, .overwrite = 0, .probe = 0,
     .classify_path = NULL, .classify_text = NULL, .vocab_path = "data/vocab.txt", .print_logits = 0,
     .precision = "fp32", .kernels = 1, .save_thread = 1, .exit_after = -1, .nan_at = -1,
-    .strategy_id = 0, .precision_id = 0, .lr_given = 0, .strategy_given = 0,
+    .strategy_id = 0, .precision_id = 0, .lr_given = 0, .strategy_given = 0, .argc = 0, .argv = NULL,
 };
 #define PROBE_LR 1e-2f // the probe's default learning rate (-F 1 without -l), chosen on validation F1: docs/results.md
 
@@ -121,7 +128,7 @@ static const FlagSpec FLAG_SPECS[] = {
     {'r', 'i', S_(seed), 0, INT_MAX, 0, 0, "random seed: shuffle, dropout masks, LoRA init"},
     {'x', 'i', S_(max_steps), 1, INT_MAX, 1, 0, "stop after this many steps, -1 = no limit"},
     {'k', 'i', S_(lora_r), 1, 4096, 0, 0, "LoRA rank (at most the hidden size)"},
-    {'a', 'f', S_(lora_alpha), 1e-6, 1e6, 0, 0, "LoRA alpha (scale alpha / r)"},
+    {'a', 'f', S_(lora_alpha), LORA_ALPHA_MIN, LORA_ALPHA_MAX, 0, 0, "LoRA alpha (scale alpha / r)"},
     {'z', 'f', S_(lora_dropout), 0, 0.99, 0, 0, "LoRA dropout"},
     {'F', 'i', S_(probe), 0, 1, 0, 0, "1 = with -s frozen, a linear probe: the pooled features are computed once\n"
                                       "              (dropout off), then the classifier trains on them in seconds"},
@@ -174,10 +181,36 @@ static inline void flag_error_(const Backend* be, const char* fmt, ...) {
     error_exit("%s\n---> HINT: ./train_bert%s -h lists every flag and its range", what, be->on_gpu ? "cu" : "");
 }
 
-// Parse and check every flag: numbers must be entirely a number, finite and in range; choices must
+// A number as people write it in decimal, nothing else: an integer is -?[0-9]+, a float also takes a fraction and
+// an exponent (5e-5, .5, 1.). strtod alone would take " 5", "+5", "0x10", "0x1p-3", "inf" and "nan". Never "-0",
+// and a float must be 0 or in float's normal range (1e-40 would be a subnormal float, 1e-50 a silent 0).
+static inline int number_parse_(const char* v, int is_int, double* x) {
+    const char* p = v + (v[0] == '-');
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++) { digits++; }
+    if (!is_int && *p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) { digits++; }
+    }
+    if (digits == 0) { return 0; }
+    if (!is_int && (*p == 'e' || *p == 'E')) {
+        p += (p[1] == '+' || p[1] == '-') ? 2 : 1;
+        if (!(*p >= '0' && *p <= '9')) { return 0; }
+        while (*p >= '0' && *p <= '9') { p++; }
+    }
+    if (*p != '\0') { return 0; }
+    char* end;
+    errno = 0;
+    *x = is_int ? (double)strtol(v, &end, 10) : strtod(v, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(*x) || (v[0] == '-' && *x == 0.0)) { return 0; }
+    return is_int || *x == 0.0 || (fabs(*x) >= FLT_MIN && fabs(*x) <= FLT_MAX);
+}
+
+// Parse and check every flag: numbers must be plain decimal (number_parse_), finite and in range; choices must
 // be one of theirs. Anything else is one clear error and exit 1; -h prints the help and exits 0.
 static inline void settings_parse(Settings* s, int argc, char** argv, const Backend* be) {
     *s = DEFAULT_SETTINGS;
+    s->argc = argc;
+    s->argv = argv;
     // flags come in pairs, "-x value"; a back end's own flags (gpu_only) exist only where it runs
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
@@ -198,16 +231,14 @@ static inline void settings_parse(Settings* s, int argc, char** argv, const Back
             *(const char**)field = v;
             continue;
         }
-        // a number: all of the value must parse ("12abc" is no 12), and it must be finite and in the flag's range
-        char* end;
-        errno = 0;
-        double x = f->type == 'i' ? (double)strtol(v, &end, 10) : strtod(v, &end);
-        int ok = end != v && *end == '\0' && errno == 0 && isfinite(x) &&
-                 ((x >= f->lo && x <= f->hi) || (f->minus_one && x == -1.0));
+        // a number: all of the value must be a plain decimal number ("12abc" is no 12), in the flag's range
+        double x;
+        int ok = number_parse_(v, f->type == 'i', &x) && ((x >= f->lo && x <= f->hi) || (f->minus_one && x == -1.0));
         if (!ok) {
             char range[128];
             snprintf(range, sizeof(range), "%s%g..%g", f->minus_one ? "-1 or " : "", f->lo, f->hi);
-            flag_error_(be, "option %s %s: want a number in %s", a, v, range);
+            flag_error_(be, "option %s %s: want %s in %s", a, v, f->type == 'i' ? "a plain decimal integer" :
+                        "a plain decimal number (as 5e-5 or 0.1; 0 or in float's normal range)", range);
         }
         if (f->type == 'i') { *(int*)field = (int)x; } else { *(float*)field = (float)x; }
         if (f->flag == 'l') { s->lr_given = 1; }
@@ -309,17 +340,48 @@ static inline void require_file_(const char* path, const char* hint) {
     struct stat sb;
     if (stat(path, &sb) != 0) { error_exit("cannot read %s: %s\n---> HINT: %s", path, strerror(errno), hint); }
     if (S_ISDIR(sb.st_mode)) { error_exit("%s is a directory, not a file\n---> HINT: %s", path, hint); }
+    // a FIFO would block the open for ever; a device or socket is no input file either
+    if (!S_ISREG(sb.st_mode)) { error_exit("%s is not a regular file (a FIFO, device or socket)\n---> HINT: %s", path,
+                                           hint); }
+}
+
+// One run per output directory: an exclusive flock on out_dir/lock, taken before anything there is read or
+// written and held until the process ends (the kernel drops it however the process ends, kill -9 included).
+// The file holds its holder's pid, for the message a second run gets. It is never removed: a run that removed it
+// could let two later runs lock two different files. Returns the descriptor that holds the lock.
+static inline int output_dir_lock_(const char* out_dir) {
+    char path[4200];
+    path_join(path, sizeof(path), out_dir, "lock");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0) { error_exit("could not open the lock file %s: %s", path, strerror(errno)); }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) { error_exit("could not lock %s: %s", path, strerror(errno)); }
+        char pid[32] = {0};
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == '\0')) { pid[--n] = '\0'; }
+        error_exit("output directory %s is in use: process %s holds its lock (%s)\n"
+                   "---> HINT: wait for that run to end (or stop it), or choose another -o", out_dir,
+                   n > 0 ? pid : "(unknown)", path);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, n, 0) != n) {
+        error_exit("could not write %s: %s", path, strerror(errno));
+    }
+    return fd;
 }
 
 // A fresh run never silently replaces an earlier run's results: with results in out_dir it stops,
-// unless resuming (-R 1) or told to overwrite (-O 1), which first removes the old ones.
-static inline void output_dir_claim_(const char* out_dir, int resume, int overwrite) {
+// unless resuming (-R 1) or told to overwrite (-O 1), which first removes the old ones. The directory is
+// locked first (output_dir_lock_), so no other run can be using it. Returns the lock's descriptor.
+static inline int output_dir_claim_(const char* out_dir, int resume, int overwrite) {
     struct stat sb;
     if (stat(out_dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) { error_exit("output directory %s is a file", out_dir); }
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
         error_exit("could not create output directory %s: %s", out_dir, strerror(errno));
     }
-    if (resume) { return; }
+    int lock_fd = output_dir_lock_(out_dir);
+    if (resume) { return lock_fd; }
     const char* results[] = {"log.tsv", "state.bin", "checkpoint_best.bin", "checkpoint_last.bin"};
     char path[4200];
     for (int i = 0; i < 4; i++) {
@@ -331,6 +393,7 @@ static inline void output_dir_claim_(const char* out_dir, int resume, int overwr
         }
         if (remove(path) != 0) { error_exit("could not remove %s: %s", path, strerror(errno)); }
     }
+    return lock_fd;
 }
 
 // Evaluate on a whole split in order, dropout off: loss, accuracy, weighted precision / recall / F1.
@@ -376,6 +439,10 @@ static inline void progress_print_(int tty, int every, int epoch, int done, int 
            tty ? "" : "\n");
     fflush(stdout);
 }
+
+// stdout carries the results (the epoch lines, the test report, classify's labels): a failed write there, as on a
+// full disk, is an error, not a silent loss (the stream remembers it; line buffering already tried to write)
+static inline void stdout_check_(void) { fflushCheck(stdout, "standard output"); }
 
 // A run whose loss, gradient norm or validation loss stops being finite has diverged: stop before
 // anything is written, so the last good checkpoint and state stay, and exit non-zero.
@@ -474,8 +541,9 @@ static inline void probe_free_(Probe* pr) {
 // (at bert-base a save is ~1.7 GB, about as long as a whole epoch at the GPU's goal). The thread is joined before
 // the next copy back, before the test reloads the best checkpoint, before -X exits, when the run diverges (so
 // the last good files are complete) and at the end. The CPU back end's host copies are its weights: it writes in
-// line, as does the probe. Each file is still written to path.tmp and renamed; a write error still exits naming
-// the file (from the thread).
+// line, as does the probe. Each file is still written to a temp file and renamed. The thread never ends the process:
+// a write error there (error_exit, through its ErrorTrap) removes the temp file and ends the thread with the message
+// in SaveJob.error, and the main thread prints it and exits 1 when it next joins the thread (save_wait_).
 
 typedef struct {
     Bert model;              // a shallow copy: the step and sizes of the moment, the host copies' pointers
@@ -488,6 +556,8 @@ typedef struct {
     EarlyStopping es;
     EpochResult* history;    // a copy (malloc), nhistory rows
     int nhistory;
+    int failed;              // the thread's write failed: error holds error_exit's message
+    char error[8192];
 } SaveJob;
 
 static inline void save_job_run_(SaveJob* j) {
@@ -501,7 +571,18 @@ static inline void save_job_run_(SaveJob* j) {
 }
 
 static inline void* save_thread_(void* job) {
-    save_job_run_((SaveJob*)job);
+    SaveJob* j = (SaveJob*)job;
+    ErrorTrap trap;
+    error_trap_ = &trap;
+    if (setjmp(trap.env) == 0) {
+        save_job_run_(j);
+    } else { // error_exit jumped here: the temp file is gone; the main thread reports the message
+        j->failed = 1;
+        snprintf(j->error, sizeof(j->error), "%s", trap.message);
+        free(j->history);
+        j->history = NULL;
+    }
+    error_trap_ = NULL;
     return NULL;
 }
 
@@ -538,6 +619,7 @@ typedef struct {
     int saving;              // 1: save_thread is writing save
     pthread_t save_thread;
     SaveJob save;
+    int lock_fd;             // holds the output directory's lock (output_dir_lock_)
 } Run;
 
 // a copy of the back end's weights and moments on the host, unless the host copy is the truth (the probe)
@@ -545,12 +627,27 @@ static inline void sync_to_host_(Run* run) {
     if (run->be->to_host != NULL && !run->s->probe) { run->be->to_host(&run->model); }
 }
 
-// the save in flight, if any, written to the end
+// the save in flight, if any, written to the end; a save that failed on the thread stops the run here
 static inline void save_wait_(Run* run) {
     if (!run->saving) { return; }
     int rc = pthread_join(run->save_thread, NULL);
-    if (rc != 0) { error_exit("could not join the thread writing the checkpoints: %s", strerror(rc)); }
     run->saving = 0;
+    if (rc != 0) { error_exit("could not join the thread writing the checkpoints: %s", strerror(rc)); }
+    if (run->save.failed) {
+        error_exit("%s\n  (on the thread writing the checkpoints and state, -W 1; training stopped at step %d)",
+                   run->save.error, run->model.step);
+    }
+}
+
+// error_exit's hook during a run: an error on the main thread waits for a save in flight before the process
+// ends, so exit() never tears down what the thread is using (and its files are complete, or removed)
+static Run* live_run_;
+static void save_wait_at_exit_(void) {
+    Run* run = live_run_;
+    if (run == NULL || !run->saving) { return; }
+    pthread_join(run->save_thread, NULL);
+    run->saving = 0;
+    if (run->save.failed) { fprintf(stderr, "Error: %s\n", run->save.error); }
 }
 
 // a non-finite loss or norm: stop with a message, once the save in flight (the last good files) is complete
@@ -594,6 +691,84 @@ static inline void save_start_(Run* run, const char* last_path, const char* best
 // seconds of training so far, across resumes
 static inline double run_seconds_(const Run* run) { return run->pr.train_seconds + now_seconds() - run->start; }
 
+// ----------------------------------------------------------------------------
+// SIGINT and SIGTERM: the handler only notes the signal. The loop looks at each step boundary and each epoch's
+// end (run_stop_): it saves the state there, as -S would, says how to resume and exits 128 + the signal (130,
+// 143). The handler restores the default actions at once, so a second signal ends the process there and then
+// (a save then in progress leaves its temp file behind, never a half-written state.bin).
+
+static volatile sig_atomic_t stop_signal_;
+static struct sigaction default_action_; // SIG_DFL, for the handler to restore (sigaction is async-signal-safe)
+static struct sigaction ignore_action_;  // SIG_IGN
+
+static void stop_handler_(int sig) {
+    stop_signal_ = sig;
+    sigaction(SIGINT, &default_action_, NULL);
+    sigaction(SIGTERM, &default_action_, NULL);
+    // Ctrl-C also ends a `| tee`: the lines still to come then fail (unchecked while stopping) instead of SIGPIPE
+    // killing the run before it has saved
+    sigaction(SIGPIPE, &ignore_action_, NULL);
+}
+
+// only where the signal is not already ignored (a background job's SIGINT is): an ignored signal stays ignored
+static inline void stop_handlers_install_(void) {
+    default_action_.sa_handler = SIG_DFL;
+    sigemptyset(&default_action_.sa_mask);
+    ignore_action_.sa_handler = SIG_IGN;
+    sigemptyset(&ignore_action_.sa_mask);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = stop_handler_;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; // reads and writes the signal interrupts go on
+    int sigs[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) { sigaction(sigs[i], &sa, NULL); }
+    }
+}
+
+// an argument as a POSIX shell reads it back: bare where that is safe, else in single quotes
+static inline void shell_quote_print_(FILE* out, const char* a) {
+    int bare = a[0] != '\0';
+    for (const char* p = a; *p; p++) { bare = bare && (isalnum((unsigned char)*p) || strchr("_./:=,+@%-", *p)); }
+    if (bare) { fputs(a, out); return; }
+    fputc('\'', out);
+    for (const char* p = a; *p; p++) { if (*p == '\'') { fputs("'\\''", out); } else { fputc(*p, out); } }
+    fputc('\'', out);
+}
+
+// this run's command line with -R 1 (without its own -R or -O: a resume needs no -O)
+static inline void resume_command_print_(FILE* out, const Settings* s) {
+    for (int i = 0; i < s->argc; i++) {
+        const char* a = s->argv[i];
+        if (i % 2 == 1 && (strcmp(a, "-R") == 0 || strcmp(a, "-O") == 0)) { i++; continue; } // flags are pairs
+        fputc(' ', out);
+        shell_quote_print_(out, a);
+    }
+    fprintf(out, " -R 1\n");
+}
+
+// Stop on a signal: save the state of this step boundary (now; NULL: the save just started holds the point to
+// resume from), wait until it is complete, say how to resume, and exit 130 (SIGINT) or 143 (SIGTERM).
+static inline void run_stop_(Run* run, const TrainProgress* now) {
+    if (now != NULL && !run->s->probe) {
+        save_sync_(run);
+        save_start_(run, NULL, NULL, run->state_path, 0, now);
+    }
+    save_wait_(run);
+    int sig = stop_signal_;
+    printf("%s", run->tty ? "\r\033[K" : "");
+    fflush(stdout);
+    fprintf(stderr, "stopped by %s after step %d: ", sig == SIGINT ? "SIGINT" : "SIGTERM", run->model.step);
+    if (run->s->probe) {
+        fprintf(stderr, "the probe keeps no state; run it again\n");
+    } else {
+        fprintf(stderr, "the state is saved in %s\n---> HINT: resume bit for bit with:", run->state_path);
+        resume_command_print_(stderr, run->s);
+    }
+    exit(128 + sig);
+}
+
 // The model from the model file with the strategy's training state, the three splits checked against it, the
 // output directory claimed, the settings table, then (with -R 1) the state of an interrupted run.
 static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
@@ -631,7 +806,7 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
     bert_alloc_batch(model, s->B, run->T_max);
     be->setup(model, s->B, run->T_max);
     model->defer_steps = be->read_steps != NULL && !s->probe; // the probe's steps run on the host
-    output_dir_claim_(s->out_dir, s->resume, s->overwrite);
+    run->lock_fd = output_dir_claim_(s->out_dir, s->resume, s->overwrite);
     run->steps_per_epoch = (run->splits[0].N + s->B - 1) / s->B;
     if ((long long)s->epochs * run->steps_per_epoch > INT_MAX / 2) {
         error_exit("-e %d epochs of %d steps is too many steps", s->epochs, run->steps_per_epoch);
@@ -755,11 +930,12 @@ static inline void run_epoch_(Run* run, int epoch) {
         progress_print_(run->tty, s->progress_every, epoch, run->pr.nsteps, epoch_steps, run->loader.pos - first_pos,
                         now_seconds() - epoch_start);
         if (last) { run->done = 1; break; }
+        // where the run stands at this step boundary, as a state saved within the epoch records it
+        TrainProgress now = run->pr;
+        now.pos = run->loader.pos;
+        now.epoch_seconds = epoch_before + now_seconds() - epoch_start;
+        now.train_seconds = run_seconds_(run);
         if (save) {
-            TrainProgress now = run->pr;
-            now.pos = run->loader.pos;
-            now.epoch_seconds = epoch_before + now_seconds() - epoch_start;
-            now.train_seconds = run_seconds_(run);
             save_sync_(run);
             save_start_(run, NULL, NULL, run->state_path, 0, &now);
         }
@@ -768,6 +944,11 @@ static inline void run_epoch_(Run* run, int epoch) {
             printf("%sexiting after step %d (-X)\n", run->tty ? "\r\033[K" : "", model->step);
             fflush(stdout);
             _exit(3);
+        }
+        if (stop_signal_) { // SIGINT or SIGTERM (now's loss sum is complete: -S and -X flushed, or this does)
+            flush_steps_(run, epoch);
+            now.loss_sum = run->pr.loss_sum;
+            run_stop_(run, &now);
         }
     }
     flush_steps_(run, epoch);
@@ -811,6 +992,7 @@ static inline void run_epoch_end_(Run* run, int epoch) {
     TrainProgress next = {epoch + 1, 0, 0, 0.0, 0.0, run_seconds_(run), run->done || epoch == s->epochs};
     save_start_(run, run->last_path, rec.best ? run->best_path : NULL, s->probe ? NULL : run->state_path, epoch,
                 &next);
+    stdout_check_(); // after the save: error_exit waits for it, so a lost stdout costs no epoch
 }
 
 // The best checkpoint by validation F1 on the test split: the report, log.tsv's test line, TensorBoard, and the
@@ -820,7 +1002,11 @@ static inline void run_test_(Run* run) {
     Bert* model = &run->model;
     double train_seconds = run_seconds_(run);
     save_wait_(run);
-    bert_load_checkpoint(model, run->best_path);
+    int best = run->es.best_epoch;
+    if (!run->es.has_best || best < 1 || best > (int)arrlen(run->history)) {
+        error_exit("no epoch was scored, so %s has no best checkpoint to test", s->out_dir);
+    }
+    bert_load_checkpoint(model, run->best_path, best, run->history[best - 1].step);
     if (run->be->from_host != NULL && !s->probe) { run->be->from_host(model); }
     printf("loaded the best checkpoint (epoch %d, validation F1 %.4f) from %s\n", run->es.best_epoch,
            run->es.best_f1, run->best_path);
@@ -839,10 +1025,13 @@ static inline void run_test_(Run* run) {
            s->probe ? "probe" : STRATEGY_NAMES[model->strategy], bert_num_trainable(model), (int)arrlen(run->history),
            run->es.best_epoch, train_seconds, test.accuracy, test.precision, test.recall, test.f1, test.loss);
     metrics_free(&test);
+    stdout_check_();
 }
 
 static inline void run_free_(Run* run) {
     save_wait_(run);
+    error_exit_hook_ = NULL;
+    live_run_ = NULL;
     fcloseCheck(run->log, run->log_path);
     events_close(&run->events);
     arrfree(run->history);
@@ -851,15 +1040,20 @@ static inline void run_free_(Run* run) {
     for (int k = 0; k < 3; k++) { dataset_free(&run->splits[k]); }
     run->be->free(&run->model);
     bert_free(&run->model);
+    close(run->lock_fd); // the output directory is free for the next run
 }
 
 // the whole run: epochs of steps until the last epoch or early stopping, then the test split
 static inline int train_main_(const Settings* s, const Backend* be) {
     Run run;
     run_init_(&run, s, be);
+    live_run_ = &run; // from here, an error waits for a save in flight before the process ends
+    error_exit_hook_ = save_wait_at_exit_;
+    stop_handlers_install_(); // from here, SIGINT and SIGTERM stop at a step boundary with the state saved
     for (int epoch = run.pr.epoch; epoch <= s->epochs && !run.done; epoch++) {
         run_epoch_(&run, epoch);
         run_epoch_end_(&run, epoch);
+        if (stop_signal_) { run_stop_(&run, NULL); } // the state just saved resumes with the next epoch
     }
     run_test_(&run);
     run_free_(&run);
@@ -928,8 +1122,8 @@ static inline int reader_line_(LineReader* r, int wait, const char** line, size_
     }
 }
 
-// one line per text of the batch (Bb texts, their logits z (Bb, NC)); a failed write is an error, since the
-// results would be lost
+// one line per text of the batch (Bb texts, their logits z (Bb, NC)), out before the next batch is read; a failed
+// write is an error, since the results would be lost
 static inline void classify_print_(const float* z_all, int Bb, int NC, int print_logits) {
     for (int b = 0; b < Bb; b++) {
         const float* z = z_all + (size_t)b * NC;
@@ -945,12 +1139,15 @@ static inline void classify_print_(const float* z_all, int Bb, int NC, int print
             printf("\n");
         }
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        error_exit("could not write the results to stdout: %s", strerror(errno));
-    }
+    stdout_check_();
 }
 
 static inline int classify_main_(const Settings* s, const Backend* be) {
+    // stdin (-t -) is looked at before any file is opened: a closed stdin's descriptor 0 would be reused by one
+    struct stat sb;
+    int from_stdin = strcmp(s->classify_text, "-") == 0;
+    if (from_stdin && fstat(STDIN_FILENO, &sb) != 0) { error_exit("-t -: standard input is closed"); }
+    if (from_stdin && S_ISDIR(sb.st_mode)) { error_exit("-t -: standard input is a directory"); }
     Bert model;
     memset(&model, 0, sizeof(model));
     require_file_(s->classify_path, "pass a checkpoint written by train_bert (out/checkpoint_best.bin)");
@@ -968,14 +1165,14 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
         error_exit("vocabulary %s has %d tokens, the model has V %d\n---> HINT: pass the model's vocab.txt with -v",
                    s->vocab_path, tok.V, cfg->V);
     }
-    int from_stdin = strcmp(s->classify_text, "-") == 0;
     int B = from_stdin ? s->B : 1, P = cfg->P;
     bert_alloc_batch(&model, B, P);
     be->setup(&model, B, P);
     fprintf(stderr, "classify | %s checkpoint %s (%s) | vocab %s | batches of up to %d\n",
             STRATEGY_NAMES[model.strategy], s->classify_path, cfg->name, s->vocab_path, B);
     int* enc = (int*)mallocCheck((size_t)B * P * sizeof(int)); // each text's ids, row b of P
-    LineReader reader = {0};
+    LineReader reader;
+    memset(&reader, 0, sizeof(reader));
     int done = 0;
     long texts = 0, forwards = 0;
     double t0 = now_seconds();

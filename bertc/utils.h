@@ -3,8 +3,9 @@ bertc/utils.h: checked I/O and allocation, atomic file writes, overflow-checked 
 Every failure prints one message naming the file (and the source line for I/O), removes a
 half-written temp file, and exits non-zero.
 
-Defines: error_exit, fopenCheck, freadCheck, fwriteCheck, fflushCheck, fcloseCheck, mallocCheck,
-callocCheck, reallocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul, size_add, now_seconds.
+Defines: error_exit, ErrorTrap, error_trap_, error_exit_hook_, fopenCheck, freadCheck, fwriteCheck, fflushCheck,
+fcloseCheck, mallocCheck, callocCheck, reallocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul,
+size_add, now_seconds.
 Used by: every other bertc/ header, train_bert.c, train_bert.cu, the tests and dev/fuzz.
 
 Fuzz builds (-DFUZZING, dev/fuzz/) turn error exits into a longjmp back to the harness,
@@ -18,9 +19,12 @@ so a rejected input is an ordinary outcome there, not a crash.
 #include <string.h>
 #include <errno.h>
 #include <time.h>
+#include <setjmp.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #ifdef FUZZING
-#include <setjmp.h>
 extern jmp_buf fuzz_escape;        // set by the fuzz harness around each input
 static FILE* fuzz_open_files[16];  // what a rejected input left open; the harness closes it
 #define exit_failure_() longjmp(fuzz_escape, 1)
@@ -31,31 +35,84 @@ static FILE* fuzz_open_files[16];  // what a rejected input left open; the harne
 // ----------------------------------------------------------------------------
 // errors
 
-// The temp file an atomic write has open, if any: removed when the program dies mid-write.
-static char pending_tmp_[4200];
+// The temp file an atomic write has open, if any: closed and removed when the write fails. One per thread: the
+// GPU back end's save thread writes its own files while the main thread goes on.
+static __thread char pending_tmp_[4200];
+static __thread FILE* pending_fp_;
+
+// A thread that must not end the process (the save thread, bertc/trainer.h) sets error_trap_ around its work:
+// error_exit then keeps the message there and jumps back to the thread's setjmp, and the main thread reports it
+// once it has joined the thread. exit() under a live thread would tear down what the thread still uses.
+typedef struct {
+    jmp_buf env;
+    char message[8192];
+} ErrorTrap;
+static __thread ErrorTrap* error_trap_;
+
+// Called once before error_exit ends the process (the trainer joins a save still in flight, see above).
+static void (*error_exit_hook_)(void);
 
 // the message of a printf-style format into buf, inside a variadic function whose last named argument is fmt
 #define FORMAT_MESSAGE(buf, fmt) do { va_list ap_; va_start(ap_, fmt); vsnprintf(buf, sizeof(buf), fmt, ap_); \
     va_end(ap_); } while (0)
 
-// print "Error: <message>" (the message may carry its own "---> HINT:" line) and exit(1)
+// the temp file of a failed atomic write, closed and removed
+static inline void pending_remove_(void) {
+    if (pending_fp_ != NULL) {
+#ifdef FUZZING
+        for (int i = 0; i < 16; i++) { if (fuzz_open_files[i] == pending_fp_) { fuzz_open_files[i] = NULL; } }
+#endif
+        fclose(pending_fp_);
+        pending_fp_ = NULL;
+    }
+    if (pending_tmp_[0] != '\0') { remove(pending_tmp_); pending_tmp_[0] = '\0'; }
+}
+
+// print "Error: <message>" (the message may carry its own "---> HINT:" line) and exit(1); in a thread with an
+// error trap, keep the message there and jump back instead. The message comes first: it may name the temp file.
 static inline void error_exit(const char* fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static inline void error_exit(const char* fmt, ...) {
+    if (error_trap_ != NULL) {
+        FORMAT_MESSAGE(error_trap_->message, fmt);
+        pending_remove_();
+        longjmp(error_trap_->env, 1);
+    }
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "Error: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    if (pending_tmp_[0] != '\0') { remove(pending_tmp_); pending_tmp_[0] = '\0'; }
+    pending_remove_();
+    void (*hook)(void) = error_exit_hook_;
+    error_exit_hook_ = NULL; // an error inside the hook must not call it again
+    if (hook != NULL) { hook(); }
     exit_failure_();
 }
 
 // ----------------------------------------------------------------------------
 // checked stdio: fooCheck(...) is foo(...) that exits with the path and the calling line on failure
 
+// Reading, only a regular file is opened: open() on a FIFO would wait for a writer forever, and a directory or a
+// device is no input file. O_NONBLOCK keeps open() from waiting; it is cleared again before reading.
+static inline FILE* fopen_regular_(const char* path, const char* mode, const char* file, int line) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) { return NULL; }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        error_exit("%s is not a regular file (%s): refused, reading it could block or never end\n  at %s:%d", path,
+                   S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket",
+                   file, line);
+    }
+    FILE* fp = fcntl(fd, F_SETFL, 0) == 0 ? fdopen(fd, mode) : NULL;
+    if (fp == NULL) { int e = errno; close(fd); errno = e; }
+    return fp;
+}
+
 static inline void fopen_check(FILE** fp, const char* path, const char* mode, const char* file, int line) {
-    *fp = fopen(path, mode);
+    int reading = mode[0] == 'r' && strchr(mode, '+') == NULL;
+    *fp = reading ? fopen_regular_(path, mode, file, line) : fopen(path, mode);
     if (*fp == NULL) {
         error_exit("could not open %s (mode %s): %s\n  at %s:%d", path, mode, strerror(errno), file, line);
     }
@@ -149,22 +206,23 @@ static inline void path_join(char* out, size_t out_size, const char* dir, const 
 }
 
 // ----------------------------------------------------------------------------
-// Atomic writes: everything goes to path.tmp, renamed over path only once it is complete,
-// so a crash leaves the old file or the new one, never half of one. A failed write removes
-// the temp file (error_exit does, through pending_tmp_).
+// Atomic writes: everything goes to path.<pid>.tmp, renamed over path only once it is complete, so a crash leaves
+// the old file or the new one, never half of one. The pid keeps two processes' temp files apart (the output
+// directory's lock, bertc/trainer.h, keeps two runs out of one directory; this keeps any other writer's temp file
+// from being ours). A failed write closes and removes the temp file (error_exit does, through pending_tmp_).
 
 static inline FILE* atomic_open(const char* path) {
-    int n = snprintf(pending_tmp_, sizeof(pending_tmp_), "%s.tmp", path);
+    int n = snprintf(pending_tmp_, sizeof(pending_tmp_), "%s.%ld.tmp", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof(pending_tmp_)) {
         pending_tmp_[0] = '\0';
         error_exit("path too long for a temp file: %s", path);
     }
-    FILE* fp;
-    fopenCheck(&fp, pending_tmp_, "wb");
-    return fp;
+    fopenCheck(&pending_fp_, pending_tmp_, "wb");
+    return pending_fp_;
 }
 
 static inline void atomic_commit(FILE* fp, const char* path) {
+    pending_fp_ = NULL; // fclose releases it, whether or not the close succeeds
     fcloseCheck(fp, pending_tmp_);
     if (rename(pending_tmp_, path) != 0) {
         error_exit("could not rename %s to %s: %s", pending_tmp_, path, strerror(errno));

@@ -1,22 +1,29 @@
 """
 Nothing bad gets in, nothing good gets lost: every flag is checked (one clear line naming it and
-its range, exit 1), a diverging run stops with a non-zero exit and keeps its last good checkpoint
-and state, a new run never overwrites an earlier run's results unless told to, writes that fail
-(a full disk, simulated with RLIMIT_FSIZE) say so and leave no temp file, long paths are refused
-rather than cut, and odd input to classify mode is handled as Hugging Face handles it.
+its range, exit 1; numbers in plain decimal only), a diverging run stops with a non-zero exit and keeps
+its last good checkpoint and state, a new run never overwrites an earlier run's results unless told to,
+two runs never share an output directory (a lock), SIGINT and SIGTERM stop at a step boundary with the
+state saved, writes that fail (a full disk, simulated with RLIMIT_FSIZE; stdout on /dev/full) say so
+and leave no temp file, a save failing on the GPU trainer's thread is reported by the main thread,
+FIFOs are refused rather than waited on, long paths are refused rather than cut, and odd input to
+classify mode is handled as Hugging Face handles it.
 The file-format cases (corrupt models, checkpoints, splits and states) are in test_bert.c.
 
     python -m pytest -q tests/test_reliability.py
 """
 import os
 import resource
+import shlex
+import shutil
 import signal
+import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import ENV, TINY, run
-from prepro_emotion import HEADER_INTS, MODEL_KIND_CHECKPOINT, STATE_POS, STATE_TRAIN_SECONDS
+from conftest import ENV, REPO, TINY, run
+from prepro_emotion import CKPT_EPOCH, HEADER_INTS, MODEL_KIND_CHECKPOINT, STATE_POS, STATE_TRAIN_SECONDS
+from test_text_in_models_out import assert_states_equal_but_times, read_scalars
 
 FLAGS = ["-m", TINY, "-b", "4", "-P", "0", "-f", "100"]
 
@@ -35,6 +42,26 @@ def test_bad_flag_values_are_refused(flag, value, want, tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert want in r.stderr and "HINT" in r.stderr, r.stderr
     assert not os.path.exists(tmp_path / "o"), "nothing is created before the flags are checked"
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("-b", " 5"), ("-b", "+5"), ("-u", "-0"), ("-x", "-0"), ("-b", "0x10"), ("-g", "0x10"), ("-w", "0x1p-3"),
+    ("-w", "1e-40"), ("-g", "1e-50"), ("-l", "5e-5 "), ("-g", "+1"), ("-w", "-0.0"), ("-q", ".e1"), ("-g", "1e"),
+])
+def test_numbers_are_plain_decimal(flag, value, tmp_path):
+    """strtol / strtod took all of these (1e-40 is a subnormal float, 1e-50 a silent 0); a model that does not
+    exist shows whether the flags were taken"""
+    r = run(os.environ.get("TRAIN_BERT", "./train_bert"), ["-m", "/nonexistent", "-o", str(tmp_path), flag, value],
+            check=False)
+    assert r.returncode == 1 and f"option {flag} {value}: want a plain decimal" in r.stderr, r.stderr
+
+
+def test_plain_decimal_numbers_are_taken(tmp_path):
+    flags = ["-w", "0.5", "-g", "1e3", "-l", ".5", "-a", "5E-5", "-z", "0", "-q", "0.", "-x", "-1", "-b", "007",
+             "-e", "3"]
+    r = run(os.environ.get("TRAIN_BERT", "./train_bert"), ["-m", "/nonexistent", "-o", str(tmp_path)] + flags,
+            check=False)
+    assert r.returncode == 1 and "cannot read /nonexistent" in r.stderr, r.stderr
 
 
 def test_help_and_missing_values(exe):
@@ -130,3 +157,156 @@ def test_nul_bytes_in_a_line_are_dropped_as_hugging_face_does(exe, small_data, t
     r = run(exe, ["-C", ckpt, "-t", "-", "-y", "1"], input="i feel\0 very happy\ni feel very happy\n")
     lines = r.stdout.splitlines()
     assert len(lines) == 4 and lines[1] == lines[3], r.stdout  # the logits: the text after the NUL is kept
+
+
+def test_fifos_are_refused_not_waited_on(exe, small_data, tmp_path):
+    """a FIFO as model, split, checkpoint, vocabulary or state blocked for ever in fopen"""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    out = str(tmp_path / "o")
+    run(exe, FLAGS + ["-d", small_data, "-o", out, "-e", "1", "-x", "1"])
+    ckpt = os.path.join(out, "checkpoint_best.bin")
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    os.remove(data / "emotion_train.bin")
+    os.mkfifo(data / "emotion_train.bin")
+    resumed = tmp_path / "r"
+    os.makedirs(resumed)
+    os.mkfifo(resumed / "state.bin")
+    cases = [FLAGS + ["-d", small_data, "-o", str(tmp_path / "o1"), "-m", fifo],
+             FLAGS + ["-d", str(data), "-o", str(tmp_path / "o2")],
+             FLAGS + ["-d", small_data, "-o", str(resumed), "-R", "1"],
+             ["-C", fifo, "-t", "hi"], ["-C", ckpt, "-t", "hi", "-v", fifo]]
+    for args in cases:
+        r = run(exe, args, check=False, timeout=120)
+        assert r.returncode == 1 and "not a regular file" in r.stderr, (args, r.stderr)
+
+
+def test_one_run_per_output_directory(exe, small_data, tmp_path):
+    """a second run on a directory in use, fresh, -O 1 or -R 1, is refused naming the first one's pid; the lock
+    goes with its process, kill -9 included"""
+    out = str(tmp_path / "o")
+    flags = ["-m", TINY, "-b", "4", "-P", "0", "-f", "1", "-d", small_data, "-o", out, "-e", "50", "-p", "0"]
+    first = subprocess.Popen([exe] + flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                             cwd=REPO)
+    try:
+        for line in first.stdout:
+            if line.startswith("step 2/"):
+                break
+        assert first.poll() is None
+        for extra in ([], ["-O", "1"], ["-R", "1"]):
+            r = run(exe, flags + extra, check=False)
+            assert r.returncode == 1 and f"in use: process {first.pid} holds its lock" in r.stderr, r.stderr
+        assert os.path.exists(os.path.join(out, "log.tsv")), "-O 1 removed the first run's log under it"
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.communicate()
+    r = run(exe, flags[:-4] + ["-e", "1", "-x", "1", "-O", "1"])
+    assert "summary |" in r.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_step_and_resumes_bit_for_bit(exe, small_data, tmp_path, sig):
+    """SIGTERM (143) or SIGINT (130) mid-run: the state of the step boundary it stopped at, no temp file, the
+    command that resumes it; the resumed run equals an uninterrupted one bit for bit"""
+    flags = ["-m", TINY, "-b", "4", "-d", small_data, "-e", "6", "-p", "0", "-P", "0", "-f", "1"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    ra = run(exe, flags + ["-o", a])
+    p = subprocess.Popen([exe] + flags + ["-o", b], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=ENV, cwd=REPO)
+    head = ""
+    for line in p.stdout:
+        head += line
+        if line.startswith("step 5/"):
+            p.send_signal(sig)
+            break
+    rest, err = p.communicate(timeout=600)
+    assert p.returncode == 128 + sig, err
+    name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT"
+    assert f"stopped by {name} after step" in err and "the state is saved in" in err, err
+    assert not [f for f in os.listdir(b) if f.endswith(".tmp")], os.listdir(b)
+    cmd = shlex.split(err.split("resume bit for bit with:")[1].splitlines()[0])
+    assert cmd[-len(flags) - 4:] == flags + ["-o", b, "-R", "1"], cmd  # (a wrapper such as train_bertcu_k4 adds -K 4)
+    rb = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, check=True)
+    assert "resumed from" in rb.stdout
+    steps = lambda out: [l.split(" | ms")[0].rsplit(" | ", 1)[0] for l in out.splitlines() if l.startswith("step ")]
+    assert steps(head + rest) + steps(rb.stdout) == steps(ra.stdout)  # stopped at a step, resumed at the next
+    sa, sb = read_scalars(a), read_scalars(b)
+    assert sa["train/loss"] == sb["train/loss"] and len(sa["train/loss"]) == 72 and sa["test/loss"] == sb["test/loss"]
+    strip = lambda p: [l.split("\t")[:9] for l in open(p).read().splitlines()]  # without seconds
+    assert strip(os.path.join(a, "log.tsv")) == strip(os.path.join(b, "log.tsv"))
+    for f in ("checkpoint_best.bin", "checkpoint_last.bin"):
+        assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
+    assert_states_equal_but_times(a, b, 6)
+
+
+def test_a_save_failing_on_the_thread_is_reported_by_the_main_thread(exe, small_data, tmp_path):
+    """train_bertcu writes its state on a thread (-W 1): the state of step 5 cannot be written (RLIMIT_FSIZE).
+    The thread called exit() while training went on (under ASan: heap-use-after-free, once a deadlock); now it
+    records the error, and the main thread reports it at its next wait for the thread, the save of step 10"""
+    if "bertcu" not in os.path.basename(exe):
+        pytest.skip("train_bert writes in line (no save thread): test_a_full_disk_is_an_error... covers it")
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10 << 20, 10 << 20))
+    r = run(exe, FLAGS + ["-d", small_data, "-o", str(tmp_path), "-e", "1", "-S", "5"], check=False,
+            preexec_fn=limit)
+    assert r.returncode == 1 and "state.bin" in r.stderr and "File too large" in r.stderr, r.stderr
+    assert "on the thread writing the checkpoints and state, -W 1; training stopped at step 10" in r.stderr, r.stderr
+    assert "summary |" not in r.stdout and "AddressSanitizer" not in r.stderr
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], os.listdir(tmp_path)
+
+
+def test_the_best_checkpoint_is_the_one_the_run_wrote(exe, small_data, tmp_path):
+    """the end of a run reloads checkpoint_best.bin: the last checkpoint copied over it, or a best of epoch -1,
+    changed the test line and exited 0. lr 1e-12 changes no weight, so epoch 1 stays the best of two"""
+    out = str(tmp_path)
+    flags = FLAGS + ["-d", small_data, "-o", out, "-e", "2", "-l", "1e-12"]
+    first = run(exe, flags).stdout.splitlines()
+    log = [l.split("\t") for l in open(os.path.join(out, "log.tsv")).read().splitlines()[1:3]]
+    assert [l[-1] for l in log] == ["1", "0"], log
+    best = os.path.join(out, "checkpoint_best.bin")
+    good = open(best, "rb").read()
+    shutil.copy(os.path.join(out, "checkpoint_last.bin"), best)
+    r = run(exe, flags + ["-R", "1"], check=False)  # the state says training has ended: only the test is left
+    assert r.returncode == 1 and "is of epoch 2, step 24; this run wrote it at epoch 1, step 12" in r.stderr, r.stderr
+    h = np.frombuffer(good, dtype="<i4").copy()
+    h[CKPT_EPOCH] = -1
+    h.tofile(best)
+    r = run(exe, flags + ["-R", "1"], check=False)
+    assert r.returncode == 1 and "is of epoch -1" in r.stderr, r.stderr
+    open(best, "wb").write(good)
+    r = run(exe, flags + ["-R", "1"])
+    test_line = lambda lines: [l for l in lines if l.startswith("summary |")][0].split("train runtime")[1]
+    assert test_line(r.stdout.splitlines()).split("|")[1:] == test_line(first).split("|")[1:]
+
+
+def test_results_lost_on_stdout_are_an_error(exe, small_data, tmp_path):
+    """stdout on a full disk: a training run and classify mode exited 0, every result lost"""
+    out = str(tmp_path / "o")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([exe] + FLAGS + ["-d", small_data, "-o", out, "-e", "1", "-x", "1"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
+        assert r.returncode == 1 and "could not write standard output" in r.stderr, r.stderr
+        ckpt = os.path.join(out, "checkpoint_best.bin")  # written before the epoch line's check
+        for args in (["-t", "hi"], ["-t", "-"]):
+            r = subprocess.run([exe, "-C", ckpt] + args, stdout=full, stderr=subprocess.PIPE, text=True, env=ENV,
+                               cwd=REPO, input="i feel fine\n")
+            assert r.returncode == 1 and "could not write standard output" in r.stderr, (args, r.stderr)
+
+
+def test_stdin_that_cannot_be_read_is_an_error(exe, small_data, tmp_path):
+    """-t - with stdin a directory, or closed: a read error was taken for the end of the input (exit 0)"""
+    out = str(tmp_path / "o")
+    run(exe, FLAGS + ["-d", small_data, "-o", out, "-e", "1", "-x", "1"])
+    args = [exe, "-C", os.path.join(out, "checkpoint_best.bin"), "-t", "-"]
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        r = subprocess.run(args, stdin=fd, capture_output=True, text=True, env=ENV, cwd=REPO)
+    finally:
+        os.close(fd)
+    assert r.returncode == 1 and "standard input is a directory" in r.stderr, r.stderr
+    r = subprocess.run(args, capture_output=True, text=True, env=ENV, cwd=REPO, preexec_fn=lambda: os.close(0))
+    assert r.returncode == 1 and "standard input is closed" in r.stderr, r.stderr

@@ -103,5 +103,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (fuzz_open_files[i] != NULL) { fclose(fuzz_open_files[i]); fuzz_open_files[i] = NULL; }
     }
     pending_tmp_[0] = '\0';
+    pending_fp_ = NULL; // closed above, through fuzz_open_files
     return 0;
 }
