@@ -195,7 +195,8 @@ def main():
     for row in table:
         o = row["ours"]
         share = f"{100 * o['gflops'] / peak:6.1f}" if peak else f"{'-':>6}"
-        line = f"{row['model']:8} {row['strategy']:8} {o['step_ms']:8.0f} {o['epoch_s']:9.0f} {o['gflops']:8.1f} {share}"
+        line = (f"{row['model']:8} {row['strategy']:8} {o['step_ms']:8.0f} {o['epoch_s']:9.0f} {o['gflops']:8.1f} "
+                f"{share}")
         for name in args.paths.split(","):
             t = row[name]
             line += f" {t['step_ms']:12.0f} {t['epoch_s']:14.0f} {o['epoch_s'] / t['epoch_s']:6.2f}"
