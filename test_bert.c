@@ -858,6 +858,14 @@ static void test_gelu_(void) {
            worst_fwd, worst_bwd);
     check(worst_exp <= 2e-7, "exp_ within 2e-7 relative of exp over [-87, 88]");
     check(worst_fwd <= 3e-7 && worst_bwd <= 3e-7, "GELU forward and backward within 3e-7 of exact over [-12, 12]");
+    // the ends of the range: the gradient is 1 (x large) or 0 (x very negative), NaN stays NaN
+    float big[4] = {3.4e38f, -3.4e38f, 1e36f, NAN}, gy[4], gd[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    gelu_forward(gy, big, 4);
+    gelu_backward(gd, big, gd, 4);
+    check(gd[0] == 1.0f && gd[1] == 0.0f && gd[2] == 1.0f && isnan(gd[3]) && isnan(gy[3]) && gy[0] == 3.4e38f,
+          "GELU at +-3.4e38, 1e36 and NaN: gradients 1, 0, 1, NaN");
+    check(exp_(-1000.0f) == 0.0f && exp_(-INFINITY) == 0.0f && !isnan(exp_(NAN)),
+          "exp_ below -87 is 0, and defined at NaN");
     free(x); free(y); free(dy);
 }
 

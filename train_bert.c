@@ -458,9 +458,11 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
 // e^x for the GELU loops, in plain arithmetic that the compiler vectorises (glibc's expf and erff are calls, one
 // element at a time: they took about a tenth of a MiniLM training step). x = n ln2 + r with |r| <= ln2 / 2 and ln2
 // in two parts, e^r from Cephes' expf polynomial (relative error under 2e-7 over the range, test_bert checks it),
-// 2^n put into the exponent bits. Clamped to [-87, 88], where 2^n stays a normal float.
-static inline float exp_(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+// 2^n put into the exponent bits. Clamped to [-87, 88], where 2^n stays a normal float, and 0 below -87 (e^-87
+// is 1.6e-38: a GELU gradient at |x| over 1e19 would take it for more than 0). NaN clamps to -87, which keeps the
+// integer conversion defined; the callers' x carries the NaN on.
+static inline float exp_(float x0) {
+    float x = x0 > -87.0f ? (x0 < 88.0f ? x0 : 88.0f) : -87.0f;
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round to nearest (1.5 * 2^23)
     float r = x - n * 0.693359375f;                                     // ln2's high part, exact in n * it
     r = r - n * -2.12194440e-4f;                                        // and its low part
@@ -474,7 +476,7 @@ static inline float exp_(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof(scale));
-    return er * scale;
+    return x0 < -87.0f ? 0.0f : er * scale;
 }
 
 // erf(x / sqrt 2) given e = e^(-x^2 / 2), as PyTorch's CPU GELU computes it (ATen's Vectorized<float>::erf,

@@ -1092,7 +1092,14 @@ static inline size_t reader_fill_(LineReader* r, int wait) {
         r->buf = (char*)reallocCheck(r->buf, r->cap);
     }
     ssize_t got;
-    do { got = read(STDIN_FILENO, r->buf + r->len, r->cap - r->len); } while (got < 0 && errno == EINTR);
+    while ((got = read(STDIN_FILENO, r->buf + r->len, r->cap - r->len)) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) { // a non-blocking stdin from the caller: wait for it
+            struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+            poll(&pfd, 1, -1);
+        } else if (errno != EINTR) {
+            break;
+        }
+    }
     if (got < 0) {
         error_exit("could not read the texts from stdin: %s\n---> HINT: give -t - a file or a pipe, e.g. "
                    "-t - < texts.txt", strerror(errno));
@@ -1116,9 +1123,8 @@ static inline int reader_line_(LineReader* r, int wait, const char** line, size_
             *n = got;
             return 1;
         }
-        if (r->eof || reader_fill_(r, wait) == 0) {
-            if (r->eof || !wait) { return 0; }
-        }
+        if (r->eof) { return 0; }
+        if (reader_fill_(r, wait) == 0 && !r->eof) { return 0; } // without wait: nothing at hand yet
     }
 }
 

@@ -114,6 +114,13 @@ def test_classify_batched_equals_one_by_one(checkpoints, tmp_path):
     with open(path, "rb") as f:  # a file: every line is at hand, so the batches are full
         got, err = classify(3, stdin=f)
     assert got == one and f"{len(texts)} texts in {(len(texts) + 2) // 3} forwards" in err, err
+    # the last line without its newline is a text too (a pipe, and a file)
+    got, _ = classify(32, input=data[:-1])
+    assert got == one
+    path.write_bytes(data[:-1])
+    with open(path, "rb") as f:
+        got, _ = classify(3, stdin=f)
+    assert got == one
 
 
 def test_classify_single_text_and_errors(checkpoints):
