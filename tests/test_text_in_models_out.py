@@ -247,11 +247,17 @@ def test_resume_bit_for_bit(exe, small_data, tmp_path, strategy):
     assert sa["test/loss"] == sb["test/loss"]
     lines = lambda out: [l.split(" | ms")[0].rsplit(" | ", 1)[0] for l in out.splitlines() if l.startswith("step ")]
     assert lines(rb1.stdout)[:15] + lines(rb2.stdout) == lines(ra.stdout)
+    assert_runs_equal(a, b, 2)
+
+
+def assert_runs_equal(a, b, nhist):
+    """output directories a and b hold the same run: log.tsv but for its seconds, both checkpoints byte for byte,
+    the state but for its times"""
     strip = lambda p: [l.split("\t")[:9] for l in open(p).read().splitlines()]  # without seconds
     assert strip(os.path.join(a, "log.tsv")) == strip(os.path.join(b, "log.tsv"))
     for f in ("checkpoint_best.bin", "checkpoint_last.bin"):
         assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
-    assert_states_equal_but_times(a, b, 2)
+    assert_states_equal_but_times(a, b, nhist)
 
 
 def assert_states_equal_but_times(a, b, nhist):
