@@ -250,9 +250,10 @@ void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout
                         const int* rows, int N, int T, int C) {
     // serial over tokens: two tokens with the same id add into the same row
     for (int n = 0; n < N; n++) {
+        size_t row = padded_row(n, rows);
         const float* d = dout + (size_t)n * C;
-        float* dwe = dwte + (size_t)ids[rows[n]] * C;
-        float* dpe = dwpe + (size_t)(rows[n] % T) * C;
+        float* dwe = dwte + (size_t)ids[row] * C;
+        float* dpe = dwpe + (row % T) * C;
         for (int i = 0; i < C; i++) { dwe[i] += d[i]; dpe[i] += d[i]; dwtt[i] += d[i]; }
     }
 }
