@@ -60,7 +60,7 @@ all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 # ---------------------------------------------------------------------------
 # C programs
 
-HEADERS = $(wildcard bertc/*.h) tokenizer.h unicode_tables.h
+HEADERS = $(wildcard bertc/*.h) train_bert.h trainer.h tokenizer.h unicode_tables.h
 train_bert: train_bert.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 

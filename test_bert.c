@@ -16,6 +16,7 @@ Last line: "N passed, N failed"; the exit code is non-zero on any failure.
 #define TESTING
 #include "train_bert.c"
 #include "bertc/testing.h" // defines: check, compare_tensor, RefState, ref_state_load, expect_failure, write_corrupt
+_Static_assert(NUM_STRATEGIES == REF_NUM_STRATEGIES, "reference states number strategies as we do");
 
 // a fresh model from the model file, set up as the reference state says, dropout 0
 static void model_from_state_(Bert* model, const char* model_path, const RefState* st) {
@@ -98,7 +99,7 @@ static void test_state_(const char* model_path, const char* state_path) {
         losses[s] = model.mean_loss;
         bert_zero_grad(&model);
         bert_backward(&model);
-        bert_update(&model, lr_at_step(st.lr, s, st.warmup, st.total_steps), 0.9f, 0.999f, 1e-8f, st.weight_decay,
+        bert_update(&model, lr_at_step(st.lr, s, st.warmup, st.total_steps), st.weight_decay,
                     st.max_norm);
     }
     for (int s = 0; s < st.nsteps; s++) { printf("    step %d loss %.6f ref %.6f\n", s, losses[s], st.losses[s]); }
@@ -462,7 +463,7 @@ static void test_checkpoint_(const char* model_path, const char* state_path, int
         bert_forward(&model, st.B, st.T, st.labels, 1);
         bert_zero_grad(&model);
         bert_backward(&model);
-        bert_update(&model, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+        bert_update(&model, 1e-3f, 0.0f, 1.0f);
     }
     bert_forward(&model, st.B, st.T, st.labels, 0);
     float logits[64];

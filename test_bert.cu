@@ -23,7 +23,6 @@ static int kernels_ = 1; // the kernel set under test (-K): the main loop runs e
 // a fresh model of either back end from the model file, set up as the state says, dropout 0
 static void model_from_state_(Bert* model, const char* model_path, const RefState* st, int on_gpu, int precision) {
     memset(model, 0, sizeof(*model));
-    model->kernels = kernels_;
     model->strategy = st->strategy;
     model->seed = 42;
     model->lora_r = st->strategy == STRATEGY_LORA ? st->r : 8;
@@ -88,7 +87,7 @@ static void test_state_(const char* model_path, const char* state_path, int prec
     cu::bert_grads_to_host(&model, grads, lora_grads);
     int all_ok = 1;
     size_t offset = 0;
-    cu::BertGPU* g = (cu::BertGPU*)model.device;
+    cu::BertGPU* g = cu::gpu_(&model);
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         const TensorInfo* info = &model.param_info[i];
         if (info->trainable) {
@@ -135,7 +134,7 @@ static void test_state_(const char* model_path, const char* state_path, int prec
         losses[s] = model.mean_loss;
         cu::bert_zero_grad(&model);
         cu::bert_backward(&model);
-        cu::bert_update(&model, lr_at_step(st.lr, s, st.warmup, st.total_steps), 0.9f, 0.999f, 1e-8f, st.weight_decay,
+        cu::bert_update(&model, lr_at_step(st.lr, s, st.warmup, st.total_steps), st.weight_decay,
                         st.max_norm);
     }
     for (int s = 0; s < st.nsteps; s++) { printf("    step %d loss %.6f ref %.6f\n", s, losses[s], st.losses[s]); }
@@ -221,13 +220,12 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
         Bert* m = both[k];
         memset(m, 0, sizeof(*m));
         m->strategy = strategy; m->seed = 42; m->dropout = 0.1f; m->lora_r = 8; m->lora_alpha = 32.0f;
-        m->lora_dropout = 0.1f; m->precision = k == 1 ? precision : 0; m->kernels = kernels_;
+        m->lora_dropout = 0.1f; m->precision = k == 1 ? precision : 0;
         bert_build_from_file(m, model_path);
         bert_init_training(m);
         bert_alloc_batch(m, B, train->T_max);
         if (k == 1) { cu::bert_setup(m, B, train->T_max); } else { bert_alloc_activations(m, B, train->T_max); }
     }
-    gpu.defer_steps = 1; // as the trainer runs it: the GPU's losses and norms are read back every few steps
     size_t n = cpu.num_parameters, nl = cpu.num_lora_parameters;
     float* w0 = (float*)mallocCheck((n + nl) * sizeof(float));
     memcpy(w0, cpu.params_memory, n * sizeof(float));
@@ -246,12 +244,12 @@ static void test_side_by_side_(const char* model_path, const Dataset* train, int
         bert_forward(&cpu, Bb, T, cpu.labels, 1);
         bert_zero_grad(&cpu);
         bert_backward(&cpu);
-        ncpu[s] = bert_update(&cpu, lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f);
+        ncpu[s] = bert_update(&cpu, lr, 0.01f, 1.0f);
         lcpu[s] = cpu.mean_loss;
         cu::bert_forward(&gpu, Bg, Tg, gpu.labels, 1);
         cu::bert_zero_grad(&gpu);
         cu::bert_backward(&gpu);
-        cu::bert_update(&gpu, lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f);
+        cu::bert_update(&gpu, lr, 0.01f, 1.0f);
         if (s % 3 == 2 || s == SIDE_STEPS - 1) { // steps s0..s, oldest first
             int s0 = s - s % 3;
             cu::bert_read_steps(&gpu, s - s0 + 1, lgpu + s0, ngpu + s0);
@@ -298,7 +296,6 @@ static void test_evaluate_(const char* model_path, const char* split_path) {
     Dataset ds;
     for (int k = 0; k < 2; k++) {
         memset(both[k], 0, sizeof(Bert));
-        both[k]->kernels = kernels_;
         bert_build_from_file(both[k], model_path);
         if (k == 0) { dataset_load(&ds, split_path, cpu.config.V, cpu.config.NC, cpu.config.P); }
         bert_alloc_batch(both[k], 32, ds.T_max);
@@ -341,7 +338,7 @@ static void test_checkpoint_cross_(const char* model_path, const char* state_pat
         cu::bert_forward(&gpu, st.B, st.T, st.labels, 1);
         cu::bert_zero_grad(&gpu);
         cu::bert_backward(&gpu);
-        cu::bert_update(&gpu, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+        cu::bert_update(&gpu, 1e-3f, 0.0f, 1.0f);
     }
     cu::bert_forward(&gpu, st.B, st.T, st.labels, 0);
     size_t nlog = (size_t)st.B * st.NC;
@@ -414,6 +411,7 @@ int main(int argc, char** argv) {
     char val_path[1024];
     snprintf(val_path, sizeof(val_path), "%s/emotion_validation.bin", data);
     for (kernels_ = 1; kernels_ <= 4; kernels_++) { // every test, with each kernel set
+        cu::kernel_set = kernels_; // the models set up from here on
         for (int prec = 0; prec < 2; prec++) {
             for (int m = 0; m < nmodels; m++) {
                 snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);

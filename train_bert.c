@@ -1,15 +1,26 @@
 /*
 BERT fine-tuning for sequence classification, in plain C.
 
-This file is the CPU reference of bert.c: every layer's forward and backward pass, the model
-(its tensor tables, build, forward, backward), AdamW, LoRA and the metrics, written to be read.
-It computes exactly what Hugging Face `BertForSequenceClassification` computes (and PEFT's LoRA
-on query/key/value), and test_bert.c checks that against PyTorch tensor by tensor. Clarity wins
-over speed; OpenMP pragmas and a cache-blocked matmul are the only concessions.
+This file is the CPU reference of bert.c: every layer's forward and backward pass, the model's
+build, forward, backward and AdamW update, LoRA and the metrics, written to be read. It computes
+exactly what Hugging Face `BertForSequenceClassification` computes (and PEFT's LoRA on
+query/key/value), and test_bert.c checks that against PyTorch tensor by tensor. Clarity wins over
+speed; OpenMP pragmas, a cache-blocked matmul and a polynomial exp are the only concessions.
 
-The training loop, flags, data loading, checkpoints, logs and classify mode are not BERT: they
-live in bertc/ and are shared with the GPU trainer, train_bert.cu, which implements the same
-model functions on the device. The two binaries differ only in their back end (bertc/trainer.h).
+Where things are, and which way the includes point (each file includes only files below it):
+  train_bert.cu  the same model functions on the GPU (kernels in cuda/); includes this file
+  train_bert.c   this file: the layers, the model functions, the metrics, the CPU back end, main
+  trainer.h      the program around the model, shared by both binaries: flags, data, the loop,
+                 evaluation, checkpoints and training state, logs, the probe, classify mode
+  train_bert.h   the model as the program sees it: config, tensor tables, Bert, Metrics, and
+                 the declarations of this file's functions
+  bertc/         what knows nothing of BERT: checked I/O, dropout masks, packed rows, file
+                 headers, the data loader, the schedule and early stopping, logs, test helpers
+The shape is "program on a declared model": trainer.h includes train_bert.h, never this file, so
+the program compiles (and reads) without the implementation, and this file includes trainer.h
+only at its end, for main and the CPU back end. Nothing in bertc/ includes anything above it.
+(The alternative, the program including the implementation, would make this file a library
+without its own main, and train_bert.cu a second copy of the program's includes.)
 
 It is not a general transformer library: one architecture (post-LN BERT with absolute positions
 and exact GELU), one task (single-sentence classification).
@@ -29,11 +40,8 @@ Run: make train_bert && ./train_bert -s full      (./train_bert -h lists every f
 #define STB_DS_IMPLEMENTATION
 #include <stb/stb_ds.h>
 #undef STB_DS_IMPLEMENTATION
-#include "bertc/utils.h"      // defines: error_exit, fopenCheck, freadCheck, mallocCheck, atomic_open, size_mul
-#include "bertc/rand.h"       // defines: dropout_stream, dropout_uniform (dropout masks, LoRA init, the shuffle)
-#include "bertc/pack.h"       // defines: padded_row, seq_start, batch_pack (the real tokens' rows)
-#include "bertc/formats.h"    // defines: file magics and versions, the named header slots, header_read
-#include "bertc/dataloader.h" // defines: Dataset, dataset_load, DataLoader, loader_next_batch
+#include "train_bert.h"  // defines: BertConfig, the tensor tables, Bert, Metrics, AdamW's constants
+#include "bertc/pack.h"  // defines: padded_row, seq_start, batch_pack (the real tokens' rows)
 
 // ----------------------------------------------------------------------------
 // all the individual layers' forward and backward passes
@@ -659,265 +667,6 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t N,
     }
 }
 
-// ----------------------------------------------------------------------------
-// BERT model definition: the config, the tensor tables, and the Bert struct
-
-enum Strategy { STRATEGY_FULL = 0, STRATEGY_FROZEN = 1, STRATEGY_LORA = 2, NUM_STRATEGIES = 3 };
-static const char* STRATEGY_NAMES[NUM_STRATEGIES] = {"full", "frozen", "lora"};
-// LoRA alpha's range, for -a and for a LoRA checkpoint's header (a full or frozen checkpoint stores 0)
-#define LORA_ALPHA_MIN 1e-6
-#define LORA_ALPHA_MAX 1e6
-// the fewest positions a model can classify with: [CLS], one word piece, [SEP]
-#define P_MIN 3
-
-typedef struct {
-    int V;      // vocabulary size, e.g. 30522
-    int P;      // max position embeddings, e.g. 512
-    int TV;     // token type vocabulary, 2
-    int C;      // hidden size, e.g. 768
-    int L;      // number of layers, e.g. 12
-    int NH;     // number of heads, e.g. 12
-    int FF;     // intermediate size, e.g. 3072
-    int NC;     // number of labels, 6
-    float eps;  // layer-norm epsilon, 1e-12
-    int pad_id; // id of [PAD]
-    int lower;  // the tokenizer lower-cases
-    char name[257];
-} BertConfig;
-
-// A tensor's shape is a list of dimension names, outermost first, ended by D_END; the tables below
-// compute every size from it, so a shape is written once.
-enum Dim {
-    D_END = 0, D_V, D_P, D_TV, D_C, D_3C, D_L, D_L1 /* L + 1 */, D_NH, D_FF, D_NC, D_B, D_T, D_R /* LoRA rank */, D_3,
-    D_2, D_4, D_WMAX /* max(3C, FF) * max(C, FF): the largest weight matrix */
-};
-#define MAX_DIMS 6
-
-// One row per parameter tensor: its shape, whether AdamW decays it (the Trainer decays all but
-// biases and LayerNorm) and which strategies train it (a bit per strategy).
-typedef struct {
-    const char* name;
-    int shape[MAX_DIMS];
-    int decay;
-    int trained_by;
-} ParameterSpec;
-#define TRAINED_BY_FULL (1 << STRATEGY_FULL)
-#define TRAINED_BY_ALL ((1 << STRATEGY_FULL) | (1 << STRATEGY_FROZEN) | (1 << STRATEGY_LORA))
-
-#define NUM_PARAMETER_TENSORS 21
-static const ParameterSpec PARAMETER_SPECS[NUM_PARAMETER_TENSORS] = {
-    // name       shape                decay trained by        Hugging Face tensor (layer ones: bert.encoder.layer.{l}.)
-    {"wte",      {D_V, D_C},          1, TRAINED_BY_FULL}, // bert.embeddings.word_embeddings.weight
-    {"wpe",      {D_P, D_C},          1, TRAINED_BY_FULL}, // bert.embeddings.position_embeddings.weight
-    {"wtt",      {D_TV, D_C},         1, TRAINED_BY_FULL}, // bert.embeddings.token_type_embeddings.weight
-    {"embln_w",  {D_C},               0, TRAINED_BY_FULL}, // bert.embeddings.LayerNorm.weight
-    {"embln_b",  {D_C},               0, TRAINED_BY_FULL}, // bert.embeddings.LayerNorm.bias
-    {"qkvw",     {D_L, D_3C, D_C},    1, TRAINED_BY_FULL}, // attention.self.{query,key,value}.weight, concatenated
-    {"qkvb",     {D_L, D_3C},         0, TRAINED_BY_FULL}, // attention.self.{query,key,value}.bias
-    {"attprojw", {D_L, D_C, D_C},     1, TRAINED_BY_FULL}, // attention.output.dense.weight
-    {"attprojb", {D_L, D_C},          0, TRAINED_BY_FULL}, // attention.output.dense.bias
-    {"ln1w",     {D_L, D_C},          0, TRAINED_BY_FULL}, // attention.output.LayerNorm.weight
-    {"ln1b",     {D_L, D_C},          0, TRAINED_BY_FULL}, // attention.output.LayerNorm.bias
-    {"fcw",      {D_L, D_FF, D_C},    1, TRAINED_BY_FULL}, // intermediate.dense.weight
-    {"fcb",      {D_L, D_FF},         0, TRAINED_BY_FULL}, // intermediate.dense.bias
-    {"fcprojw",  {D_L, D_C, D_FF},    1, TRAINED_BY_FULL}, // output.dense.weight
-    {"fcprojb",  {D_L, D_C},          0, TRAINED_BY_FULL}, // output.dense.bias
-    {"ln2w",     {D_L, D_C},          0, TRAINED_BY_FULL}, // output.LayerNorm.weight
-    {"ln2b",     {D_L, D_C},          0, TRAINED_BY_FULL}, // output.LayerNorm.bias
-    {"poolw",    {D_C, D_C},          1, TRAINED_BY_FULL}, // bert.pooler.dense.weight
-    {"poolb",    {D_C},               0, TRAINED_BY_FULL}, // bert.pooler.dense.bias
-    {"clsw",     {D_NC, D_C},         1, TRAINED_BY_ALL},  // classifier.weight
-    {"clsb",     {D_NC},              0, TRAINED_BY_ALL},  // classifier.bias
-};
-
-// the parameters, in the table's order: all layers of one tensor are contiguous, (L, ...)
-typedef struct {
-    float* wte;      // (V, C)
-    float* wpe;      // (P, C)
-    float* wtt;      // (TV, C)
-    float* embln_w;  // (C)
-    float* embln_b;  // (C)
-    float* qkvw;     // (L, 3*C, C)
-    float* qkvb;     // (L, 3*C)
-    float* attprojw; // (L, C, C)
-    float* attprojb; // (L, C)
-    float* ln1w;     // (L, C)
-    float* ln1b;     // (L, C)
-    float* fcw;      // (L, FF, C)
-    float* fcb;      // (L, FF)
-    float* fcprojw;  // (L, C, FF)
-    float* fcprojb;  // (L, C)
-    float* ln2w;     // (L, C)
-    float* ln2b;     // (L, C)
-    float* poolw;    // (C, C)
-    float* poolb;    // (C)
-    float* clsw;     // (NC, C)
-    float* clsb;     // (NC)
-} ParameterTensors;
-
-// LoRA adapters on query, key and value of every layer, as PEFT's: W x + (alpha / r) B (A x)
-#define NUM_LORA_TENSORS 2
-static const ParameterSpec LORA_SPECS[NUM_LORA_TENSORS] = {
-    {"lora_a", {D_L, D_3, D_R, D_C}, 1, 1 << STRATEGY_LORA}, // attention.self.{query,key,value}.lora_A.default.weight
-    {"lora_b", {D_L, D_3, D_C, D_R}, 1, 1 << STRATEGY_LORA}, // attention.self.{query,key,value}.lora_B.default.weight
-};
-typedef struct {
-    float* lora_a; // (L, 3, r, C)
-    float* lora_b; // (L, 3, C, r)
-} LoraTensors;
-
-// A buffer: activations kept from forward for backward, and scratch. Both back ends allocate
-// them from these tables; `where` says which needs a row (the CPU transposes weights, the GPU
-// keeps the attention score gradients).
-enum Where { ON_BOTH = 0, CPU_ONLY = 1, GPU_ONLY = 2 };
-typedef struct {
-    const char* name;
-    int shape[MAX_DIMS];
-    int where;
-} BufferSpec;
-
-#define NUM_ACTIVATION_TENSORS 24
-static const BufferSpec ACTIVATION_SPECS[NUM_ACTIVATION_TENSORS] = {
-    {"encoded",   {D_B, D_T, D_C},               ON_BOTH},     // embeddings before their LayerNorm
-    {"emb_mean",  {D_B, D_T},                    ON_BOTH},
-    {"emb_rstd",  {D_B, D_T},                    ON_BOTH},
-    {"hs",        {D_L1, D_B, D_T, D_C},         ON_BOTH},     // each layer's input; hs[L] the encoder's output
-    {"qkv",       {D_L, D_B, D_T, D_3C},         ON_BOTH},
-    {"att",       {D_L, D_B, D_NH, D_T, D_T},    ON_BOTH},     // softmax before dropout (GPU -K 2: none)
-    {"atty",      {D_L, D_B, D_T, D_C},          ON_BOTH},     // attention output, heads concatenated
-    {"r1",        {D_L, D_B, D_T, D_C},          ON_BOTH},     // dropout(attention dense) + layer input
-    {"ln1",       {D_L, D_B, D_T, D_C},          ON_BOTH},
-    {"ln1_mean",  {D_L, D_B, D_T},               ON_BOTH},
-    {"ln1_rstd",  {D_L, D_B, D_T},               ON_BOTH},
-    {"fch",       {D_L, D_B, D_T, D_FF},         ON_BOTH},     // before GELU
-    {"fch_gelu",  {D_L, D_B, D_T, D_FF},         ON_BOTH},
-    {"r2",        {D_L, D_B, D_T, D_C},          ON_BOTH},     // dropout(output dense) + ln1
-    {"ln2_mean",  {D_L, D_B, D_T},               ON_BOTH},
-    {"ln2_rstd",  {D_L, D_B, D_T},               ON_BOTH},
-    {"lora_u",    {D_L, D_3, D_B, D_T, D_R},     ON_BOTH},     // LoRA's A x (size 0 without LoRA)
-    {"cls",       {D_B, D_C},                    ON_BOTH},     // hs[L] at [CLS]
-    {"pooled",    {D_B, D_C},                    ON_BOTH},     // tanh(dense(cls))
-    {"pooled_d",  {D_B, D_C},                    ON_BOTH},     // dropout(pooled): the classifier's input
-    {"logits",    {D_B, D_NC},                   ON_BOTH},
-    {"probs",     {D_B, D_NC},                   ON_BOTH},
-    {"losses",    {D_B},                         ON_BOTH},
-    // the GPU's kernel set 2 keeps each softmax row's max and sum instead of att, and recomputes att in backward
-    {"att_stats", {D_L, D_B, D_NH, D_T, D_2},    GPU_ONLY},
-};
-typedef struct {
-    float* encoded;  // (B, T, C)
-    float* emb_mean; // (B, T)
-    float* emb_rstd; // (B, T)
-    float* hs;       // (L+1, B, T, C)
-    float* qkv;      // (L, B, T, 3*C)
-    float* att;      // (L, B, NH, T, T)
-    float* atty;     // (L, B, T, C)
-    float* r1;       // (L, B, T, C)
-    float* ln1;      // (L, B, T, C)
-    float* ln1_mean; // (L, B, T)
-    float* ln1_rstd; // (L, B, T)
-    float* fch;      // (L, B, T, FF)
-    float* fch_gelu; // (L, B, T, FF)
-    float* r2;       // (L, B, T, C)
-    float* ln2_mean; // (L, B, T)
-    float* ln2_rstd; // (L, B, T)
-    float* lora_u;   // (L, 3, B, T, r)
-    float* cls;      // (B, C)
-    float* pooled;   // (B, C)
-    float* pooled_d; // (B, C)
-    float* logits;   // (B, NC)
-    float* probs;    // (B, NC)
-    float* losses;   // (B)
-    float* att_stats; // (L, B, NH, T, 2) GPU kernel set 2
-} ActivationTensors;
-
-// scratch for one layer at a time in forward and backward
-#define NUM_SCRATCH_TENSORS 13
-static const BufferSpec SCRATCH_SPECS[NUM_SCRATCH_TENSORS] = {
-    {"wt",        {D_WMAX},                      CPU_ONLY},    // a transposed weight (matmul_forward)
-    {"tmp",       {D_B, D_T, D_C},               ON_BOTH},     // a dense output before its dropout
-    {"dh",        {D_B, D_T, D_C},               ON_BOTH},     // the gradient flowing down the residual stream
-    {"dr",        {D_B, D_T, D_C},               ON_BOTH},     // the gradient of a residual sum
-    {"dln1",      {D_B, D_T, D_C},               ON_BOTH},
-    {"datty",     {D_B, D_T, D_C},               ON_BOTH},
-    {"dqkv",      {D_B, D_T, D_3C},              ON_BOTH},
-    {"dfch",      {D_B, D_T, D_FF},              ON_BOTH},
-    {"xd",        {D_B, D_T, D_C},               ON_BOTH},     // LoRA's dropped-out input, and its gradient
-    {"du",        {D_B, D_T, D_R},               ON_BOTH},
-    {"dsmall",    {D_4, D_B, D_C},               ON_BOTH},     // pooler and classifier gradients
-    {"dlogits",   {D_B, D_NC},                   ON_BOTH},
-    {"datt",      {D_B, D_NH, D_T, D_T},         GPU_ONLY},    // attention score gradients (cuda/attention.cuh)
-};
-typedef struct {
-    float* wt;      // (max(3C, FF) * max(C, FF))
-    float* tmp;     // (B, T, C)
-    float* dh;      // (B, T, C)
-    float* dr;      // (B, T, C)
-    float* dln1;    // (B, T, C)
-    float* datty;   // (B, T, C)
-    float* dqkv;    // (B, T, 3*C)
-    float* dfch;    // (B, T, FF)
-    float* xd;      // (B, T, C)
-    float* du;      // (B, T, r)
-    float* dsmall;  // (4, B, C)
-    float* dlogits; // (B, NC)
-    float* datt;    // (B, NH, T, T)
-} ScratchTensors;
-
-// One row per parameter tensor of a built model: its size and what the strategy does with it.
-typedef struct {
-    const char* name;
-    size_t size;
-    int trainable;
-    int decay;
-} TensorInfo;
-
-typedef struct {
-    BertConfig config;
-    int strategy;
-    ParameterTensors params;
-    TensorInfo param_info[NUM_PARAMETER_TENSORS];
-    float* params_memory;
-    size_t num_parameters;
-    ParameterTensors grads; // NULL for tensors that do not train
-    float* grads_memory;
-    float* m_memory;        // AdamW moments, trainable tensors only, in table order, then LoRA's
-    float* v_memory;
-    // LoRA (strategy lora only)
-    int lora_r;
-    float lora_alpha;
-    float lora_dropout;
-    LoraTensors lora;
-    LoraTensors lora_grads;
-    TensorInfo lora_info[NUM_LORA_TENSORS];
-    float* lora_memory;
-    float* lora_grads_memory;
-    size_t num_lora_parameters;
-    // activations and scratch, allocated once for the largest batch (B_max, T_max)
-    int B_max, T_max;
-    ActivationTensors acts;
-    float* acts_memory;
-    ScratchTensors scratch;
-    float* scratch_memory;
-    // the current batch, on the host
-    int B, T;
-    int* ids;     // (B_max * T_max)
-    int* lengths; // (B_max)
-    int* labels;  // (B_max)
-    int N;        // the batch's real tokens: the rows of every per-token tensor (the CPU packs them)
-    int* rows;    // (B_max * T_max) packed row n is padded row rows[n] (batch_pack)
-    int* starts;  // (B_max) sequence b starts at packed row starts[b]
-    float mean_loss;
-    // training settings and state
-    float dropout;  // hidden, attention and classifier dropout (0.1 in BERT)
-    uint64_t seed;
-    int step;       // optimizer steps taken; also numbers the dropout streams
-    int precision;  // matrix products: 0 fp32, 1 bf16 (the GPU's -c; the CPU is fp32 only)
-    int kernels;    // the GPU's kernel set (-K): 1 the first versions, 2 the fused ones (dev/cuda/README.md)
-    void* device;   // the GPU back end's state (train_bert.cu), NULL on the CPU
-    int defer_steps; // the GPU's bert_update leaves the loss and norm on the device for read_steps (the trainer)
-} Bert;
-
 // the number of elements of a shape, with checked products
 static size_t shape_size_(const int* shape, const BertConfig* cfg, size_t B, size_t T, size_t r) {
     size_t C = cfg->C, FF = cfg->FF;
@@ -968,11 +717,11 @@ void fill_in_lora_sizes(TensorInfo* info, const BertConfig* cfg, int r) {
     }
 }
 
-// sizes of a buffer table for a batch of (B, T) on one back end (CPU_ONLY or GPU_ONLY rows elsewhere get 0)
+// sizes of a buffer table for a batch of (B, T) on one back end (CPU_ONLY rows get 0 on the GPU)
 void fill_in_buffer_sizes(size_t* sizes, const BufferSpec* specs, int n, const BertConfig* cfg, int B, int T, int r,
                           int on_gpu) {
     for (int i = 0; i < n; i++) {
-        int needed = specs[i].where == ON_BOTH || specs[i].where == (on_gpu ? GPU_ONLY : CPU_ONLY);
+        int needed = specs[i].where == ON_BOTH || !on_gpu;
         sizes[i] = needed ? shape_size_(specs[i].shape, cfg, (size_t)B, (size_t)T, (size_t)r) : 0;
     }
 }
@@ -1064,15 +813,6 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
     }
 }
 
-// every float finite: NaN or Inf in weights or moments is a corrupt (or diverged) file
-static void check_finite_(const float* x, size_t n, const char* path, const char* what) {
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) {
-            error_exit("%s: %s element %zu is %g; the file is corrupt or from a diverged run", path, what, i, x[i]);
-        }
-    }
-}
-
 // Read a model file, or a checkpoint (its base parameters, plus LoRA tensors into model->lora_memory
 // when read_lora). model->strategy decides what trains later; the file's own strategy is returned.
 static int bert_read_file_(Bert* model, const char* path, int read_lora) {
@@ -1106,7 +846,7 @@ static int bert_read_file_(Bert* model, const char* path, int read_lora) {
     table_sizes(sizes, model->param_info, NUM_PARAMETER_TENSORS, 0);
     model->params_memory = malloc_and_point((float**)&model->params, sizes, NUM_PARAMETER_TENSORS);
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
-    check_finite_(model->params_memory, model->num_parameters, path, "parameter");
+    check_finite(model->params_memory, model->num_parameters, path, "parameter");
     if (nlora > 0 && read_lora) {
         memcpy(model->lora_info, lora_info, sizeof(lora_info));
         size_t lsizes[NUM_LORA_TENSORS];
@@ -1114,7 +854,7 @@ static int bert_read_file_(Bert* model, const char* path, int read_lora) {
         model->lora_memory = malloc_and_point((float**)&model->lora, lsizes, NUM_LORA_TENSORS);
         model->num_lora_parameters = nlora;
         freadCheck(model->lora_memory, sizeof(float), nlora, fp, path);
-        check_finite_(model->lora_memory, nlora, path, "LoRA parameter");
+        check_finite(model->lora_memory, nlora, path, "LoRA parameter");
     }
     fcloseCheck(fp, path);
     return file_strategy;
@@ -1199,12 +939,6 @@ void bert_alloc_activations(Bert* model, int B_max, int T_max) {
     model->scratch_memory = malloc_and_point((float**)&model->scratch, s, NUM_SCRATCH_TENSORS);
 }
 
-// dropout sites: a fixed number per layer, plus the embeddings' (layer -1) and the classifier's (layer L)
-enum { SITE_ATT = 0, SITE_ATTPROJ, SITE_FCPROJ, SITE_LORA_Q, SITE_LORA_K, SITE_LORA_V, SITES_PER_LAYER };
-static inline uint64_t bert_stream(const Bert* model, int layer, int site) {
-    return dropout_stream(model->seed, (uint64_t)model->step, (uint64_t)(layer + 1) * SITES_PER_LAYER + site);
-}
-
 // the slice of layer l of an (L, n) tensor; NULL stays NULL (a frozen tensor's gradient)
 #define LAYER_(ptr, l, n) ((ptr) != NULL ? (ptr) + (size_t)(l) * (n) : NULL)
 
@@ -1223,7 +957,6 @@ typedef struct {
     float* r2;       // (B, T, C)
     float* ln2_mean; // (B, T)
     float* ln2_rstd; // (B, T)
-    float* att_stats; // (B, NH, T, 2) the GPU's kernel set 2: each softmax row's max and sum (NULL on the CPU)
 } LayerActivations;
 
 static inline LayerActivations layer_activations(const ActivationTensors* a, int l, int B, int T, int C, int NH,
@@ -1233,7 +966,7 @@ static inline LayerActivations layer_activations(const ActivationTensors* a, int
                            a->atty + l * BTC,
                            a->r1 + l * BTC, a->ln1 + l * BTC, a->ln1_mean + l * BT, a->ln1_rstd + l * BT,
                            a->fch + l * BT * FF, a->fch_gelu + l * BT * FF, a->r2 + l * BTC, a->ln2_mean + l * BT,
-                           a->ln2_rstd + l * BT, LAYER_(a->att_stats, l, (size_t)B * NH * T * 2)};
+                           a->ln2_rstd + l * BT};
     return la;
 }
 
@@ -1449,7 +1182,8 @@ static inline float clip_coef(float norm, float max_norm) {
 
 // One optimizer step: clip the global gradient norm to max_norm (clip_grad_norm_), then AdamW on
 // every trainable tensor. Returns the norm before clipping.
-float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm) {
+float bert_update(Bert* model, float lr, float weight_decay, float max_norm) {
+    const float beta1 = ADAMW_BETA1, beta2 = ADAMW_BETA2, eps = ADAMW_EPS;
     OptTensor t[NUM_PARAMETER_TENSORS + NUM_LORA_TENSORS];
     int n = bert_opt_tensors_(model, t);
     float norm = bert_grad_norm(model);
@@ -1467,13 +1201,6 @@ float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, fl
     return norm;
 }
 
-// the linear schedule (transformers' get_linear_schedule_with_warmup): the lr of the update at 0-based step
-float lr_at_step(float lr, int step, int warmup, int total) {
-    if (step < warmup) { return lr * (float)step / (float)warmup; }
-    float frac = (float)(total - step) / (float)(total - warmup > 0 ? total - warmup : 1);
-    return lr * (frac > 0.0f ? frac : 0.0f);
-}
-
 void bert_free(Bert* model) {
     free(model->params_memory);
     free(model->grads_memory);
@@ -1489,24 +1216,6 @@ void bert_free(Bert* model) {
     free(model->starts);
     free(model->labels);
 }
-
-// ----------------------------------------------------------------------------
-// metrics: accuracy and support-weighted precision / recall / F1, as scikit-learn's
-// precision_recall_fscore_support(average="weighted", zero_division=0)
-
-typedef struct {
-    float loss;             // mean cross-entropy per example
-    float accuracy;
-    float precision;        // weighted by support
-    float recall;
-    float f1;
-    int NC;
-    int* confusion;         // (NC, NC) rows: true label, columns: prediction
-    float* class_precision; // (NC)
-    float* class_recall;    // (NC)
-    float* class_f1;        // (NC)
-    int* support;           // (NC)
-} Metrics;
 
 void metrics_init(Metrics* m, int NC) {
     memset(m, 0, sizeof(*m));
@@ -1557,35 +1266,27 @@ void metrics_compute(Metrics* m, const int* preds, const int* labels, int N) {
     metrics_from_confusion(m, N);
 }
 
-// the prediction of one row of logits: the first largest
-static inline int argmax(const float* z, int n) {
-    int best = 0;
-    for (int c = 1; c < n; c++) { if (z[c] > z[best]) { best = c; } }
-    return best;
+// a batch's predictions (the argmax of each row of logits) into a confusion matrix (NC, NC)
+void confusion_add(int* confusion, const float* logits, const int* labels, int B, int NC) {
+    for (int b = 0; b < B; b++) {
+        confusion[labels[b] * NC + argmax(logits + (size_t)b * NC, NC)]++;
+    }
 }
 
-static const char* LABEL_NAMES[] = {"sadness", "joy", "love", "anger", "fear", "surprise"};
-static const char* label_name(int c, int NC) {
-    static char buf[32];
-    if (NC == 6) { return LABEL_NAMES[c]; }
-    snprintf(buf, sizeof(buf), "label %d", c);
-    return buf;
-}
-
-void metrics_print_report(const Metrics* m, const char* split) {
+void metrics_print_report(const Metrics* m, const char* split, const char* const* names) {
     int NC = m->NC;
     printf("%s | loss %.4f | acc %.4f | precision %.4f | recall %.4f | F1 (weighted) %.4f\n",
            split, m->loss, m->accuracy, m->precision, m->recall, m->f1);
     printf("%-10s %9s %9s %9s %8s\n", "class", "precision", "recall", "F1", "support");
     for (int c = 0; c < NC; c++) {
-        printf("%-10s %9.4f %9.4f %9.4f %8d\n", label_name(c, NC), m->class_precision[c], m->class_recall[c],
+        printf("%-10s %9.4f %9.4f %9.4f %8d\n", names[c], m->class_precision[c], m->class_recall[c],
                m->class_f1[c], m->support[c]);
     }
     printf("confusion matrix (rows: true label, columns: predicted)\n%-10s", "");
-    for (int c = 0; c < NC; c++) { printf(" %8.8s", label_name(c, NC)); }
+    for (int c = 0; c < NC; c++) { printf(" %8.8s", names[c]); }
     printf("\n");
     for (int row = 0; row < NC; row++) {
-        printf("%-10s", label_name(row, NC));
+        printf("%-10s", names[row]);
         for (int c = 0; c < NC; c++) { printf(" %8d", m->confusion[row * NC + c]); }
         printf("\n");
     }
@@ -1594,36 +1295,86 @@ void metrics_print_report(const Metrics* m, const char* split) {
 // ----------------------------------------------------------------------------
 // the program around the model, shared with train_bert.cu
 
-// defines: bert_save_checkpoint, bert_load_checkpoint, train_state_save / _load, EarlyStopping
-#include "bertc/checkpoint.h"
-#include "bertc/logger.h"     // defines: TensorBoard events (events_open, events_add_scalar), log.tsv
-#include "bertc/trainer.h"    // defines: Backend, trainer_main: the flags, the loop, evaluation, classify mode
+#include "trainer.h" // defines: Backend, trainer_main: the flags, the loop, evaluation,
+                     // checkpoints, classify mode
 
 // ----------------------------------------------------------------------------
-// the CPU back end: the reference functions above, the weights and moments in host memory
+// the CPU back end: the reference functions above, the weights and moments in host memory. It keeps
+// a step's loss and norm and an evaluation's sums on the host, where the GPU keeps them on the
+// device.
 
-static void cpu_setup_(Bert* model, int B_max, int T_max) { bert_alloc_activations(model, B_max, T_max); }
+static struct {
+    int nsteps;                                  // the steps since the trainer last read them
+    float loss[STEPS_MAX], norm[STEPS_MAX];
+    int* confusion;                              // (NC, NC) the evaluation in progress
+    double loss_sum;
+} cpu_;
+
+static void cpu_init_(const struct Settings* s) { (void)s; } // no flags of its own, no device
+static void cpu_setup_(Bert* model, int B_max, int T_max) {
+    bert_alloc_activations(model, B_max, T_max);
+    cpu_.nsteps = 0;
+}
+
+static void cpu_update_(Bert* model, float lr, float weight_decay, float max_norm) {
+    if (cpu_.nsteps == STEPS_MAX) {
+        error_exit("%d training steps were not read back (read_steps)", STEPS_MAX);
+    }
+    cpu_.norm[cpu_.nsteps] = bert_update(model, lr, weight_decay, max_norm);
+    cpu_.loss[cpu_.nsteps] = model->mean_loss;
+    cpu_.nsteps++;
+}
+
+static void cpu_read_steps_(Bert* model, int n, float* loss, float* norm) {
+    (void)model;
+    if (n != cpu_.nsteps) {
+        error_exit("read_steps: %d steps asked for, %d waiting", n, cpu_.nsteps);
+    }
+    memcpy(loss, cpu_.loss, n * sizeof(float));
+    memcpy(norm, cpu_.norm, n * sizeof(float));
+    cpu_.nsteps = 0;
+}
+
 static const float* cpu_logits_(Bert* model, int B) { (void)B; return model->acts.logits; }
 static const float* cpu_pooled_(Bert* model, int B) { (void)B; return model->acts.pooled; }
-static void cpu_free_(Bert* model) { (void)model; } // bert_free frees everything
+
+static void cpu_eval_add_(Bert* model, int B, int first) {
+    int NC = model->config.NC;
+    if (first) {
+        cpu_.confusion = (int*)reallocCheck(cpu_.confusion, (size_t)NC * NC * sizeof(int));
+        memset(cpu_.confusion, 0, (size_t)NC * NC * sizeof(int));
+        cpu_.loss_sum = 0.0;
+    }
+    cpu_.loss_sum += (double)model->mean_loss * B;
+    confusion_add(cpu_.confusion, model->acts.logits, model->labels, B, NC);
+}
+
+static void cpu_eval_read_(Bert* model, int* confusion, double* loss_sum) {
+    memcpy(confusion, cpu_.confusion, (size_t)model->config.NC * model->config.NC * sizeof(int));
+    *loss_sum = cpu_.loss_sum;
+}
+
+static void cpu_host_(Bert* model) { (void)model; } // to_host, from_host: the host model is the
+                                                    // CPU's
+static void cpu_free_(Bert* model) { (void)model; free(cpu_.confusion); cpu_.confusion = NULL; }
 
 static void cpu_describe_(const Bert* model, char* out, size_t n) {
     int threads = 1;
 #ifdef OMP
     threads = omp_get_max_threads();
 #endif
-    snprintf(out, n, "CPU, %d thread%s%s, fp32", threads, threads == 1 ? "" : "s", model->precision == 0 ? "" : "(?)");
+    snprintf(out, n, "CPU, %d thread%s, fp32%s", threads, threads == 1 ? "" : "s", model->precision == 0 ? "" : "(?)");
 }
 
 static const Backend CPU_BACKEND = {
-    .name = "cpu", .on_gpu = 0, .init = NULL, .setup = cpu_setup_, .forward = bert_forward, .zero_grad = bert_zero_grad,
-    .backward = bert_backward, .update = bert_update, .read_steps = NULL, .logits = cpu_logits_, .pooled = cpu_pooled_,
-    .to_host = NULL, .from_host = NULL, .free = cpu_free_, .eval_add = NULL, .eval_read = NULL,
-    .describe = cpu_describe_,
+    .name = "cpu", .on_gpu = 0, .init = cpu_init_, .setup = cpu_setup_, .forward = bert_forward,
+    .zero_grad = bert_zero_grad, .backward = bert_backward, .update = cpu_update_, .read_steps = cpu_read_steps_,
+    .logits = cpu_logits_, .pooled = cpu_pooled_, .eval_add = cpu_eval_add_, .eval_read = cpu_eval_read_,
+    .to_host = cpu_host_, .from_host = cpu_host_, .free = cpu_free_, .describe = cpu_describe_,
 };
 
 // ----------------------------------------------------------------------------
-// main: everything it does is in bertc/trainer.h's trainer_main, which reads as a list of steps:
+// main: everything it does is in trainer.h's trainer_main, which reads as a list of steps:
 // parse and check the flags; build the model from the model file and set up the strategy; load and
 // check the three splits; then per epoch: per batch bert_forward, bert_zero_grad, bert_backward,
 // bert_update at the scheduled learning rate; evaluate on validation; early stopping, checkpoints,

@@ -5,26 +5,29 @@ This file is train_bert.c's model functions on the device, and nothing else: ber
 bert_zero_grad, bert_backward and bert_update (in namespace cu, with the CPU's names and
 arguments), the device buffers they use, and the copies between host and device that
 checkpoints and training states need. The program around them (flags, data, the loop,
-evaluation, checkpoints, logs, resume, classify mode) is bertc/trainer.h, the same code the CPU
+evaluation, checkpoints, logs, resume, classify mode) is trainer.h, the same code the CPU
 trainer runs, so train_bertcu has every flag, file and output line of train_bert, plus -c.
 The layers are header-only kernels in cuda/, one header per CPU layer.
 
 The host model (Bert, from train_bert.c) keeps the config, the tensor tables, the strategy, the
-step and the batch, and host copies of the weights and moments; model->device points at the
-device state below. Dropout masks are the CPU's (bertc/rand.h runs on both sides).
+step and the batch, and host copies of the weights and moments; it knows nothing of the device.
+The device state of each model set up (BertGPU, below) is found from the host model's address.
+Dropout masks are the CPU's (bertc/rand.h runs on both sides).
 
 Precision (-c): fp32 (default) is plain FP32 everywhere, TF32 off, so it matches the CPU to
 rounding. bf16 rounds the matrix-product operands to bf16 (tensor cores, fp32 accumulation into
 fp32 outputs); activations, LayerNorm, softmax, loss, norm and AdamW stay fp32, and the master
 weights are fp32. It is not yet bf16 activation storage (dev/cuda/README.md has the plan).
 
-Kernel sets (-K): 1 the first versions; 2 fused (optimizer, residual + LayerNorm, attention without the stored
-softmax, evaluation on the device); 3 set 2 on packed tokens; 4 set 3 with cuBLASLt bias epilogues (matmul.cuh).
+Kernel sets (-K): 1 the first versions; 2 fused (optimizer, residual + LayerNorm, attention without
+the stored softmax, evaluation on the device); 3 set 2 on packed tokens; 4 set 3 with cuBLASLt bias
+epilogues (matmul.cuh).
 
 Run: make train_bertcu && ./train_bertcu -s full      (./train_bertcu -h lists every flag)
 */
 #define TESTING                  // train_bert.c without its main
-#include "train_bert.c"          // defines: the host model (Bert, tables), the layers' CPU reference, bertc/trainer.h
+#include "train_bert.c"          // defines: the host model (Bert, tables), the layers' CPU
+                                 // reference, trainer.h
 #include "cuda/common.cuh"       // defines: cudaCheck, cublasCheck, kernelCheck, reductions
 #include "cuda/matmul.cuh"       // defines: cu::Matmul, cu::matmul_forward, cu::matmul_backward, cu::gemm_ (cuBLAS)
 #include "cuda/embedding.cuh"    // defines: cu::embedding_forward, cu::embedding_backward
@@ -55,6 +58,8 @@ typedef struct {
 } Upload;
 
 typedef struct {
+    int kernels;             // the kernel set (-K): 1 the first versions, 2 the fused ones
+                             // (dev/cuda/README.md)
     Matmul mm;               // cuBLAS handle and precision, this model's own
     ParameterTensors params; // (num_parameters) in the table's order, as the host's
     float* params_memory;
@@ -74,6 +79,10 @@ typedef struct {
     float* acts_memory;
     ScratchTensors scratch;  // from SCRATCH_SPECS (the GPU rows)
     float* scratch_memory;
+    float* att_memory;       // att_stats and datt, one of them of size 0
+    float* att_stats;        // (L, B, NH, T, 2) kernel set 2: each softmax row's max and sum,
+                             // instead of acts.att
+    float* datt;             // (B, NH, T, T) kernel set 1: the attention score gradients
     int* ids;                // (B_max * T_max)
     int* lengths;            // (B_max)
     int* labels;             // (B_max)
@@ -92,7 +101,7 @@ typedef struct {
     int* run_ids;            // (B_max * T_max) the id of each run, device
     Upload up[2];            // pinned host staging for the uploads, the current batch's is up[slot]
     int slot;
-    // the training steps since the trainer last read them (model->defer_steps: bert_read_steps)
+    // the training steps since the trainer last read them (bert_read_steps)
     int nsteps;
     float* step_loss;        // (STEPS_MAX) each step's mean loss, device (kernel set 2)
     double* step_sumsq;      // (STEPS_MAX) each step's squared gradient norm, device (kernel set 2)
@@ -106,9 +115,37 @@ typedef struct {
     int* starts;             // (B_max) device
 } BertGPU;
 
+// The kernel set of the models set up from now on: the trainer's -K (bert_init_device), a test's
+// choice.
+static int kernel_set = 1;
+
+// The device state of each host model set up, by the host model's address: the trainer has one
+// model, the tests a CPU and a GPU one side by side.
+#define GPU_MODELS_MAX 8
+static struct { const Bert* host; BertGPU* gpu; } gpu_models_[GPU_MODELS_MAX];
+
+static BertGPU* gpu_find_(const Bert* model) { // NULL: not set up
+    for (int i = 0; i < GPU_MODELS_MAX; i++) { if (gpu_models_[i].host == model) { return gpu_models_[i].gpu; } }
+    return NULL;
+}
+
 static BertGPU* gpu_(const Bert* model) {
-    if (model->device == NULL) { error_exit("the GPU model is not set up (cu::bert_setup)"); }
-    return (BertGPU*)model->device;
+    BertGPU* g = gpu_find_(model);
+    if (g == NULL) { error_exit("the GPU model is not set up (cu::bert_setup)"); }
+    return g;
+}
+
+// remember g as model's device state; g NULL: forget model's
+static void gpu_register_(const Bert* model, BertGPU* g) {
+    const Bert* slot = g != NULL ? NULL : model; // a free slot, or model's own
+    for (int i = 0; i < GPU_MODELS_MAX; i++) {
+        if (gpu_models_[i].host == slot) {
+            gpu_models_[i].host = g != NULL ? model : NULL;
+            gpu_models_[i].gpu = g;
+            return;
+        }
+    }
+    error_exit("more than %d GPU models at once", GPU_MODELS_MAX);
 }
 
 // one zeroed cudaMalloc for a table of tensors; rows of size 0 get NULL
@@ -159,10 +196,13 @@ void bert_to_host(Bert* model) {
 
 // Device memory for a model built on the host (bert_build_from_file, and bert_init_training when
 // it trains): weights, gradients and moments of what trains, activations and scratch for batches
-// up to (B_max, T_max) from train_bert.c's buffer tables, the batch, and cuBLAS at model->precision.
+// up to (B_max, T_max) from train_bert.c's buffer tables, the batch, and cuBLAS at
+// model->precision.
 void bert_setup(Bert* model, int B_max, int T_max) {
+    if (gpu_find_(model) != NULL) { error_exit("cu::bert_setup: the model is set up already (cu::bert_free first)"); }
     BertGPU* g = (BertGPU*)callocCheck(1, sizeof(BertGPU));
-    model->device = g;
+    gpu_register_(model, g);
+    g->kernels = kernel_set;
     const BertConfig* cfg = &model->config;
     // the weights: the same table and order as the host's, so one copy moves them (bert_from_host)
     size_t sizes[NUM_PARAMETER_TENSORS + NUM_LORA_TENSORS];
@@ -188,28 +228,34 @@ void bert_setup(Bert* model, int B_max, int T_max) {
         cudaCheck(cudaMalloc(&g->norm_partials, NORM_BLOCKS * sizeof(double)));
         cudaCheck(cudaMalloc(&g->norm_sumsq, sizeof(double)));
     }
-    // activations and scratch from the shared tables: the GPU rows (datt), not the CPU's (wt)
+    // activations and scratch from the shared tables: not the CPU's rows (wt)
     int r = lora ? model->lora_r : 0;
     size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS];
     fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, cfg, B_max, T_max, r, 1);
     fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, cfg, B_max, T_max, r, 1);
-    g->packed = model->kernels >= 3 && attention2_fits(T_max, cfg->C, cfg->NH);
-    if (model->kernels >= 2 && attention2_fits(T_max, cfg->C, cfg->NH)) {
-        // kernel set 2 recomputes the softmax in backward: no (L, B, NH, T, T) probabilities, no score gradients
-        a[buffer_index(ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, "att")] = 0;
-        s[buffer_index(SCRATCH_SPECS, NUM_SCRATCH_TENSORS, "datt")] = 0;
-    }
+    g->packed = g->kernels >= 3 && attention2_fits(T_max, cfg->C, cfg->NH);
+    // kernel set 2 recomputes the softmax in backward from each row's max and sum:
+    // no (L, B, NH, T, T) probabilities, no score gradients
+    int att2 = g->kernels >= 2 && attention2_fits(T_max, cfg->C, cfg->NH);
+    size_t BNT = (size_t)B_max * cfg->NH * T_max;
+    size_t att_sizes[2] = {att2 ? cfg->L * BNT * 2 : 0, att2 ? 0 : BNT * T_max};
+    if (att2) { a[buffer_index(ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, "att")] = 0; }
     g->acts_memory = cuda_malloc_and_point_((float**)&g->acts, a, NUM_ACTIVATION_TENSORS);
     g->scratch_memory = cuda_malloc_and_point_((float**)&g->scratch, s, NUM_SCRATCH_TENSORS);
+    float* att_ptrs[2];
+    g->att_memory = cuda_malloc_and_point_(att_ptrs, att_sizes, 2);
+    g->att_stats = att_ptrs[0];
+    g->datt = att_ptrs[1];
     // the batch, uploaded by each forward from the host's buffers
     cudaCheck(cudaMalloc(&g->ids, (size_t)B_max * T_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->lengths, B_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->labels, B_max * sizeof(int)));
-    g->host_out = (float*)mallocCheck((size_t)B_max * (cfg->C > cfg->NC ? cfg->C : cfg->NC) * sizeof(float));
+    g->host_out =
+        (float*)mallocCheck((size_t)B_max * (cfg->C > cfg->NC ? cfg->C : cfg->NC) * sizeof(float));
     // cuBLAS; for bf16 the weight copies and the scratch for the largest operand that is not a
     // weight: (B*T, max(FF, 3C)), dqkv read with stride 3C
     size_t wide = cfg->FF > 3 * cfg->C ? cfg->FF : 3 * cfg->C;
-    matmul_init(&g->mm, model->precision, model->kernels, (size_t)B_max * T_max * wide, (size_t)B_max * T_max, wide);
+    matmul_init(&g->mm, model->precision, g->kernels, (size_t)B_max * T_max * wide, (size_t)B_max * T_max, wide);
     size_t BT_max = (size_t)B_max * T_max;
     cudaCheck(cudaMalloc(&g->loss, sizeof(float)));
     cudaCheck(cudaMalloc(&g->confusion, (size_t)cfg->NC * cfg->NC * sizeof(int)));
@@ -289,6 +335,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     ScratchTensors s = g->scratch;
     const BertConfig* cfg = &model->config;
     int C = cfg->C, L = cfg->L, NH = cfg->NH, FF = cfg->FF, NC = cfg->NC, BT = B * T;
+    size_t BNT2 = (size_t)B * NH * T * 2; // a layer's att_stats (kernel set 2)
     int r = model->lora_r;
     float p = train ? model->dropout : 0.0f, plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
@@ -334,13 +381,13 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
             }
         }
         if (la.att == NULL) { // kernel set 2: only the rows' max and sum are kept
-            attention_forward2(la.atty, la.att_stats, la.qkv, g->lengths, B, T, C, NH, p,
+            attention_forward2(la.atty, LAYER_(g->att_stats, l, BNT2), la.qkv, g->lengths, B, T, C, NH, p,
                                bert_stream(model, l, SITE_ATT), starts);
         } else {
             attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p, bert_stream(model, l, SITE_ATT));
         }
         matmul_forward(mm, s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), N, C, C);
-        if (model->kernels >= 2) { // r1 = x + dropout(tmp), ln1 = LN1(r1) in one pass
+        if (g->kernels >= 2) { // r1 = x + dropout(tmp), ln1 = LN1(r1) in one pass
             residual_layernorm_forward(la.ln1, la.r1, la.ln1_mean, la.ln1_rstd, s.tmp, la.x, LAYER_(w.ln1w, l, C),
                                        LAYER_(w.ln1b, l, C), N, C, cfg->eps, p, bert_stream(model, l, SITE_ATTPROJ),
                                        rows);
@@ -352,7 +399,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         matmul_forward(mm, la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), N, C, FF);
         gelu_forward(la.fch_gelu, la.fch, (size_t)N * FF);
         matmul_forward(mm, s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), N, FF, C);
-        if (model->kernels >= 2) { // r2 = ln1 + dropout(tmp), hs[l+1] = LN2(r2)
+        if (g->kernels >= 2) { // r2 = ln1 + dropout(tmp), hs[l+1] = LN2(r2)
             residual_layernorm_forward(la.x + BTC, la.r2, la.ln2_mean, la.ln2_rstd, s.tmp, la.ln1, LAYER_(w.ln2w, l, C),
                                        LAYER_(w.ln2b, l, C), N, C, cfg->eps, p, bert_stream(model, l, SITE_FCPROJ),
                                        rows);
@@ -370,7 +417,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         memcpy(u->labels, labels, B * sizeof(int));
         cudaCheck(cudaMemcpyAsync(g->labels, u->labels, B * sizeof(int), cudaMemcpyHostToDevice));
         crossentropy_forward(a.losses, a.probs, a.logits, g->labels, B, NC);
-        if (model->kernels >= 2) { // on the device: the host reads it with the norm (bert_update) or the evaluation
+        if (g->kernels >= 2) { // on the device: the host reads it with the norm (bert_update) or
+                               // the evaluation
             mean_loss(g->loss, a.losses, B);
         } else {
             cudaCheck(cudaMemcpy(g->host_out, a.losses, B * sizeof(float), cudaMemcpyDeviceToHost));
@@ -397,6 +445,7 @@ void bert_backward(Bert* model) {
     const BertConfig* cfg = &model->config;
     int B = model->B, T = model->T;
     int C = cfg->C, L = cfg->L, NH = cfg->NH, FF = cfg->FF, NC = cfg->NC, BT = B * T;
+    size_t BNT2 = (size_t)B * NH * T * 2; // a layer's att_stats (kernel set 2)
     float p = model->dropout, plora = model->lora_dropout; // the forward's rates (it was a training pass)
     int r = model->lora_r;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
@@ -420,12 +469,13 @@ void bert_backward(Bert* model) {
     // pooled_d = dropout(pooled), pooled = tanh(hs[L][:, 0] @ poolw^T + poolb)
     dropout_backward(dpooled, dpooled_d, (size_t)B * C, p, bert_stream(model, L, 0));
     cudaCheck(cudaMemset(s.dh, 0, NC_ * sizeof(float)));
-    pooler_backward(mm, s.dh, gr.poolw, gr.poolb, s.dsmall + 2 * (size_t)B * C, s.dsmall + 3 * (size_t)B * C, dpooled,
-                    a.pooled, a.cls, w.poolw, B, T, C, starts);
+    pooler_backward(mm, s.dh, gr.poolw, gr.poolb, s.dsmall + 2 * (size_t)B * C,
+                    s.dsmall + 3 * (size_t)B * C, dpooled, a.pooled, a.cls, w.poolw, B, T, C,
+                    starts);
     for (int l = L - 1; l >= 0; l--) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
         // hs[l+1] = LN2(r2), r2 = dropout(fch_gelu @ fcprojw^T + fcprojb) + ln1
-        if (model->kernels >= 2) { // dln1 = LN2'(dh), tmp = mask * dln1 in one pass
+        if (g->kernels >= 2) { // dln1 = LN2'(dh), tmp = mask * dln1 in one pass
             residual_layernorm_backward(s.dln1, s.tmp, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2,
                                         LAYER_(w.ln2w, l, C), la.ln2_mean, la.ln2_rstd, N, C, p,
                                         bert_stream(model, l, SITE_FCPROJ), rows);
@@ -445,7 +495,7 @@ void bert_backward(Bert* model) {
         matmul_backward(mm, s.dln1, LAYER_(gr.fcw, l, FF * C), LAYER_(gr.fcb, l, FF), s.dfch, la.ln1,
                         LAYER_(w.fcw, l, FF * C), N, C, FF);
         // ln1 = LN1(r1), r1 = dropout(atty @ attprojw^T + attprojb) + x: dh now collects d(x)
-        if (model->kernels >= 2) { // dh = LN1'(dln1), tmp = mask * dh in one pass
+        if (g->kernels >= 2) { // dh = LN1'(dln1), tmp = mask * dh in one pass
             residual_layernorm_backward(s.dh, s.tmp, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1,
                                         LAYER_(w.ln1w, l, C), la.ln1_mean, la.ln1_rstd, N, C, p,
                                         bert_stream(model, l, SITE_ATTPROJ), rows);
@@ -458,15 +508,15 @@ void bert_backward(Bert* model) {
             dropout_backward(s.tmp, s.dr, BTC, p, bert_stream(model, l, SITE_ATTPROJ));
         }
         cudaCheck(cudaMemset(s.datty, 0, NC_ * sizeof(float)));
-        matmul_backward(mm, s.datty, LAYER_(gr.attprojw, l, C * C), LAYER_(gr.attprojb, l, C), s.tmp, la.atty,
-                        LAYER_(w.attprojw, l, C * C), N, C, C);
+        matmul_backward(mm, s.datty, LAYER_(gr.attprojw, l, C * C), LAYER_(gr.attprojb, l, C),
+                        s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), N, C, C);
         // atty = attention(qkv); kernel set 1's score gradients go through s.datt, kernel set 2 recomputes
         cudaCheck(cudaMemset(s.dqkv, 0, NC_ * 3 * sizeof(float)));
         if (la.att == NULL) {
-            attention_backward2(s.dqkv, s.datty, la.qkv, la.att_stats, g->lengths, B, T, C, NH, p,
+            attention_backward2(s.dqkv, s.datty, la.qkv, LAYER_(g->att_stats, l, BNT2), g->lengths, B, T, C, NH, p,
                                 bert_stream(model, l, SITE_ATT), starts);
         } else {
-            attention_backward(s.dqkv, s.datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH, p,
+            attention_backward(s.dqkv, g->datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH, p,
                                bert_stream(model, l, SITE_ATT));
         }
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
@@ -489,7 +539,7 @@ void bert_backward(Bert* model) {
     dropout_backward(s.dr, s.dh, NC_, p, bert_stream(model, -1, 0), rows, C);
     cudaCheck(cudaMemset(s.tmp, 0, NC_ * sizeof(float)));
     layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
-    if (model->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens
+    if (g->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens
         Upload* u = &g->up[g->slot]; // the forward's slot: its event was waited for before the forward filled it
         int ntok, *tokens = u->sort, *runs = tokens + (size_t)B * T, *run_ids = runs + (size_t)B * T + 1;
         int nruns = embedding_sort_tokens(tokens, runs, run_ids, model->ids, model->lengths, B, T,
@@ -515,31 +565,24 @@ float bert_grad_norm(Bert* model) {
 }
 
 // One optimizer step, as train_bert.c's bert_update: clip, then AdamW per trainable tensor.
-// Returns the norm before clipping; with model->defer_steps, NAN: the step's loss and norm wait for bert_read_steps.
-float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm) {
+// The step's loss and gradient norm (before clipping) wait, with those of the steps before it, for
+// bert_read_steps: kernel set 2 keeps them on the device, so a step never waits for a copy back.
+void bert_update(Bert* model, float lr, float weight_decay, float max_norm) {
+    const float beta1 = ADAMW_BETA1, beta2 = ADAMW_BETA2, eps = ADAMW_EPS;
     BertGPU* g = gpu_(model);
     model->step++;
     double bc1 = 1.0 - pow(beta1, model->step);
     double bc2 = 1.0 - pow(beta2, model->step);
-    if (model->defer_steps && g->nsteps == STEPS_MAX) {
+    if (g->nsteps == STEPS_MAX) {
         error_exit("%d training steps were not read back (bert_read_steps)", STEPS_MAX);
     }
-    if (model->kernels >= 2) {
-        // one pass, the clip coefficient on the device; the loss and squared norm stay there (defer_steps) or
-        // come back in one copy each
-        double* sumsq_out = model->defer_steps ? g->step_sumsq + g->nsteps : g->norm_sumsq;
-        adamw_fused(&g->adamw, g->grads_memory, g->m_memory, g->v_memory, g->num_trainable, sumsq_out,
-                    g->norm_partials, max_norm, lr, beta1, beta2, eps, weight_decay, (float)(lr / bc1),
-                    (float)sqrt(bc2));
-        if (model->defer_steps) {
-            cudaCheck(cudaMemcpy(g->step_loss + g->nsteps, g->loss, sizeof(float), cudaMemcpyDeviceToDevice));
-            g->nsteps++;
-            return NAN;
-        }
-        double sumsq;
-        cudaCheck(cudaMemcpy(&sumsq, g->norm_sumsq, sizeof(double), cudaMemcpyDeviceToHost));
-        cudaCheck(cudaMemcpy(&model->mean_loss, g->loss, sizeof(float), cudaMemcpyDeviceToHost));
-        return (float)sqrt(sumsq);
+    if (g->kernels >= 2) { // one pass, the clip coefficient on the device
+        adamw_fused(&g->adamw, g->grads_memory, g->m_memory, g->v_memory, g->num_trainable,
+                    g->step_sumsq + g->nsteps, g->norm_partials, max_norm, lr, beta1, beta2, eps, weight_decay,
+                    (float)(lr / bc1), (float)sqrt(bc2));
+        cudaCheck(cudaMemcpy(g->step_loss + g->nsteps, g->loss, sizeof(float), cudaMemcpyDeviceToDevice));
+        g->nsteps++;
+        return;
     }
     // kernel set 1: the norm through the host, which computes the clip coefficient, then a launch per tensor
     float norm = cu::bert_grad_norm(model); // qualified: the CPU's bert_grad_norm takes a Bert* too
@@ -551,25 +594,23 @@ float bert_update(Bert* model, float lr, float beta1, float beta2, float eps, fl
         const TensorInfo* t = is_lora ? &model->lora_info[i - NUM_PARAMETER_TENSORS] : &model->param_info[i];
         if (!t->trainable) { continue; }
         float* param = is_lora ? ((float**)&g->lora)[i - NUM_PARAMETER_TENSORS] : ((float**)&g->params)[i];
-        adamw_update(param, g->grads_memory + offset, g->m_memory + offset, g->v_memory + offset, t->size, lr, beta1,
-                     beta2, eps, t->decay ? weight_decay : 0.0f, clip, (float)(lr / bc1), (float)sqrt(bc2));
+        adamw_update(param, g->grads_memory + offset, g->m_memory + offset, g->v_memory + offset,
+                     t->size, lr, beta1, beta2, eps, t->decay ? weight_decay : 0.0f, clip,
+                     (float)(lr / bc1), (float)sqrt(bc2));
         offset += t->size;
     }
     if (g->weights16_stale == 0) { g->weights16_stale = 1; }
-    if (model->defer_steps) { // kernel set 1 has them on the host already: kept for bert_read_steps
-        g->step_loss_host[g->nsteps] = model->mean_loss;
-        g->step_norm_host[g->nsteps] = norm;
-        g->nsteps++;
-        return NAN;
-    }
-    return norm;
+    // kernel set 1 has them on the host already
+    g->step_loss_host[g->nsteps] = model->mean_loss;
+    g->step_norm_host[g->nsteps] = norm;
+    g->nsteps++;
 }
 
 // the loss and gradient norm of the last n training steps (all that wait: n must be their count), oldest first
 void bert_read_steps(Bert* model, int n, float* loss, float* norm) {
     BertGPU* g = gpu_(model);
     if (n != g->nsteps) { error_exit("bert_read_steps: %d steps asked for, %d waiting", n, g->nsteps); }
-    if (model->kernels >= 2) {
+    if (g->kernels >= 2) {
         double sumsq[STEPS_MAX];
         cudaCheck(cudaMemcpy(loss, g->step_loss, n * sizeof(float), cudaMemcpyDeviceToHost));
         cudaCheck(cudaMemcpy(sumsq, g->step_sumsq, n * sizeof(double), cudaMemcpyDeviceToHost));
@@ -596,12 +637,13 @@ const float* bert_pooled(Bert* model, int B) {
     return g->host_out;
 }
 
-// Evaluation (the trainer's evaluate_ calls these after each forward with labels). Kernel set 2 keeps the
-// confusion matrix and the loss sum on the device and copies them once; kernel set 1 takes the logits to the host.
+// Evaluation (the trainer's evaluate_ calls these after each forward with labels). Kernel set 2
+// keeps the confusion matrix and the loss sum on the device and copies them once; kernel set 1
+// takes the logits to the host.
 void bert_eval_add(Bert* model, int B, int first) {
     BertGPU* g = gpu_(model);
     int NC = model->config.NC;
-    if (model->kernels >= 2) {
+    if (g->kernels >= 2) {
         if (first) {
             cudaCheck(cudaMemset(g->confusion, 0, (size_t)NC * NC * sizeof(int)));
             cudaCheck(cudaMemset(g->loss_sum, 0, sizeof(double)));
@@ -611,14 +653,13 @@ void bert_eval_add(Bert* model, int B, int first) {
     }
     if (first) { memset(g->confusion_host, 0, (size_t)NC * NC * sizeof(int)); g->loss_sum_host = 0.0; }
     g->loss_sum_host += (double)model->mean_loss * B;
-    const float* logits = cu::bert_logits(model, B);
-    for (int b = 0; b < B; b++) { g->confusion_host[model->labels[b] * NC + argmax(logits + (size_t)b * NC, NC)]++; }
+    confusion_add(g->confusion_host, cu::bert_logits(model, B), model->labels, B, NC);
 }
 
 void bert_eval_read(Bert* model, int* confusion, double* loss_sum) {
     BertGPU* g = gpu_(model);
     size_t n = (size_t)model->config.NC * model->config.NC;
-    if (model->kernels >= 2) {
+    if (g->kernels >= 2) {
         cudaCheck(cudaMemcpy(confusion, g->confusion, n * sizeof(int), cudaMemcpyDeviceToHost));
         cudaCheck(cudaMemcpy(loss_sum, g->loss_sum, sizeof(double), cudaMemcpyDeviceToHost));
     } else {
@@ -630,7 +671,7 @@ void bert_eval_read(Bert* model, int* confusion, double* loss_sum) {
 // kernel set 2 leaves the last forward's mean loss on the device: copy it to model->mean_loss (for tests)
 void bert_sync_loss(Bert* model) {
     BertGPU* g = gpu_(model);
-    if (model->kernels >= 2) {
+    if (g->kernels >= 2) {
         cudaCheck(cudaMemcpy(&model->mean_loss, g->loss, sizeof(float), cudaMemcpyDeviceToHost));
     }
 }
@@ -657,10 +698,10 @@ void bert_grads_to_host(Bert* model, float* grads, float* lora_grads) {
 }
 
 void bert_free(Bert* model) {
-    if (model->device == NULL) { return; }
-    BertGPU* g = gpu_(model);
+    BertGPU* g = gpu_find_(model);
+    if (g == NULL) { return; } // never set up
     float* blocks[] = {g->params_memory, g->lora_memory, g->grads_memory, g->m_memory, g->v_memory, g->acts_memory,
-                       g->scratch_memory};
+                       g->scratch_memory, g->att_memory};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) { cudaCheck(cudaFree(blocks[i])); }
     cudaCheck(cudaFree(g->params16));
     cudaCheck(cudaFree(g->lora16));
@@ -690,16 +731,23 @@ void bert_free(Bert* model) {
     cudaCheck(cudaFree(g->step_sumsq));
     matmul_free(&g->mm);
     free(g);
-    model->device = NULL;
+    gpu_register_(model, NULL);
 }
 
-// before anything else: a device must be there
-void bert_init_device(void) {
+// a device must be there
+void device_check(void) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         error_exit("no CUDA device\n"
-                   "---> HINT: train_bertcu needs an NVIDIA GPU; ./train_bert is the same program on the CPU");
+                   "---> HINT: train_bertcu needs an NVIDIA GPU; ./train_bert is the same program "
+                   "on the CPU");
     }
+}
+
+// after the flags, before anything else: the kernel set (-K) and the device
+void bert_init(const struct Settings* s) {
+    kernel_set = s->kernels;
+    device_check();
 }
 
 // the settings table's back-end row: the card, the precision, and the memory in use
@@ -708,29 +756,29 @@ void bert_describe(const Bert* model, char* out, size_t n) {
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    // the kernel set as it runs: sets 2 and 3 need attention v2 to fit (T_max <= 128, head size <= 64, its shared
-    // memory on this card), else attention is set 1's and set 3 does not pack; say so, so no row is mislabelled
+    // the kernel set as it runs: sets 2 and 3 need attention v2 to fit (T_max <= 128, head size
+    // <= 64, its shared memory on this card), else attention is set 1's and set 3 does not pack;
+    // say so, so no row is mislabelled
     const BertGPU* g = gpu_(model);
-    const char* note = model->kernels >= 2 && g->acts.att != NULL
+    const char* note = g->kernels >= 2 && g->acts.att != NULL
                      ? " (attention v2 does not fit this T_max or card: set 1's attention, no packing)" : "";
     snprintf(out, n, "%s (sm_%d%d), %s, kernel set %d%s, %.0f of %.0f MiB in use", prop.name, prop.major, prop.minor,
-             precision_name(model->precision), model->kernels, note, (total_b - free_b) / 1048576.0,
+             precision_name(model->precision), g->kernels, note, (total_b - free_b) / 1048576.0,
              total_b / 1048576.0);
 }
 
 } // namespace cu
 
 static const Backend CUDA_BACKEND = {
-    .name = "cuda", .on_gpu = 1, .init = cu::bert_init_device, .setup = cu::bert_setup, .forward = cu::bert_forward,
+    .name = "cuda", .on_gpu = 1, .init = cu::bert_init, .setup = cu::bert_setup, .forward = cu::bert_forward,
     .zero_grad = cu::bert_zero_grad, .backward = cu::bert_backward, .update = cu::bert_update,
-    .read_steps = cu::bert_read_steps,
-    .logits = cu::bert_logits, .pooled = cu::bert_pooled,
-    .to_host = cu::bert_to_host, .from_host = cu::bert_from_host, .free = cu::bert_free,
-    .eval_add = cu::bert_eval_add, .eval_read = cu::bert_eval_read, .describe = cu::bert_describe,
+    .read_steps = cu::bert_read_steps, .logits = cu::bert_logits, .pooled = cu::bert_pooled,
+    .eval_add = cu::bert_eval_add, .eval_read = cu::bert_eval_read, .to_host = cu::bert_to_host,
+    .from_host = cu::bert_from_host, .free = cu::bert_free, .describe = cu::bert_describe,
 };
 
 // ----------------------------------------------------------------------------
-// main: bertc/trainer.h's, with the GPU back end (train_bert.c's main says what it does)
+// main: trainer.h's, with the GPU back end (train_bert.c's main says what it does)
 #ifndef TESTING_CU
 int main(int argc, char** argv) {
     return trainer_main(argc, argv, &CUDA_BACKEND);

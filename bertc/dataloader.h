@@ -4,7 +4,7 @@ shuffles it each epoch and pads each batch to its own longest example.
 
 Defines: Dataset, dataset_load, dataset_free, DataLoader, loader_init, loader_start_epoch,
 loader_next_batch, loader_free.
-Used by: bertc/trainer.h (training and evaluation), the tests, dev/fuzz.
+Used by: trainer.h (training and evaluation), the tests, dev/fuzz.
 */
 #pragma once
 #include "utils.h"

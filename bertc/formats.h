@@ -7,7 +7,7 @@ prepro_emotion.py defines the same names with the same values (its "file formats
 tests/test_formats.py checks that the two agree, so a slot is named, never a bare index.
 
 Defines: HEADER_INTS, *_MAGIC, *_VERSION, the slot enums, header_read, bits_to_float, float_to_bits.
-Used by: train_bert.c (model files), bertc/dataloader.h (splits), bertc/checkpoint.h (checkpoints,
+Used by: train_bert.c (model files), bertc/dataloader.h (splits), trainer.h (checkpoints,
 training states), bertc/testing.h (reference states), and through prepro_emotion.py the dev/ scripts.
 */
 #pragma once
@@ -71,7 +71,7 @@ enum SplitSlot {
     SPLIT_MAX_LEN = 7,     // the truncation length used
 };
 
-// resumable training state (bertc/checkpoint.h)
+// resumable training state (trainer.h)
 enum StateSlot {
     STATE_STEP = 2,            // optimizer steps taken
     STATE_EPOCH = 3,           // the epoch in progress, 1-based
@@ -88,7 +88,7 @@ enum StateSlot {
     STATE_NLORA = 15,          // LoRA parameters
     STATE_NTRAIN = 16,         // trainable parameters: the length of AdamW's m and v
     STATE_TRAIN_SECONDS = 17,  // [17..18] float64 bits: seconds of training so far, across resumes
-    STATE_SETTINGS = 20,       // [20..32]: the settings a resume must repeat (bertc/checkpoint.h)
+    STATE_SETTINGS = 20,       // [20..32]: the settings a resume must repeat (trainer.h)
     STATE_EPOCH_SECONDS = 33,  // [33..34] float64 bits: seconds of the epoch in progress so far
 };
 #define STATE_NUM_SETTINGS 13

@@ -6,13 +6,24 @@ the run with a message instead of leaving a silently truncated file.
 
 Defines: crc32c, EventWriter, events_open, events_add_scalar, events_add_restart, events_close,
 log_open, log_epoch, log_test.
-Used by: bertc/trainer.h; the tests read the files back (tests/test_text_in_models_out.py uses
+Used by: trainer.h; the tests read the files back (tests/test_text_in_models_out.py uses
 tensorboard's own reader).
 */
 #pragma once
 #include <unistd.h>
 #include "utils.h"
-#include "checkpoint.h"
+
+// ----------------------------------------------------------------------------
+// one epoch's line of log.tsv (and of the training state's history, trainer.h)
+
+typedef struct {
+    int epoch;       // 1-based
+    int step;        // optimizer steps at the end of the epoch
+    int best;        // it improved the validation F1
+    float train_loss;
+    float val_loss, accuracy, precision, recall, f1; // validation, weighted
+    float seconds;   // the epoch's training and evaluation time
+} EpochResult;
 
 // ----------------------------------------------------------------------------
 // TensorBoard event files: a TFRecord stream of Event protobufs.

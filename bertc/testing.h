@@ -5,12 +5,22 @@ a runner for "this must fail with that message" checks.
 
 Defines: check, tests_summary, scratch_path, compare_tensor, compare_norm, RefState, ref_state_load, ref_state_free,
 expect_failure, write_corrupt.
-Used by: test_bert.c, test_bert.cu. Include after train_bert.c (it uses the file helpers).
+Used by: test_bert.c, test_bert.cu.
 */
 #pragma once
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "utils.h"   // defines: fopenCheck, freadCheck, error_exit
+#include "formats.h" // defines: the reference state's header slots (REF_*)
+
+// a reference state's strategies: full, frozen, lora, as train_bert.h's enum Strategy numbers them
+#define REF_NUM_STRATEGIES 3
 
 static int tests_passed = 0, tests_failed = 0;
 
@@ -103,7 +113,7 @@ static inline int ref_state_load(RefState* st, const char* path) {
     st->warmup = h[REF_WARMUP]; st->weight_decay = bits_to_float(h[REF_WEIGHT_DECAY]);
     st->max_norm = bits_to_float(h[REF_MAX_NORM]);
     if (st->B < 1 || st->T < 1 || st->NC < 2 || st->nsteps < 0 || st->nsteps > 64 || st->strategy < 0 ||
-        st->strategy >= NUM_STRATEGIES || h[REF_NPARAMS] < 0 || h[REF_NLORA] < 0) {
+        st->strategy >= REF_NUM_STRATEGIES || h[REF_NPARAMS] < 0 || h[REF_NLORA] < 0) {
         error_exit("reference state %s has a bad header\n---> HINT: run `make reference`", path);
     }
     size_t BT = (size_t)st->B * st->T;

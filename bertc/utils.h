@@ -5,7 +5,7 @@ half-written temp file, and exits non-zero.
 
 Defines: error_exit, ErrorTrap, error_trap_, error_exit_hook_, fopenCheck, freadCheck, fwriteCheck, fflushCheck,
 fcloseCheck, mallocCheck, callocCheck, reallocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul,
-size_add, now_seconds.
+size_add, check_finite, now_seconds.
 Used by: every other bertc/ header, train_bert.c, train_bert.cu, the tests and dev/fuzz.
 
 Fuzz builds (-DFUZZING, dev/fuzz/) turn error exits into a longjmp back to the harness,
@@ -16,6 +16,7 @@ so a rejected input is an ordinary outcome there, not a crash.
 #include <stdlib.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <math.h>
 #include <string.h>
 #include <errno.h>
 #include <time.h>
@@ -40,9 +41,10 @@ static FILE* fuzz_open_files[16];  // what a rejected input left open; the harne
 static __thread char pending_tmp_[4200];
 static __thread FILE* pending_fp_;
 
-// A thread that must not end the process (the save thread, bertc/trainer.h) sets error_trap_ around its work:
-// error_exit then keeps the message there and jumps back to the thread's setjmp, and the main thread reports it
-// once it has joined the thread. exit() under a live thread would tear down what the thread still uses.
+// A thread that must not end the process (the save thread, trainer.h) sets error_trap_ around its
+// work: error_exit then keeps the message there and jumps back to the thread's setjmp, and the main
+// thread reports it once it has joined the thread. exit() under a live thread would tear down what
+// the thread still uses.
 typedef struct {
     jmp_buf env;
     char message[8192];
@@ -206,10 +208,11 @@ static inline void path_join(char* out, size_t out_size, const char* dir, const 
 }
 
 // ----------------------------------------------------------------------------
-// Atomic writes: everything goes to path.<pid>.tmp, renamed over path only once it is complete, so a crash leaves
-// the old file or the new one, never half of one. The pid keeps two processes' temp files apart (the output
-// directory's lock, bertc/trainer.h, keeps two runs out of one directory; this keeps any other writer's temp file
-// from being ours). A failed write closes and removes the temp file (error_exit does, through pending_tmp_).
+// Atomic writes: everything goes to path.<pid>.tmp, renamed over path only once it is complete, so
+// a crash leaves the old file or the new one, never half of one. The pid keeps two processes' temp
+// files apart (the output directory's lock, trainer.h, keeps two runs out of one directory; this
+// keeps any other writer's temp file from being ours). A failed write closes and removes the temp
+// file (error_exit does, through pending_tmp_).
 
 static inline FILE* atomic_open(const char* path) {
     int n = snprintf(pending_tmp_, sizeof(pending_tmp_), "%s.%ld.tmp", path, (long)getpid());
@@ -243,6 +246,16 @@ static inline size_t size_add(size_t a, size_t b, const char* what) {
     size_t out;
     if (__builtin_add_overflow(a, b, &out)) { error_exit("%s: size overflows (%zu + %zu)", what, a, b); }
     return out;
+}
+
+// every float finite: NaN or Inf in weights or moments is a corrupt (or diverged) file
+static inline void check_finite(const float* x, size_t n, const char* path, const char* what) {
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) {
+            error_exit("%s: %s element %zu is %g; the file is corrupt or from a diverged run", path,
+                       what, i, x[i]);
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------

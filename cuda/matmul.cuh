@@ -29,6 +29,7 @@ asked again. Where cuBLASLt has no algorithm the product runs as kernel set 3's,
 */
 #pragma once
 #include <cublasLt.h>
+#include <stb/stb_ds.h> // defines: hmputs, hmgetp_null (the cuBLASLt plan cache)
 #include "common.cuh"
 
 namespace cu {

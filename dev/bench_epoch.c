@@ -134,7 +134,8 @@ static int layer_table_(Bert* m, LayerTime* rows) {
     float* g = (float*)callocCheck(total, sizeof(float));
     float* mm = (float*)callocCheck(total, sizeof(float));
     float* vv = (float*)callocCheck(total, sizeof(float));
-    TIME_MS(t, adamw_update(p, g, mm, vv, total, 5e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 5e-4f, 0.03f));
+    TIME_MS(t, adamw_update(p, g, mm, vv, total, 5e-5f, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, 0.0f,
+                            1.0f, 5e-4f, 0.03f));
     rows[n++] = (LayerTime){"adamw (every trainable parameter)", t, 1};
     free(p); free(g); free(mm); free(vv); free(dw); free(db);
     return n;
@@ -195,7 +196,7 @@ int main(int argc, char** argv) {
         bert_forward(&m, Bb, T, m.labels, 1);
         bert_zero_grad(&m);
         bert_backward(&m);
-        bert_update(&m, 5e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+        bert_update(&m, 5e-5f, 0.0f, 1.0f);
         if (s >= 0) {
             t_steps += now_seconds() - t0;
             real += m.N;

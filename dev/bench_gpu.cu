@@ -16,7 +16,7 @@ A benchmark, not a test: dev/gpu_check.sh runs it beside the Hugging Face Traine
 int main(int argc, char** argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s model.bin data_dir [steps] [B]\n", argv[0]); return 1; }
     int steps = argc > 3 ? atoi(argv[3]) : 60, B = argc > 4 ? atoi(argv[4]) : 32;
-    cu::bert_init_device();
+    cu::device_check();
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     char path[4200];
@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
                 Bert m;
                 memset(&m, 0, sizeof(m));
                 m.strategy = strategy; m.seed = 42; m.dropout = 0.1f; m.lora_r = 8; m.lora_alpha = 32.0f;
-                m.lora_dropout = 0.1f; m.precision = precision; m.kernels = kernels;
+                m.lora_dropout = 0.1f; m.precision = precision;
+                cu::kernel_set = kernels;
                 bert_build_from_file(&m, argv[1]);
                 bert_init_training(&m);
                 bert_alloc_batch(&m, B, T_max);
@@ -46,7 +47,6 @@ int main(int argc, char** argv) {
                 DataLoader loader;
                 loader_init(&loader, &train, B, 42);
                 loader_start_epoch(&loader, 1, 1);
-                m.defer_steps = 1;
                 float loss[STEPS_MAX], norm[STEPS_MAX];
                 int Bb = 0, T = 0, waiting = 0;
                 double t_start = 0.0;
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
                     cu::bert_forward(&m, Bb, T, m.labels, 1);
                     cu::bert_zero_grad(&m);
                     cu::bert_backward(&m);
-                    cu::bert_update(&m, 5e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+                    cu::bert_update(&m, 5e-5f, 0.0f, 1.0f);
                     if (++waiting == 100 || s == steps - 1) { // as the trainer at -f 100
                         cu::bert_read_steps(&m, waiting, loss, norm);
                         waiting = 0;

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
         bert_forward(&model, Bb, T, model.labels, 1);
         bert_zero_grad(&model);
         bert_backward(&model);
-        bert_update(&model, 5e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
+        bert_update(&model, 5e-5f, 0.0f, 1.0f);
         if (r >= 0) { ms[r] = (now_seconds() - t0) * 1e3; }
     }
     qsort(ms, repeats, sizeof(double), cmp_double_);

@@ -1,6 +1,6 @@
 /*
 Softmax cross-entropy forward (probs, per-example losses, the batch mean) and backward (dlogits), as train_bert.c's
-crossentropy_forward / crossentropy_backward, and evaluation's argmax and loss sum (bertc/trainer.h's evaluate_).
+crossentropy_forward / crossentropy_backward, and evaluation's argmax and loss sum (trainer.h's evaluate_).
 B rows of NC = 6: launch-bound.
 
 Versions:
