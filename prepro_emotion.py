@@ -242,8 +242,8 @@ def check_label_names(names, where):
             sys.exit(f"prepro: {where}: label name {n!r}: want a non-empty name without NUL")
     size = len(label_names_bytes(names))
     if size > H_LABEL_NAMES_INTS * 4:
-        sys.exit(f"prepro: {where}: the {len(names)} label names take {size} bytes as UTF-8 with a NUL each; "
-                 f"the file header holds {H_LABEL_NAMES_INTS * 4}. Shorten them (or map them to shorter ones)")
+        sys.exit(f"prepro: {where}: the {len(names)} label names take {size} bytes as UTF-8 with a "
+                 f"NUL each; the file header holds {H_LABEL_NAMES_INTS * 4}. Shorten them")
 
 
 def header_set_label_names(h, slot, names):
@@ -251,7 +251,7 @@ def header_set_label_names(h, slot, names):
     if names is None:
         return
     block = label_names_bytes(names)
-    assert len(block) <= H_LABEL_NAMES_INTS * 4, "label names too long: check_label_names stops them earlier"
+    assert len(block) <= H_LABEL_NAMES_INTS * 4, "too long: check_label_names stops them earlier"
     h[slot] = len(block)
     ints = np.frombuffer(block.ljust(H_LABEL_NAMES_INTS * 4, b"\0"), dtype="<i4")
     h[H_LABEL_NAMES:H_LABEL_NAMES + H_LABEL_NAMES_INTS] = ints
@@ -267,7 +267,8 @@ def header_label_names(h, slot, nc, path):
     block = h[H_LABEL_NAMES:H_LABEL_NAMES + H_LABEL_NAMES_INTS].tobytes()[:size]
     names = block.split(b"\0")
     if block[-1:] != b"\0" or len(names) != nc + 1 or any(not n for n in names[:-1]):
-        _fail(path, f"bad header: label names are not {nc} non-empty NUL-terminated names in {size} bytes")
+        _fail(path, f"bad header: label names are not {nc} non-empty NUL-terminated names in "
+                    f"{size} bytes")
     try:
         return [n.decode("utf-8") for n in names[:-1]]
     except UnicodeDecodeError:
@@ -366,12 +367,13 @@ def model_from_bin(path, dropout=0.0, attn_implementation="eager"):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
     cfg, params = read_model(path)
+    names = cfg["label_names"] or (LABELS if cfg["NC"] == NC else None)
     config = BertConfig(vocab_size=cfg["V"], max_position_embeddings=cfg["P"], type_vocab_size=cfg["TV"],
                         hidden_size=cfg["C"], num_hidden_layers=cfg["L"], num_attention_heads=cfg["NH"],
                         intermediate_size=cfg["FF"], num_labels=cfg["NC"], layer_norm_eps=cfg["eps"],
                         hidden_act="gelu", pad_token_id=cfg["pad_id"], hidden_dropout_prob=dropout,
                         attention_probs_dropout_prob=dropout, classifier_dropout=dropout,
-                        id2label=dict(enumerate(cfg["label_names"] or (LABELS if cfg["NC"] == NC else []))) or None,
+                        id2label=dict(enumerate(names)) if names else None,
                         attn_implementation=attn_implementation)
     model = BertForSequenceClassification(config).float()
     sd = {k: torch.from_numpy(np.array(v)) for k, v in table_to_hf(params, cfg).items()}
@@ -390,9 +392,9 @@ def write_split(path, lengths, labels, ids, V, max_len, types=None, label_names=
     emotion, without types or names, keeps version 1, byte for byte what it always was."""
     lengths = np.asarray(lengths, dtype="<i4")
     v2 = types is not None or label_names is not None
-    h = header_array({H_MAGIC: SPLIT_MAGIC, H_VERSION: SPLIT_VERSION if v2 else 1, SPLIT_N: len(lengths),
-                      SPLIT_T_MAX: int(lengths.max()), SPLIT_NC: nc, SPLIT_V: V, SPLIT_NTOK: int(lengths.sum()),
-                      SPLIT_MAX_LEN: max_len})
+    h = header_array({H_MAGIC: SPLIT_MAGIC, H_VERSION: SPLIT_VERSION if v2 else 1,
+                      SPLIT_N: len(lengths), SPLIT_T_MAX: int(lengths.max()), SPLIT_NC: nc,
+                      SPLIT_V: V, SPLIT_NTOK: int(lengths.sum()), SPLIT_MAX_LEN: max_len})
     chunks = [h, lengths, np.asarray(labels, dtype="<i4"), np.asarray(ids, dtype="<i4")]
     if v2:
         header_set_label_names(h, SPLIT_LABEL_BYTES, label_names)
@@ -401,8 +403,9 @@ def write_split(path, lengths, labels, ids, V, max_len, types=None, label_names=
 
 
 def read_split(path):
-    """read and check a split file (version 1 or 2); returns a dict with N, T_max, NC, V, ntok, max_len,
-    lengths, labels, ids, types (zeros in version 1) and label_names (None where the file has none)"""
+    """read and check a split file (version 1 or 2); returns a dict with N, T_max, NC, V, ntok,
+    max_len, lengths, labels, ids, types (zeros in version 1) and label_names (None: the file has
+    none)"""
     h, size = _read_header(path, SPLIT_MAGIC, (1, SPLIT_VERSION), "split")
     version = int(h[H_VERSION])
     s = dict(N=int(h[SPLIT_N]), T_max=int(h[SPLIT_T_MAX]), NC=int(h[SPLIT_NC]), V=int(h[SPLIT_V]),
@@ -417,7 +420,9 @@ def read_split(path):
     N, ntok = s["N"], s["ntok"]
     s["lengths"], s["labels"], s["ids"] = data[:N], data[N:2 * N], data[2 * N:2 * N + ntok]
     s["types"] = data[2 * N + ntok:] if version >= 2 else np.zeros(ntok, dtype="<i4")
-    s["label_names"] = header_label_names(h, SPLIT_LABEL_BYTES, s["NC"], path) if version >= 2 else None
+    s["label_names"] = None
+    if version >= 2:
+        s["label_names"] = header_label_names(h, SPLIT_LABEL_BYTES, s["NC"], path)
     if ((s["types"] != 0) & (s["types"] != 1)).any():
         i = int(np.argmax((s["types"] != 0) & (s["types"] != 1)))
         _fail(path, f"token {i} has token type {s['types'][i]}, want 0 or 1")
@@ -489,11 +494,12 @@ def check_emotion(data):
 
 
 # -----------------------------------------------------------------------------
-# a dataset of your own: CSV, TSV or JSON Lines files, or a Hugging Face dataset. Each source becomes
-# tables of (where in it, {column: value}); from there one path picks the columns, splits, labels.
+# a dataset of your own: CSV, TSV or JSON Lines files, or a Hugging Face dataset. Each source
+# becomes tables of (where in it, {column: value}); from there one path picks the columns, splits
+# and labels.
 
-SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-               "dev": "validation", "test": "test"}  # split column values (lower-cased) -> split
+SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation",
+               "val": "validation", "dev": "validation", "test": "test"}  # --split-col values
 
 
 def decode_utf8(path):
@@ -503,14 +509,15 @@ def decode_utf8(path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        sys.exit(f"prepro: {path}: line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                 f"save the file as UTF-8")
+        sys.exit(f"prepro: {path}: line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset "
+                 f"{e.start}); save the file as UTF-8")
     return text[1:] if text.startswith("\ufeff") else text  # a byte order mark, as Excel writes
 
 
 def read_table(path, fmt):
     """(rows, columns) of a csv, tsv or jsonl file: rows as ("line N", {column: value}), columns the
-    header's (None for jsonl, whose rows name their own). TSV is read as GLUE writes it: no quoting."""
+    header's (None for jsonl, whose rows name their own). TSV is read as GLUE writes it: no
+    quoting."""
     text = decode_utf8(path)
     rows = []
     if fmt == "jsonl":
@@ -522,7 +529,8 @@ def read_table(path, fmt):
             except json.JSONDecodeError as e:
                 sys.exit(f"prepro: {path}: line {lineno}: not JSON ({e.msg}, column {e.colno})")
             if not isinstance(obj, dict):
-                sys.exit(f"prepro: {path}: line {lineno}: want a JSON object per line, got {type(obj).__name__}")
+                sys.exit(f"prepro: {path}: line {lineno}: want a JSON object per line, got "
+                         f"{type(obj).__name__}")
             rows.append((f"line {lineno}", obj))
         return rows, None
     if fmt == "csv":
@@ -536,18 +544,18 @@ def read_table(path, fmt):
             sys.exit(f"prepro: {path}: empty file; want a header line naming the columns")
         dup = sorted({c for c in header if header.count(c) > 1})
         if dup:
-            sys.exit(f"prepro: {path}: line 1: column {dup[0]!r} appears more than once in the header")
+            sys.exit(f"prepro: {path}: line 1: column {dup[0]!r} is in the header twice")
         start = reader.line_num + 1
         for fields in reader:
             if fields:  # blank lines are skipped
                 if len(fields) != len(header):
-                    sys.exit(f"prepro: {path}: line {start}: {len(fields)} fields, the header has {len(header)} "
-                             f"({', '.join(header)}); a stray delimiter or quote?")
+                    sys.exit(f"prepro: {path}: line {start}: {len(fields)} fields, the header has "
+                             f"{len(header)} ({', '.join(header)}); a stray delimiter or quote?")
                 rows.append((f"line {start}", dict(zip(header, fields))))
             start = reader.line_num + 1
     except csv.Error as e:
-        sys.exit(f"prepro: {path}: line {start}: bad CSV ({e}); quote a field that holds the delimiter, a quote "
-                 f"or a line break, and double the quotes inside it")
+        sys.exit(f"prepro: {path}: line {start}: bad CSV ({e}); quote a field that holds the "
+                 f"delimiter, a quote or a line break, and double the quotes inside it")
     return rows, header
 
 
@@ -566,7 +574,9 @@ def table_column(rows, columns, where, col, what):
 
 def examples_of(rows, columns, where, args):
     """the texts, pairs (or None), label values and rows ("line N") of a table"""
-    cols = [("text", args.text_col)] + ([("text-pair", args.text_pair_col)] if args.text_pair_col else [])
+    cols = [("text", args.text_col)]
+    if args.text_pair_col:
+        cols.append(("text-pair", args.text_pair_col))
     got = {}
     for what, col in cols:
         values = table_column(rows, columns, where, col, what)
@@ -578,11 +588,11 @@ def examples_of(rows, columns, where, args):
         got[what] = values
     labels = table_column(rows, columns, where, args.label_col, "label")
     for (rowno, _), v in zip(rows, labels):
-        if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v.strip()):
-            sys.exit(f"prepro: {where}: {rowno}: column {args.label_col!r}: want a label (a string or an "
-                     f"integer), got {v!r}")
-    return dict(texts=got["text"], pairs=got.get("text-pair"), labels=[str(v).strip() for v in labels],
-                rows=[r for r, _ in rows], where=where)
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
+            sys.exit(f"prepro: {where}: {rowno}: column {args.label_col!r}: want a label (a string "
+                     f"or an integer), got {v!r}")
+    return dict(texts=got["text"], pairs=got.get("text-pair"), rows=[r for r, _ in rows],
+                labels=[str(v).strip() for v in labels], where=where)
 
 
 def subset(ex, idx):
@@ -596,8 +606,8 @@ def split_by_column(rows, columns, where, col):
     for (rowno, row), v in zip(rows, values):
         split = SPLIT_NAMES.get(str(v).strip().lower())
         if split is None:
-            sys.exit(f"prepro: {where}: {rowno}: column {col!r}: split {v!r}, want train, validation "
-                     f"(or val, valid, dev) or test")
+            sys.exit(f"prepro: {where}: {rowno}: column {col!r}: split {v!r}, want train, "
+                     f"validation (or val, valid, dev) or test")
         out.setdefault(split, []).append((rowno, row))
     if "train" not in out:
         sys.exit(f"prepro: {where}: column {col!r}: no row is in the train split")
@@ -608,16 +618,16 @@ def carve_splits(data, args):
     """a missing test split, then a missing validation split, drawn from train with a fixed seed"""
     train = data["train"]
     n = len(train["texts"])
-    perm = np.random.RandomState(args.seed).permutation(n)  # legacy RandomState: the same stream everywhere
+    perm = np.random.RandomState(args.seed).permutation(n)  # legacy: the same stream everywhere
     taken = 0
     for split, frac in (("test", args.test_fraction), ("validation", args.val_fraction)):
         if split in data:
             continue
         k = int(round(frac * n))
         if k < 1 or n - taken - k < 2:
-            sys.exit(f"prepro: {train['where']}: {n} training rows cannot spare a {split} split of {frac:g}; "
-                     f"pass a {split} file, a split column or a larger --{'val' if split == 'validation' else split}"
-                     f"-fraction")
+            flag = "--val-fraction" if split == "validation" else "--test-fraction"
+            sys.exit(f"prepro: {train['where']}: {n} training rows cannot spare a {split} split of "
+                     f"{frac:g}; pass a {split} file, a split column or a larger {flag}")
         data[split] = subset(train, sorted(perm[taken:taken + k]))
         data[split]["where"] = f"{train['where']} ({split}: {frac:g} of it, seed {args.seed})"
         print(f"prepro: {split} split: {k} of {n} training rows, drawn with seed {args.seed}")
@@ -628,8 +638,9 @@ def carve_splits(data, args):
 
 
 def label_names_of(data, args, order=None):
-    """the label names in class id order, and each split's ids. Labels are those of the training split:
-    in the given order (a Hugging Face ClassLabel's), or by value if all are integers, else sorted."""
+    """the label names in class id order, and each split's ids. Labels are those of the training
+    split: in the given order (a Hugging Face ClassLabel's), or by value if all are integers, else
+    sorted."""
     train = data["train"]
     seen = set(train["labels"])
     if order is None:
@@ -643,18 +654,19 @@ def label_names_of(data, args, order=None):
         ex = data[split]
         for rowno, v in zip(ex["rows"], ex["labels"]):
             if v not in index:
-                sys.exit(f"prepro: {ex['where']}: {rowno}: column {args.label_col!r}: label {v!r} is not in the "
-                         f"training split (its labels: {', '.join(names)})")
+                sys.exit(f"prepro: {ex['where']}: {rowno}: column {args.label_col!r}: label "
+                         f"{v!r} is not in the training split (its labels: {', '.join(names)})")
         ids[split] = [index[v] for v in ex["labels"]]
     return names, ids
 
 
 def load_files(args):
-    """{split: examples} from --csv / --tsv / --jsonl: one file per split, or one with a split column"""
+    """{split: examples} of --csv / --tsv / --jsonl: a file per split, or one with --split-col"""
     fmt = "csv" if args.csv else "tsv" if args.tsv else "jsonl"
     paths = args.csv or args.tsv or args.jsonl
     if len(paths) > 3:
-        sys.exit(f"prepro: --{fmt} takes one to three files (train [validation [test]]), got {len(paths)}")
+        sys.exit(f"prepro: --{fmt} takes one to three files (train [validation [test]]), got "
+                 f"{len(paths)}")
     for path in paths:
         if not os.path.isfile(path):
             sys.exit(f"prepro: --{fmt} {path}: no such file")
@@ -665,7 +677,9 @@ def load_files(args):
         rows, columns = read_table(path, fmt)
         if not rows:
             sys.exit(f"prepro: {path}: no rows")
-        tables = split_by_column(rows, columns, path, args.split_col) if args.split_col else {split: rows}
+        tables = {split: rows}
+        if args.split_col:
+            tables = split_by_column(rows, columns, path, args.split_col)
         for sp, r in tables.items():
             data[sp] = examples_of(r, columns, path, args)
     return data
@@ -677,13 +691,14 @@ def load_hub_dataset(args):
         import datasets
         ds = datasets.load_dataset(args.hf_dataset, args.hf_config)
     except Exception as e:
-        sys.exit(f"prepro: could not load {args.hf_dataset} from the Hugging Face hub ({type(e).__name__}: "
-                 f"{str(e).splitlines()[0] if str(e) else ''}). Offline? Save it as CSV or JSON Lines and pass --csv "
-                 f"or --jsonl")
+        first = str(e).splitlines()[0] if str(e) else ""
+        sys.exit(f"prepro: could not load {args.hf_dataset} from the Hugging Face hub "
+                 f"({type(e).__name__}: {first}). Offline? Save it as CSV or JSON Lines and pass "
+                 f"--csv or --jsonl")
     keys = {"train": ["train"], "validation": ["validation", "validation_matched", "dev"],
             "test": ["test", "test_matched"]}
     feature = ds["train"].features.get(args.label_col) if "train" in ds else None
-    order = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel: ints name these
+    order = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel's names
     data = {}
     for split in SPLITS:
         key = next((k for k in keys[split] if k in ds), None)
@@ -692,21 +707,23 @@ def load_hub_dataset(args):
         rows = [(f"row {i + 1}", dict(r)) for i, r in enumerate(ds[key])]
         labels = [r.get(args.label_col) for _, r in rows]
         if split != "train" and labels and all(v == -1 for v in labels):
-            print(f"prepro: {args.hf_dataset}[{key}] has no labels (all -1, as GLUE's test sets): not used")
+            print(f"prepro: {args.hf_dataset}[{key}] has no labels (all -1, as GLUE's test sets): "
+                  f"not used")
             continue
         if order is not None:
             for (rowno, r), v in zip(rows, labels):
                 if isinstance(v, int) and 0 <= v < len(order):
                     r[args.label_col] = order[v]
-        data[split] = examples_of(rows, list(ds[key].column_names), f"{args.hf_dataset}[{key}]", args)
+        where = f"{args.hf_dataset}[{key}]"
+        data[split] = examples_of(rows, list(ds[key].column_names), where, args)
     if "train" not in data:
         sys.exit(f"prepro: {args.hf_dataset} has no train split (it has {', '.join(ds)})")
     return data, order
 
 
 def load_own_data(args):
-    """the dataset of --csv / --tsv / --jsonl / --hf-dataset, split and labelled: {split: examples with ids}
-    and the label names"""
+    """the dataset of --csv / --tsv / --jsonl / --hf-dataset, split and labelled: {split: examples
+    with label ids} and the label names"""
     data, order = load_hub_dataset(args) if args.hf_dataset else (load_files(args), None)
     data = carve_splits(data, args)
     names, ids = label_names_of(data, args, order)
@@ -769,8 +786,8 @@ def load_state_dict_dir(d):
 
 
 def load_pretrained(d, name, seed, nc):
-    """(cfg, params, tokenizer dir) of a checkpoint dir, with a fresh classifier of nc labels (and pooler if
-    absent)"""
+    """(cfg, params, tokenizer dir) of a checkpoint dir, with a fresh classifier of nc labels (and
+    pooler if absent)"""
     import torch
     cfg = config_from_json(os.path.join(d, "config.json"))
     cfg.update(name=name, NC=nc)
@@ -787,8 +804,8 @@ def load_pretrained(d, name, seed, nc):
 
 
 def random_init(size, vocab_dir, seed, nc):
-    """(cfg, params, tokenizer dir) of a randomly initialised BertForSequenceClassification of nc labels
-    (HF init)"""
+    """(cfg, params, tokenizer dir) of a randomly initialised BertForSequenceClassification of nc
+    labels (HF init)"""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
     if size == "tiny":
@@ -854,22 +871,22 @@ def vocab_list(tok):
 # -----------------------------------------------------------------------------
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="tokenize the emotion dataset (or your own) and write a BERT model "
-                                            "for train_bert")
+    p = argparse.ArgumentParser(description="tokenize the emotion dataset (or your own) and write "
+                                            "a BERT model for train_bert")
     p.add_argument("--data-dir", help="dir with train.txt, validation.txt (or val.txt), test.txt; default: the hub")
-    own = p.add_argument_group("your own dataset instead of emotion (files: UTF-8, with a header line)")
+    own = p.add_argument_group("your own dataset instead of emotion (UTF-8 files with a header)")
     src = own.add_mutually_exclusive_group()
     for fmt in ("csv", "tsv", "jsonl"):
         src.add_argument(f"--{fmt}", nargs="+", metavar="PATH",
-                         help="train [validation [test]] files; missing splits are drawn from train")
-    src.add_argument("--hf-dataset", metavar="NAME", help="a Hugging Face dataset, through `datasets`")
+                         help="train [validation [test]] files; missing splits come from train")
+    src.add_argument("--hf-dataset", metavar="NAME", help="a Hugging Face dataset (`datasets`)")
     own.add_argument("--hf-config", metavar="C", help="its configuration, e.g. mrpc for glue")
     own.add_argument("--text-col", default="text")
     own.add_argument("--text-pair-col", help="a second text: the examples are sentence pairs")
     own.add_argument("--label-col", default="label")
-    own.add_argument("--split-col", help="one file whose column says train, validation or test per row")
-    own.add_argument("--val-fraction", type=float, default=0.1, help="of train, when no validation split is given")
-    own.add_argument("--test-fraction", type=float, default=0.1, help="of train, when no test split is given")
+    own.add_argument("--split-col", help="one file, this column says train, validation or test")
+    own.add_argument("--val-fraction", type=float, default=0.1, help="of train, if no validation")
+    own.add_argument("--test-fraction", type=float, default=0.1, help="of train, if no test split")
     p.add_argument("--model", help="local dir, 'minilm' or a hub name (default: bert-base-uncased, "
                                    "falling back to minilm when offline)")
     p.add_argument("--random-init", choices=["tiny", "bert-base"], help="randomly initialised model instead")
@@ -887,10 +904,11 @@ def main(argv=None):
         sys.exit("prepro: --data-dir is emotion's; pass it or your own dataset, not both")
     for frac in ("val_fraction", "test_fraction"):
         if not 0 < getattr(args, frac) < 1:
-            sys.exit(f"prepro: --{frac.replace('_', '-')} {getattr(args, frac)}: want a fraction in (0, 1)")
+            flag = "--" + frac.replace("_", "-")
+            sys.exit(f"prepro: {flag} {getattr(args, frac)}: want a fraction in (0, 1)")
 
-    # the data first: it fails fast and the model can be large. Emotion keeps its files as they were: no label
-    # names, no token types (version 1 splits)
+    # the data first: it fails fast and the model can be large. Emotion keeps its files as they
+    # were: no label names, no token types (version 1 splits)
     data, names = None, None
     if own:
         data, names = load_own_data(args)
@@ -903,8 +921,8 @@ def main(argv=None):
     cfg, params, tok_dir = resolve_model(args, len(names) if names else NC)
     cfg["label_names"] = names
     if args.text_pair_col and cfg["TV"] < 2:
-        sys.exit(f"prepro: {cfg['name']} has {cfg['TV']} token type(s); sentence pairs need 2 (type 1 on the second "
-                 f"text)")
+        sys.exit(f"prepro: {cfg['name']} has {cfg['TV']} token type(s); sentence pairs need 2 "
+                 f"(type 1 on the second text)")
     tok, lower = load_tokenizer(tok_dir)
     cfg["lower"] = lower
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else cfg["pad_id"]
@@ -927,14 +945,14 @@ def main(argv=None):
     print(f"prepro: wrote {vocab_path} ({len(tokens)} tokens, lower-case {int(lower)})")
     for split in SPLITS:
         ex = data[split]
-        # a pair is [CLS] a [SEP] b [SEP], token type 1 on b; truncation=True cuts the longer text first
+        # a pair is [CLS] a [SEP] b [SEP], token type 1 on b; truncation=True cuts the longer first
         enc = tok(ex["texts"], ex["pairs"], truncation=True, max_length=args.max_len)
         ids = enc["input_ids"]
         lengths = [len(x) for x in ids]
         types = np.concatenate(enc["token_type_ids"]) if own else None
         path = os.path.join(args.out_dir, f"emotion_{split}.bin")
-        write_split(path, lengths, ex["label_ids"], np.concatenate(ids), len(tokens), args.max_len, types, names,
-                    cfg["NC"])
+        write_split(path, lengths, ex["label_ids"], np.concatenate(ids), len(tokens), args.max_len,
+                    types, names, cfg["NC"])
         s = read_split(path)  # check what we wrote the way the C side will
         counts = np.bincount(s["labels"], minlength=cfg["NC"])
         print(f"prepro: wrote {path}: {s['N']} rows, T_max {s['T_max']}, {s['ntok']} tokens, labels "

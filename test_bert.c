@@ -674,6 +674,7 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
         {MODEL_V, INT32_MIN, "field V", "V -2^31 (its V - 1 bound overflowed: found by make fuzz)"},
         {MODEL_P, 1, "field P is 1, want 3..", "P 1 (the tokenizer failed later, without naming the file)"},
         {MODEL_P, 2, "field P is 2, want 3..", "P 2: no room for a word between [CLS] and [SEP] (was accepted)"},
+        {MODEL_LABEL_BYTES, 5, "label names are not 6", "label names that are not 6 names"},
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         write_corrupt(model_path, bad, 0, (long)fields[i].slot * 4, fields[i].value);
@@ -746,10 +747,13 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     remove(bad);
 }
 
-// A split of version 2 (dev/reference.py's 32 sentence pairs): token types and label names, each checked
+// A split of version 2 (dev/reference.py's 32 sentence pairs): token types and label names
 static void test_pair_split_(const char* path, const BertConfig* cfg) {
     printf("\n== a split of sentence pairs (version 2): %s\n", path);
-    if (access(path, R_OK) != 0) { check(0, "the pair split can be read (make reference)"); return; }
+    if (access(path, R_OK) != 0) {
+        check(0, "the pair split can be read (make reference)");
+        return;
+    }
     Dataset ds;
     dataset_load(&ds, path, cfg->V, cfg->NC, cfg->P);
     const char* want[] = {"sadness", "joy", "love", "anger", "fear", "surprise"};
@@ -768,7 +772,8 @@ static void test_pair_split_(const char* path, const BertConfig* cfg) {
     struct { long offset; int32_t value; const char* want; const char* what; } fields[] = {
         {types_at + 8, 2, "token type 2", "a token type 2"},
         {SPLIT_LABEL_BYTES * 4, 5, "label names are not 6", "label names cut short"},
-        {SPLIT_LABEL_BYTES * 4, 100000, "label names take 100000 bytes", "label names longer than the header"},
+        {SPLIT_LABEL_BYTES * 4, 100000, "label names take 100000 bytes",
+         "label names longer than the header"},
         {H_LABEL_NAMES * 4, 0, "label names are not 6", "an empty label name"},
         {H_VERSION * 4, 3, "want 1..2", "a split of version 3"},
     };
@@ -918,8 +923,9 @@ int main(int argc, char** argv) {
     int nmodels = argc > 2 && strcmp(argv[2], "tiny") == 0 ? 1 : 2;
     char model_path[1024], state_path[1024], path[1024];
     const char* models[] = {"tiny", "minilm"};
-    // pairs: [CLS] a [SEP] b [SEP] with token type 1 on b, so wtt's second row gets its gradient too
-    const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad", "lora_pairs"};
+    // pairs: [CLS] a [SEP] b [SEP] with type 1 on b, so wtt's second row gets its gradient too
+    const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad",
+                            "lora_pairs"};
     for (int m = 0; m < nmodels; m++) {
         snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);
         for (int s = 0; s < 7; s++) {
@@ -941,7 +947,8 @@ int main(int argc, char** argv) {
     Dataset train;
     dataset_load(&train, path, cfg->V, cfg->NC, cfg->P);
     test_loader_(&train, cfg->pad_id);
-    check(train.label_names == NULL && train.max_type == 0, "a split of version 1 loads: no names, types 0");
+    check(train.label_names == NULL && train.max_type == 0,
+          "a split of version 1 loads: no names, types 0");
     snprintf(path, sizeof(path), "%s/ref_tiny_pairs_split.bin", data);
     test_pair_split_(path, cfg);
     snprintf(path, sizeof(path), "%s/ref_metrics.bin", data);

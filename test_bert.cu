@@ -411,7 +411,8 @@ int main(int argc, char** argv) {
     test_dropout_device_();
     const char* models[] = {"tiny", "minilm"};
     // pairs: token type 1 on the second text, so wtt's second row gets its gradient too
-    const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad", "lora_pairs"};
+    const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad",
+                            "lora_pairs"};
     snprintf(path, sizeof(path), "%s/emotion_train.bin", data);
     char val_path[1024];
     snprintf(val_path, sizeof(val_path), "%s/emotion_validation.bin", data);
@@ -427,7 +428,7 @@ int main(int argc, char** argv) {
                     continue;
                 }
                 for (int s = 0; s < 7; s++) {
-                    if (m == 1 && s >= 4) { continue; } // the other batch variants are made for tiny only
+                    if (m == 1 && s >= 4) { continue; } // the other variants are made for tiny only
                     snprintf(state_path, sizeof(state_path), "%s/ref_%s_%s.bin", data, models[m], states[s]);
                     test_state_(model_path, state_path, prec);
                 }

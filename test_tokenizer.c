@@ -62,7 +62,10 @@ static void check(int ok, const char* what) {
 static int read_text(FILE* f, const char* path, int c, char** text) {
     int nbytes;
     freadCheck(&nbytes, sizeof(int), 1, f, path);
-    if (nbytes < 0) { fprintf(stderr, "Error: %s pair %d: bad length %d\n", path, c, nbytes); exit(EXIT_FAILURE); }
+    if (nbytes < 0) {
+        fprintf(stderr, "Error: %s pair %d: bad length %d\n", path, c, nbytes);
+        exit(EXIT_FAILURE);
+    }
     arrsetlen(*text, nbytes + 1);
     if (nbytes > 0) { freadCheck(*text, 1, (size_t)nbytes, f, path); }
     (*text)[nbytes] = '\0';
@@ -81,7 +84,8 @@ static void test_reference_pairs(Tokenizer* t, FILE* f, const char* path, int NP
         int na = read_text(f, path, c, &a), nb = read_text(f, path, c, &b);
         freadCheck(&nref, sizeof(int), 1, f, path);
         if (len < 3 || len > max_len || nref < 3 || nref > len) {
-            fprintf(stderr, "Error: %s pair %d: max_length %d, %d ids\n", path, c, len, nref); exit(EXIT_FAILURE);
+            fprintf(stderr, "Error: %s pair %d: max_length %d, %d ids\n", path, c, len, nref);
+            exit(EXIT_FAILURE);
         }
         freadCheck(ref, sizeof(int), 2 * (size_t)nref, f, path); // ids, then types
         int n = tokenizer_encode_pair_bytes(t, a, (size_t)na, b, (size_t)nb, ids, ids + len, len);
@@ -98,8 +102,8 @@ static void test_reference_pairs(Tokenizer* t, FILE* f, const char* path, int NP
             print_ids("got ", ids, n, t);
         }
     }
-    printf("reference pairs: %d, %d match Hugging Face (ids and types), %d differ\n", NP, NP - case_failed,
-           case_failed);
+    printf("reference pairs: %d, %d match Hugging Face (ids and types), %d differ\n", NP,
+           NP - case_failed, case_failed);
     arrfree(a);
     arrfree(b);
     free(ref);
@@ -147,7 +151,8 @@ static void test_reference(Tokenizer* t, const char* path) {
             print_ids("got ", ids, n, t);
         }
     }
-    printf("reference: %d cases, %d match Hugging Face, %d differ\n", N, N - case_failed, case_failed);
+    printf("reference: %d cases, %d match Hugging Face, %d differ\n", N, N - case_failed,
+           case_failed);
     test_reference_pairs(t, f, path, header[6], max_len);
     char extra;
     if (fread(&extra, 1, 1, f) != 0) {

@@ -12,9 +12,10 @@ BertPreTokenizer, WordPiece, then [CLS] ... [SEP]) for one sentence or a pair.
 A pair is truncated longest first, as HF's truncation=True: pieces come off the
 longer text until both fit, or each keeps half of the room when both are long.
 
-What it is not: no offsets, no padding, no decoding, no user-added tokens. Like HF, the five special tokens written
-literally in the text ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]", exact and
-case-sensitive) are matched in the raw text first and become their ids.
+What it is not: no offsets, no padding, no decoding, no user-added tokens. Like
+HF, the five special tokens written literally in the text ("[CLS]", "[SEP]",
+"[UNK]", "[PAD]", "[MASK]", exact and case-sensitive) are matched in the raw
+text first and become their ids.
 
 The pipeline, in the order `tokenizers` runs it (normalizers/bert.rs):
   1. clean_text: drop NUL, U+FFFD and control chars; whitespace -> ' '
@@ -356,7 +357,8 @@ static void tokenizer_encode_segment_(Tokenizer* t, const char* text, size_t n) 
     }
 }
 
-// The pieces of n bytes of UTF-8 text, no [CLS] or [SEP] around them, into t->ids; returns their count.
+// The pieces of n bytes of UTF-8 text, no [CLS] or [SEP] around them, into t->ids; returns their
+// count.
 static int tokenizer_pieces_(Tokenizer* t, const char* text, size_t n) {
     arrsetlen(t->ids, 0);
     // split the raw text at literal special tokens (HF's added-token pass, before
@@ -384,7 +386,8 @@ static int tokenizer_pieces_(Tokenizer* t, const char* text, size_t n) {
 // Returns the number of ids written (2..max_len).
 int tokenizer_encode_bytes(Tokenizer* t, const char* text, size_t n, int* ids, int max_len) {
     if (max_len < 2) {
-        fprintf(stderr, "Error: tokenizer_encode: max_len %d leaves no room for [CLS] and [SEP]\n", max_len);
+        fprintf(stderr, "Error: tokenizer_encode: max_len %d leaves no room for [CLS] and [SEP]\n",
+                max_len);
         exit(EXIT_FAILURE);
     }
     int npieces = tokenizer_pieces_(t, text, n);
@@ -399,15 +402,16 @@ int tokenizer_encode(Tokenizer* t, const char* text, int* ids, int max_len) {
     return tokenizer_encode_bytes(t, text, strlen(text), ids, max_len);
 }
 
-// Encodes a sentence pair into ids and types: [CLS] a [SEP] b [SEP], type 0 up to the first [SEP], 1 after it.
-// Longest first, as tokenizers' TruncationStrategy::LongestFirst (utils/truncation.rs): with room for
-// max_len - 3 pieces, a shorter text that fits in half of it is kept whole and the longer one gets the rest;
-// else each gets half, and the longer one (the second, if they tie) the odd piece. Returns the ids written.
-int tokenizer_encode_pair_bytes(Tokenizer* t, const char* a, size_t na, const char* b, size_t nb, int* ids,
-                                int* types, int max_len) {
+// Encodes a sentence pair into ids and types: [CLS] a [SEP] b [SEP], type 0 up to the first [SEP],
+// 1 after it. Longest first, as tokenizers' TruncationStrategy::LongestFirst (utils/truncation.rs):
+// with room for max_len - 3 pieces, a shorter text that fits in half of it is kept whole and the
+// longer one gets the rest; else each gets half, and the longer one (the second, if they tie) the
+// odd piece. Returns the number of ids written.
+int tokenizer_encode_pair_bytes(Tokenizer* t, const char* a, size_t na, const char* b, size_t nb,
+                                int* ids, int* types, int max_len) {
     if (max_len < 3) {
-        fprintf(stderr, "Error: tokenizer_encode_pair: max_len %d leaves no room for [CLS] and two [SEP]\n",
-                max_len);
+        fprintf(stderr, "Error: tokenizer_encode_pair: max_len %d leaves no room for [CLS] and "
+                "two [SEP]\n", max_len);
         exit(EXIT_FAILURE);
     }
     int n1 = tokenizer_pieces_(t, a, na);
@@ -432,6 +436,7 @@ int tokenizer_encode_pair_bytes(Tokenizer* t, const char* a, size_t na, const ch
     return n;
 }
 
-int tokenizer_encode_pair(Tokenizer* t, const char* a, const char* b, int* ids, int* types, int max_len) {
+int tokenizer_encode_pair(Tokenizer* t, const char* a, const char* b, int* ids, int* types,
+                          int max_len) {
     return tokenizer_encode_pair_bytes(t, a, strlen(a), b, strlen(b), ids, types, max_len);
 }

@@ -230,10 +230,10 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 }
 
 // BertEmbeddings before its LayerNorm (transformers/models/bert/modeling_bert.py, BertEmbeddings):
-// out (N, C) = wte[id] + wpe[t] + wtt[type] for each row, ids and types (B, T) padded; the type is 1 on
-// a sentence pair's second text, 0 elsewhere. rows NULL: every padded position, N = B * T.
-void embedding_forward(float* out, const int* ids, const int* types, const float* wte, const float* wpe,
-                       const float* wtt, const int* rows, int N, int T, int C) {
+// out (N, C) = wte[id] + wpe[t] + wtt[type] for each row, ids and types (B, T) padded; the type
+// is 1 on a sentence pair's second text, 0 elsewhere. rows NULL: every padded position, N = B * T.
+void embedding_forward(float* out, const int* ids, const int* types, const float* wte,
+                       const float* wpe, const float* wtt, const int* rows, int N, int T, int C) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         size_t row = padded_row(n, rows);
@@ -245,10 +245,10 @@ void embedding_forward(float* out, const int* ids, const int* types, const float
     }
 }
 
-// backward of o = wte[id] + wpe[t] + wtt[type] over the real tokens' rows (padded positions, which the maps
-// leave out, get exactly zero: Hugging Face's padding_idx keeps wte[pad] unchanged)
-void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids, const int* types,
-                        const int* rows, int N, int T, int C) {
+// backward of o = wte[id] + wpe[t] + wtt[type] over the real tokens' rows (padded positions,
+// which the maps leave out, get exactly zero: Hugging Face's padding_idx keeps wte[pad] unchanged)
+void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
+                        const int* types, const int* rows, int N, int T, int C) {
     // serial over tokens: two tokens with the same id add into the same row
     for (int n = 0; n < N; n++) {
         size_t row = padded_row(n, rows);
@@ -685,6 +685,8 @@ typedef struct {
     int pad_id; // id of [PAD]
     int lower;  // the tokenizer lower-cases
     char name[257];
+    int has_label_names; // the model file names its labels (emotion's does not)
+    char label_text[H_LABEL_NAMES_INTS * 4]; // the NC names, NUL-terminated, in class id order
 } BertConfig;
 
 // A tensor's shape is a list of dimension names, outermost first, ended by D_END; the tables below
@@ -1047,6 +1049,10 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
         error_exit("model file %s: the model name is not NUL-terminated", path);
     }
     cfg->name[256] = '\0';
+    const char* names[1024]; // NC <= 1024, checked above
+    memset(cfg->label_text, 0, sizeof(cfg->label_text));
+    cfg->has_label_names = header_label_names(h, MODEL_LABEL_BYTES, cfg->NC, cfg->label_text, names,
+                                              path, "re-run `python prepro_emotion.py`");
     if (h[MODEL_KIND] == MODEL_KIND_CHECKPOINT) {
         int s = h[CKPT_STRATEGY], r = h[CKPT_LORA_R];
         float alpha = bits_to_float(h[CKPT_LORA_ALPHA]);

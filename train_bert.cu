@@ -305,7 +305,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     memcpy(u->types, model->types, (size_t)BT * sizeof(int));
     memcpy(u->lengths, model->lengths, B * sizeof(int));
     cudaCheck(cudaMemcpyAsync(g->ids, u->ids, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpyAsync(g->types, u->types, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpyAsync(g->types, u->types, (size_t)BT * sizeof(int),
+                              cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpyAsync(g->lengths, u->lengths, B * sizeof(int), cudaMemcpyHostToDevice));
     // the bf16 weight copies up to date (bf16 only)
     weights16_refresh_(model, g);
@@ -324,8 +325,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     }
     g->ntok = N;
 
-    // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[types])); the dropout is fused into the
-    // LayerNorm
+    // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[types])); the dropout is
+    // fused into the LayerNorm
     embedding_forward(a.encoded, g->ids, g->types, w.wte, w.wpe, w.wtt, B, T, C, rows, N);
     layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps, p,
                       bert_stream(model, -1, 0), rows);
@@ -505,8 +506,8 @@ void bert_backward(Bert* model) {
         cudaCheck(cudaMemcpyAsync(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpyAsync(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaEventRecord(u->uploaded));
-        embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->types, g->lengths, g->tokens, g->runs,
-                                  g->run_ids, nruns, B, T, C, starts);
+        embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->types, g->lengths,
+                                  g->tokens, g->runs, g->run_ids, nruns, B, T, C, starts);
     } else {
         embedding_backward(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->types, g->lengths, B, T, C);
     }

@@ -1,8 +1,8 @@
 /*
 bertc/dataloader.h: a tokenized split (written by prepro_emotion.py) and the loader that
 shuffles it each epoch and pads each batch to its own longest example. A split of version 2 also
-has each token's type (1 on a sentence pair's second text) and the label names; version 1 (emotion's,
-single texts) still loads, its types all 0 and no names.
+has each token's type (1 on a sentence pair's second text) and the label names; version 1
+(emotion's, single texts) still loads, its types all 0 and no names.
 
 Defines: Dataset, dataset_load, dataset_free, DataLoader, loader_init, loader_start_epoch,
 loader_next_batch, loader_next_batch_types, loader_free.
@@ -22,9 +22,9 @@ typedef struct {
     int* labels;    // (N)
     int* ids;       // (sum of lengths) examples back to back, no padding
     int* types;     // (sum of lengths) token types, 0 or 1, as ids
-    int max_type;   // the largest token type: 1 where there are sentence pairs (the model needs TV > 1)
+    int max_type;   // the largest token type: 1 with sentence pairs (the model needs TV > 1)
     size_t* starts; // (N) where each example begins in ids
-    const char** label_names; // (NC) the labels' names, pointing into label_text; NULL: the file has none
+    const char** label_names; // (NC) the labels' names, into label_text; NULL: the file has none
     char* label_text;         // (H_LABEL_NAMES_INTS * 4) the names, NUL-terminated
 } Dataset;
 
@@ -35,7 +35,8 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS];
-    long fsize = header_read_versions(fp, path, h, SPLIT_MAGIC, 1, SPLIT_VERSION, "split file", hint);
+    long fsize = header_read_versions(fp, path, h, SPLIT_MAGIC, 1, SPLIT_VERSION, "split file",
+                                      hint);
     int has_types = h[H_VERSION] >= 2;
     ds->N = h[SPLIT_N]; ds->T_max = h[SPLIT_T_MAX]; ds->NC = h[SPLIT_NC]; ds->V = h[SPLIT_V];
     long ntok = h[SPLIT_NTOK];
@@ -75,8 +76,8 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
     fcloseCheck(fp, path);
     ds->label_text = (char*)mallocCheck(H_LABEL_NAMES_INTS * 4);
     ds->label_names = (const char**)mallocCheck(ds->NC * sizeof(char*));
-    if (!has_types || !header_label_names(h, SPLIT_LABEL_BYTES, ds->NC, ds->label_text, ds->label_names, path,
-                                          hint)) {
+    if (!has_types || !header_label_names(h, SPLIT_LABEL_BYTES, ds->NC, ds->label_text,
+                                          ds->label_names, path, hint)) {
         free(ds->label_names);
         ds->label_names = NULL;
     }
@@ -105,8 +106,8 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
             error_exit("split file %s: token %ld has id %d, outside the vocabulary [0, %d)", path, i, ds->ids[i], V);
         }
         if (ds->types[i] != 0 && ds->types[i] != 1) {
-            error_exit("split file %s: token %ld has token type %d, want 0 or 1\n---> HINT: %s", path, i,
-                       ds->types[i], hint);
+            error_exit("split file %s: token %ld has token type %d, want 0 or 1\n---> HINT: %s",
+                       path, i, ds->types[i], hint);
         }
         if (ds->types[i] > ds->max_type) { ds->max_type = ds->types[i]; }
     }
@@ -155,10 +156,11 @@ static inline void loader_start_epoch(DataLoader* loader, int epoch, int shuffle
     loader->pos = 0;
 }
 
-// Fill the next batch, padded to its own longest example: ids (B, T) with the pad id, types (B, T)
-// with 0 past the end (types NULL: not filled), lengths (B), labels (B). Returns 0 when the epoch is over.
-static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* types, int* lengths, int* labels,
-                                          int pad_id, int* B_out, int* T_out) {
+// Fill the next batch, padded to its own longest example: ids (B, T) with the pad id, types
+// (B, T) with 0 past the end (types NULL: not filled), lengths (B), labels (B). Returns 0 when the
+// epoch is over.
+static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* types, int* lengths,
+                                          int* labels, int pad_id, int* B_out, int* T_out) {
     const Dataset* ds = loader->ds;
     if (loader->pos < 0 || loader->pos >= ds->N) { return 0; }
     int B = ds->N - loader->pos < loader->B ? ds->N - loader->pos : loader->B;
@@ -182,10 +184,10 @@ static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* typ
     return 1;
 }
 
-// The batch without its token types, for callers that feed single texts only (bertc/trainer.h until it
-// passes model->types, the fuzzer, the benches)
-static inline int loader_next_batch(DataLoader* loader, int* ids, int* lengths, int* labels, int pad_id,
-                                    int* B_out, int* T_out) {
+// The batch without its token types, for callers that feed single texts only (bertc/trainer.h until
+// it passes model->types, the fuzzer, the benches)
+static inline int loader_next_batch(DataLoader* loader, int* ids, int* lengths, int* labels,
+                                    int pad_id, int* B_out, int* T_out) {
     return loader_next_batch_types(loader, ids, NULL, lengths, labels, pad_id, B_out, T_out);
 }
 

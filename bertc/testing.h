@@ -125,7 +125,9 @@ static inline int ref_state_load(RefState* st, const char* path) {
     freadCheck(st->ids, sizeof(int), BT, fp, path);
     freadCheck(st->types, sizeof(int), BT, fp, path);
     for (size_t i = 0; i < BT; i++) {
-        if (st->types[i] != 0 && st->types[i] != 1) { error_exit("reference state %s: token type %d", path, st->types[i]); }
+        if (st->types[i] != 0 && st->types[i] != 1) {
+            error_exit("reference state %s: token type %d", path, st->types[i]);
+        }
     }
     freadCheck(st->lengths, sizeof(int), st->B, fp, path);
     freadCheck(st->labels, sizeof(int), st->B, fp, path);
@@ -140,7 +142,8 @@ static inline int ref_state_load(RefState* st, const char* path) {
 }
 
 static inline void ref_state_free(RefState* st) {
-    free(st->ids); free(st->types); free(st->lengths); free(st->labels); free(st->lora_init); free(st->logits);
+    free(st->ids); free(st->types);
+    free(st->lengths); free(st->labels); free(st->lora_init); free(st->logits);
     free(st->grads); free(st->lora_grads); free(st->losses);
 }
 

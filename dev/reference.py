@@ -69,15 +69,16 @@ def pick_batch(split, which):
 
 
 def make_batch(split, idx, pad_id, pairs=False):
-    """ids, types (B, T), lengths, labels and the attention mask of examples idx, or with pairs of the
-    pairs (idx[0], idx[1]), (idx[2], idx[3]), ... (the label: the first one's)"""
+    """ids, types (B, T), lengths, labels and the attention mask of examples idx, or with pairs of
+    the pairs (idx[0], idx[1]), (idx[2], idx[3]), ... (the label: the first one's)"""
     offsets = np.concatenate([[0], np.cumsum(split["lengths"])])
     seqs = [split["ids"][offsets[i]:offsets[i + 1]] for i in idx]
     types = [np.zeros(len(s), np.int32) for s in seqs]
     labels = np.array([split["labels"][i] for i in idx], dtype=np.int32)
     if pairs:  # b without its [CLS]
         seqs = [np.concatenate([a, b[1:]]) for a, b in zip(seqs[0::2], seqs[1::2])]
-        types = [np.concatenate([ta, np.ones(len(tb) - 1, np.int32)]) for ta, tb in zip(types[0::2], types[1::2])]
+        types = [np.concatenate([ta, np.ones(len(tb) - 1, np.int32)])
+                 for ta, tb in zip(types[0::2], types[1::2])]
         labels = labels[0::2]
     lengths = np.array([len(s) for s in seqs], dtype=np.int32)
     B, T = len(seqs), int(lengths.max())
@@ -202,7 +203,7 @@ def write_state(path, st, strategy, ids, types, lengths, labels):
                         P.REF_NPARAMS: P.num_parameters(cfg), P.REF_NLORA: st["nlora"], P.REF_LR: f(LR),
                         P.REF_TOTAL_STEPS: TOTAL_STEPS, P.REF_WARMUP: WARMUP, P.REF_WEIGHT_DECAY: f(WEIGHT_DECAY),
                         P.REF_MAX_NORM: f(MAX_NORM)})
-    chunks = [h, ids.astype("<i4"), types.astype("<i4"), lengths.astype("<i4"), labels.astype("<i4")]
+    chunks = [h] + [x.astype("<i4") for x in (ids, types, lengths, labels)]
     if lora:
         chunks += [t.astype("<f4") for t in st["lora_init"]]
     chunks += [st["logits"].astype("<f4"), np.array([st["loss"]], dtype="<f4")]
@@ -221,7 +222,8 @@ def write_pair_split(path, split, pad_id):
     """the first 64 training examples as 32 pairs, a split file with token types and label names"""
     ids, types, lengths, labels, _ = make_batch(split, list(range(64)), pad_id, pairs=True)
     real = np.arange(ids.shape[1])[None, :] < lengths[:, None]
-    prepro.write_split(path, lengths, labels, ids[real], split["V"], split["max_len"], types[real], prepro.LABELS)
+    prepro.write_split(path, lengths, labels, ids[real], split["V"], split["max_len"], types[real],
+                       prepro.LABELS)
     print(f"{path}: {len(lengths)} sentence pairs, version {prepro.SPLIT_VERSION}")
 
 

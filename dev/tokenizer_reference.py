@@ -158,10 +158,12 @@ def main():
     emotion = cases[:n_emotion]
     awkward = [t.encode("utf-8") for t in AWKWARD]
     pairs = [(MAX_LEN, a, b) for a, b in zip(emotion[0::2], emotion[1::2])]
-    pairs += [(3 + i % 38, a, b) for i, (a, b) in enumerate(zip(emotion[0:4000:2], emotion[1:4000:2]))]
+    pairs += [(3 + i % 38, a, b)
+              for i, (a, b) in enumerate(zip(emotion[0:4000:2], emotion[1:4000:2]))]
     pairs += [(MAX_LEN, a, b) for a, b in zip(awkward, awkward[1:] + awkward[:1])]
-    pairs += [(MAX_LEN, a, b) for a, b in zip(INVALID, awkward)] + [(MAX_LEN, b, a) for a, b in zip(INVALID, awkward)]
-    # lists, as prepro calls it: tok(a, "") alone would encode a single text (an empty pair is falsy there)
+    pairs += [(MAX_LEN, a, b) for a, b in zip(INVALID, awkward)]
+    pairs += [(MAX_LEN, b, a) for a, b in zip(INVALID, awkward)]
+    # lists, as prepro calls it: tok(a, "") alone encodes one text (an empty pair is falsy there)
     pair_enc = [None] * len(pairs)
     for max_len in sorted({m for m, _, _ in pairs}):
         idx = [i for i, (m, _, _) in enumerate(pairs) if m == max_len]
@@ -170,8 +172,8 @@ def main():
         e = tok(ta, tb, truncation=True, max_length=max_len)
         bare.enable_truncation(max_len)
         for k, i in enumerate(idx):
-            assert bare.encode(ta[k], tb[k]).ids == e["input_ids"][k], f"transformers and tokenizers disagree on " \
-                f"{ta[k]!r}, {tb[k]!r}"
+            assert bare.encode(ta[k], tb[k]).ids == e["input_ids"][k], \
+                f"transformers and tokenizers disagree on {ta[k]!r}, {tb[k]!r}"
             pair_enc[i] = (e["input_ids"][k], e["token_type_ids"][k])
 
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -186,7 +188,7 @@ def main():
             f.write(struct.pack("<ii", max_len, len(a)) + a + struct.pack("<i", len(b)) + b)
             f.write(struct.pack(f"<i{2 * len(ids)}i", len(ids), *ids, *types))
     print(f"wrote {args.out}: {len(cases)} cases ({n_emotion} emotion, {len(AWKWARD)} awkward, {args.fuzz} fuzz, "
-          f"{len(INVALID)} invalid UTF-8), {sum(map(len, all_ids))} ids; {len(pairs)} sentence pairs")
+          f"{len(INVALID)} invalid UTF-8), {sum(map(len, all_ids))} ids; {len(pairs)} pairs")
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ import prepro_emotion as prepro
 
 EMOTION = os.path.join(REPO, "..", "shared", "data", "emotion", "train.txt")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(EMOTION), reason=f"offline emotion data not found: {EMOTION}")
+pytestmark = pytest.mark.skipif(not os.path.exists(EMOTION), reason=f"needs {EMOTION}")
 
 
 def emotion_rows(n):
@@ -36,9 +36,11 @@ def write_csv(path, header, rows):
 def prepare(tmp_path, pairs):
     rows = emotion_rows(240)
     if pairs:
-        table = [(a[0], b[0], "same" if a[1] == b[1] else "different") for a, b in zip(rows[0::2], rows[1::2])]
+        table = [(a[0], b[0], "same" if a[1] == b[1] else "different")
+                 for a, b in zip(rows[0::2], rows[1::2])]
         path = write_csv(tmp_path / "pairs.csv", ["tweet1", "tweet2", "share"], table)
-        args = ["--csv", path, "--text-col", "tweet1", "--text-pair-col", "tweet2", "--label-col", "share"]
+        args = ["--csv", path, "--text-col", "tweet1", "--text-pair-col", "tweet2",
+                "--label-col", "share"]
     else:
         path = write_csv(tmp_path / "single.csv", ["text", "emotion"], rows)
         args = ["--csv", path, "--label-col", "emotion"]
@@ -58,8 +60,8 @@ def test_fine_tune_own_csv(tmp_path, pairs):
     if not os.path.exists(exe):
         pytest.skip(f"needs {exe} (make train_bert)")
     out = tmp_path / "out"
-    r = run(exe, ["-m", os.path.join(data, "model.bin"), "-d", data, "-o", str(out), "-e", "2", "-b", "16",
-                  "-l", "1e-3", "-P", "0"], check=False)
+    r = run(exe, ["-m", os.path.join(data, "model.bin"), "-d", data, "-o", str(out), "-e", "2",
+                  "-b", "16", "-l", "1e-3", "-P", "0"], check=False)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     rows = [line.split("\t") for line in open(out / "log.tsv").read().splitlines()]
     assert rows[0][:4] == ["split", "epoch", "step", "train_loss"]

@@ -278,7 +278,8 @@ def write_csv(path, header, rows, delimiter=","):
 def own(tmp_path, *args):
     out = tmp_path / "out"
     prepro.main(list(args) + ["--random-init", "tiny", "--out-dir", str(out)])
-    return {split: prepro.read_split(str(out / f"emotion_{split}.bin")) for split in prepro.SPLITS}, str(out)
+    splits = {s: prepro.read_split(str(out / f"emotion_{s}.bin")) for s in prepro.SPLITS}
+    return splits, str(out)
 
 
 def hf_tok():
@@ -293,7 +294,8 @@ def examples(s):
 
 
 def test_emotion_splits_stay_version_1(tiny_dir):
-    h = np.fromfile(os.path.join(tiny_dir, "emotion_test.bin"), dtype="<i4", count=prepro.HEADER_INTS)
+    path = os.path.join(tiny_dir, "emotion_test.bin")
+    h = np.fromfile(path, dtype="<i4", count=prepro.HEADER_INTS)
     assert h[prepro.H_VERSION] == 1 and not h[prepro.SPLIT_LABEL_BYTES:].any()
     cfg, _ = prepro.read_model(os.path.join(tiny_dir, "model.bin"))
     assert cfg["label_names"] is None
@@ -301,15 +303,16 @@ def test_emotion_splits_stay_version_1(tiny_dir):
 
 
 def test_pairs_from_three_csv_files(tmp_path):
-    """[CLS] a [SEP] b [SEP], types 1 on b, truncated longest first: the Hugging Face tokenizer's ids"""
+    """[CLS] a [SEP] b [SEP], types 1 on b, truncated longest first: the HF tokenizer's ids"""
     rows = emotion_rows(120)
     files = []
     for k, split in enumerate(prepro.SPLITS):
         part = rows[k * 40:(k + 1) * 40]
-        pairs = [(a[0], b[0], "same" if a[1] == b[1] else "different") for a, b in zip(part[0::2], part[1::2])]
+        pairs = [(a[0], b[0], "same" if a[1] == b[1] else "different")
+                 for a, b in zip(part[0::2], part[1::2])]
         files.append(write_csv(tmp_path / f"{split}.csv", ["s1", "s2", "y"], pairs))
-    got, out = own(tmp_path, "--csv", *files, "--text-col", "s1", "--text-pair-col", "s2", "--label-col", "y",
-                   "--max-len", "24")
+    got, out = own(tmp_path, "--csv", *files, "--text-col", "s1", "--text-pair-col", "s2",
+                   "--label-col", "y", "--max-len", "24")
     tok = hf_tok()
     for split, path in zip(prepro.SPLITS, files):
         table, _ = prepro.read_table(path, "csv")
@@ -322,7 +325,8 @@ def test_pairs_from_three_csv_files(tmp_path):
         assert got[split]["label_names"] == ["different", "same"] and got[split]["NC"] == 2
         assert got[split]["labels"].tolist() == [int(r["y"] == "same") for _, r in table]
     cfg, params = prepro.read_model(os.path.join(out, "model.bin"))
-    assert cfg["NC"] == 2 and cfg["label_names"] == ["different", "same"] and params["clsw"].shape == (2, 64)
+    assert cfg["NC"] == 2 and cfg["label_names"] == ["different", "same"]
+    assert params["clsw"].shape == (2, 64)
 
 
 def test_one_file_with_a_split_column_tsv(tmp_path):
@@ -334,7 +338,8 @@ def test_one_file_with_a_split_column_tsv(tmp_path):
     for k, split in enumerate(prepro.SPLITS):
         texts = [t for i, (t, _) in enumerate(rows) if i % 3 == k]
         ids, types = examples(got[split])
-        assert ids == tok(texts, truncation=True, max_length=512)["input_ids"] and not any(map(any, types))
+        assert ids == tok(texts, truncation=True, max_length=512)["input_ids"]
+        assert not any(map(any, types))
     names = sorted({y for _, y in rows})
     assert got["train"]["label_names"] == names  # string labels: sorted
 
@@ -350,13 +355,14 @@ def test_fractions_and_integer_labels_jsonl(tmp_path):
                  "--val-fraction", "0.2", "--test-fraction", "0.1")
     assert [got[s]["N"] for s in prepro.SPLITS] == [70, 20, 10]
     assert got["train"]["label_names"] == ["2", "10"]  # integers: by value
-    again, _ = own(tmp_path / "again", "--jsonl", str(path), "--text-col", "sentence", "--label-col", "y",
-                   "--val-fraction", "0.2", "--test-fraction", "0.1")
+    again, _ = own(tmp_path / "again", "--jsonl", str(path), "--text-col", "sentence",
+                   "--label-col", "y", "--val-fraction", "0.2", "--test-fraction", "0.1")
     for s in prepro.SPLITS:  # a fixed seed: the same draw
         assert np.array_equal(got[s]["ids"], again[s]["ids"])
     # every row is in exactly one split
     tok = hf_tok()
-    want = sorted(map(tuple, tok([t for t, _ in rows], truncation=True, max_length=512)["input_ids"]))
+    want = tok([t for t, _ in rows], truncation=True, max_length=512)["input_ids"]
+    want = sorted(map(tuple, want))
     assert sorted(tuple(x) for s in prepro.SPLITS for x in examples(got[s])[0]) == want
 
 
@@ -367,7 +373,8 @@ def bad_input(tmp_path, name, content, *args, words=()):
     out = tmp_path / "out"
     fmt = name.rsplit(".", 1)[1]
     with pytest.raises(SystemExit) as e:
-        prepro.main([f"--{fmt}", str(path)] + list(args) + ["--random-init", "tiny", "--out-dir", str(out)])
+        prepro.main([f"--{fmt}", str(path)] + list(args)
+                    + ["--random-init", "tiny", "--out-dir", str(out)])
     msg = str(e.value)
     assert str(path) in msg, msg
     for w in words:
@@ -380,29 +387,38 @@ GOOD = "text,label\n" + "".join(f"text number {i},{'ab'[i % 2]}\n" for i in rang
 
 
 def test_bad_input_files(tmp_path):
-    bad_input(tmp_path, "a.csv", GOOD, "--label-col", "y", words=["no label column 'y'", "text, label"])
+    bad_input(tmp_path, "a.csv", GOOD, "--label-col", "y",
+              words=["no label column 'y'", "text, label"])
     bad_input(tmp_path, "b.csv", GOOD + "  ,a\n", words=["line 42", "column 'text'", "empty text"])
-    bad_input(tmp_path, "c.csv", GOOD + "one,two,a\n", words=["line 42", "3 fields", "header has 2"])
+    bad_input(tmp_path, "c.csv", GOOD + "one,two,a\n",
+              words=["line 42", "3 fields", "header has 2"])
     bad_input(tmp_path, "d.csv", GOOD + '"say "hi" now",a\n', words=["line 42", "bad CSV"])
     bad_input(tmp_path, "e.csv", GOOD + '"unclosed,a\n', words=["line 42", "bad CSV"])
-    bad_input(tmp_path, "f.csv", GOOD.encode() + b"caf\xe9 au lait,a\n", words=["line 42", "not UTF-8", "0xe9"])
-    bad_input(tmp_path, "g.csv", GOOD.replace(",b", ",a"), words=["only one label", "'a'", "column 'label'"])
-    bad_input(tmp_path, "h.jsonl", '{"text": "x", "label": 1}\n{"text": "y"}\n', words=["line 2", "no label column"])
+    bad_input(tmp_path, "f.csv", GOOD.encode() + b"caf\xe9 au lait,a\n",
+              words=["line 42", "not UTF-8", "0xe9"])
+    bad_input(tmp_path, "g.csv", GOOD.replace(",b", ",a"),
+              words=["only one label", "'a'", "column 'label'"])
+    bad_input(tmp_path, "h.jsonl", '{"text": "x", "label": 1}\n{"text": "y"}\n',
+              words=["line 2", "no label column"])
     bad_input(tmp_path, "i.jsonl", '{"text": "x", "label": 1}\n{"text": "y", "label": 2.5}\n',
               words=["line 2", "2.5"])
-    bad_input(tmp_path, "j.jsonl", '{"text": "x", "label": 1}\n{"text": "y", \n', words=["line 2", "not JSON"])
+    bad_input(tmp_path, "j.jsonl", '{"text": "x", "label": 1}\n{"text": "y", \n',
+              words=["line 2", "not JSON"])
     split = GOOD.replace("\n", ",train\n").replace("label,train", "label,part") + "odd one,c,test\n"
     bad_input(tmp_path, "k.csv", split, "--split-col", "part",
               words=["line 42", "label 'c' is not in the training split", "a, b"])
-    bad_input(tmp_path, "l.csv", GOOD, "--text-pair-col", "second", words=["no text-pair column 'second'"])
+    bad_input(tmp_path, "l.csv", GOOD, "--text-pair-col", "second",
+              words=["no text-pair column 'second'"])
     long_names = "text,label\n" + "".join(f"t {i},{'x' * 30}{i}\n" for i in range(30))
     bad_input(tmp_path, "m.csv", long_names, words=["label names take", "640"])
 
 
 def test_bad_label_in_validation_file(tmp_path):
-    train = write_csv(tmp_path / "train.csv", ["text", "label"], [(f"t {i}", "ab"[i % 2]) for i in range(20)])
+    rows = [(f"t {i}", "ab"[i % 2]) for i in range(20)]
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
     val = write_csv(tmp_path / "val.csv", ["text", "label"], [("fine", "a"), ("odd", "z")])
     with pytest.raises(SystemExit) as e:
-        prepro.main(["--csv", train, val, "--random-init", "tiny", "--out-dir", str(tmp_path / "out")])
+        prepro.main(["--csv", train, val, "--random-init", "tiny", "--out-dir",
+                     str(tmp_path / "out")])
     assert f"{val}: line 3: column 'label': label 'z' is not in the training split" in str(e.value)
     assert not (tmp_path / "out").exists()

@@ -1,6 +1,7 @@
 /*
-The embedding backward (train_bert.c's embedding_backward): dwte[id] += dout, dwpe[t] += dout, dwtt[type] += dout
-over the batch's real tokens, in the CPU's order (the batches here are sentence pairs: types 0 then 1).
+The embedding backward (train_bert.c's embedding_backward): dwte[id] += dout, dwpe[t] += dout,
+dwtt[type] += dout over the batch's real tokens, in the CPU's order (the batches here are sentence
+pairs: types 0 then 1).
 
 Versions:
   1: a thread per (column, table) walks every token in order: deterministic, but 3 C threads doing B T sequential
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < BT; i++) {
             float u = (rand_uniform_() + 1.0f) * 0.5f;
             ids[i] = u < 0.3f ? 101 + (int)(u * 20) : (int)(u * (V - 1));
-            types[i] = (int)(i % T) >= lengths[i / T] / 2; // the second half of each sequence is text b
+            types[i] = (int)(i % T) >= lengths[i / T] / 2; // a sequence's second half is text b
         }
         float* dout = make_random(BT * C, 1.0f);
         float* dwte = (float*)callocCheck((size_t)V * C, sizeof(float));
@@ -68,7 +69,8 @@ int main(int argc, char** argv) {
         int* sort_host = (int*)mallocCheck((3 * BT + 1) * sizeof(int));
         auto run = [&]() {
             if (version == 1) {
-                cu::embedding_backward(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_types, d_lengths, B, T, C);
+                cu::embedding_backward(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_types, d_lengths,
+                                       B, T, C);
                 return;
             }
             int ntok, *tokens = sort_host, *runs = tokens + BT, *run_ids = runs + BT + 1;
@@ -76,8 +78,8 @@ int main(int argc, char** argv) {
             cudaCheck(cudaMemcpy(d_tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
             cudaCheck(cudaMemcpy(d_runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
             cudaCheck(cudaMemcpy(d_run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
-            cu::embedding_backward_sorted(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_types, d_lengths, d_tokens, d_runs,
-                                          d_run_ids, nruns, B, T, C);
+            cu::embedding_backward_sorted(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_types, d_lengths,
+                                          d_tokens, d_runs, d_run_ids, nruns, B, T, C);
         };
         cudaCheck(cudaMemset(d_dwte, 0, (size_t)V * C * 4));
         cudaCheck(cudaMemset(d_dwpe, 0, (size_t)P * C * 4));
@@ -98,8 +100,10 @@ int main(int argc, char** argv) {
         }
         float ms = time_ms(run);
         printf("  %.4f ms (the host's sort and copies included in v2)\n", ms);
-        free(ids); free(types); free(lengths); free(dout); free(dwte); free(dwpe); free(dwtt); free(got); free(sort_host);
-        cudaCheck(cudaFree(d_ids)); cudaCheck(cudaFree(d_types)); cudaCheck(cudaFree(d_lengths)); cudaCheck(cudaFree(d_tokens));
+        free(types);
+        free(ids); free(lengths); free(dout); free(dwte); free(dwpe); free(dwtt); free(got); free(sort_host);
+        cudaCheck(cudaFree(d_types));
+        cudaCheck(cudaFree(d_ids)); cudaCheck(cudaFree(d_lengths)); cudaCheck(cudaFree(d_tokens));
         cudaCheck(cudaFree(d_runs)); cudaCheck(cudaFree(d_run_ids)); cudaCheck(cudaFree(d_dout));
         cudaCheck(cudaFree(d_dwte)); cudaCheck(cudaFree(d_dwpe)); cudaCheck(cudaFree(d_dwtt));
     }

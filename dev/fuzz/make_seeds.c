@@ -11,8 +11,8 @@ with history) and a few texts for the tokenizer, each prefixed by the byte that 
 
 // dir/name = selector byte + the bytes of src
 // a split of MICRO_N examples: the header, lengths, labels, ids and (version 2) types
-static void write_split_(const char* path, const int32_t* h, const int* lengths, const int* labels, const int* ids,
-                         const int* types, int ntok) {
+static void write_split_(const char* path, const int32_t* h, const int* lengths, const int* labels,
+                         const int* ids, const int* types, int ntok) {
     FILE* fp;
     fopenCheck(&fp, path, "wb");
     fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, path);
@@ -86,7 +86,9 @@ int main(int argc, char** argv) {
     h[H_VERSION] = SPLIT_VERSION;
     char names[H_LABEL_NAMES_INTS * 4] = {0};
     int nbytes = 0;
-    for (int k = 0; k < MICRO.NC; k++) { nbytes += snprintf(names + nbytes, 16, "label %d", k) + 1; }
+    for (int k = 0; k < MICRO.NC; k++) {
+        nbytes += snprintf(names + nbytes, 16, "label %d", k) + 1;
+    }
     h[SPLIT_LABEL_BYTES] = nbytes;
     memcpy(&h[H_LABEL_NAMES], names, sizeof(names));
     write_split_(tmp, h, lengths, labels, ids, types, ntok);
