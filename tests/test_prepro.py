@@ -422,3 +422,28 @@ def test_bad_label_in_validation_file(tmp_path):
                      str(tmp_path / "out")])
     assert f"{val}: line 3: column 'label': label 'z' is not in the training split" in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_hf_dataset_path_offline(tmp_path, monkeypatch):
+    """--hf-dataset through a stand-in for datasets.load_dataset (the hub is not reachable here): a
+    ClassLabel keeps its order, and a test split without labels (-1, as GLUE's) comes from train"""
+    import datasets
+    rows = emotion_rows(80)
+    names = ["not_equivalent", "equivalent"]
+    feats = datasets.Features({"s1": datasets.Value("string"), "s2": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=names)})
+
+    def part(rs, labelled=True):
+        return datasets.Dataset.from_dict(
+            {"s1": [a for a, _ in rs], "s2": [a[::-1] for a, _ in rs],
+             "label": [int(y == "joy") if labelled else -1 for _, y in rs]}, features=feats)
+
+    ds = datasets.DatasetDict(train=part(rows[:60]), validation=part(rows[60:70]),
+                              test=part(rows[70:], labelled=False))
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: ds)
+    got, _ = own(tmp_path, "--hf-dataset", "glue", "--hf-config", "mrpc", "--text-col", "s1",
+                 "--text-pair-col", "s2", "--test-fraction", "0.2")
+    assert got["train"]["label_names"] == names
+    assert [got[s]["N"] for s in prepro.SPLITS] == [48, 10, 12]
+    assert got["validation"]["labels"].tolist() == [int(y == "joy") for _, y in rows[60:70]]
+    assert got["train"]["types"].max() == 1
