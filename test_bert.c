@@ -747,6 +747,29 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     remove(bad);
 }
 
+// A model file that names its labels (prepro writes them for a dataset of your own): kept as read
+static void test_model_label_names_(const char* model_path) {
+    long n;
+    char* buf = file_read_all(model_path, &n);
+    const char text[] = "a\0bb\0c\0d\0e\0f"; // the tiny model's six; sizeof has the last NUL
+    int32_t* h = (int32_t*)buf;
+    h[MODEL_LABEL_BYTES] = (int32_t)sizeof(text);
+    memcpy(&h[H_LABEL_NAMES], text, sizeof(text));
+    char path[] = "/tmp/test_bert_named_XXXXXX";
+    scratch_path(path);
+    FILE* fp;
+    fopenCheck(&fp, path, "wb");
+    fwriteCheck(buf, 1, n, fp, path);
+    fcloseCheck(fp, path);
+    Bert m = {0};
+    bert_build_from_file(&m, path);
+    int same = memcmp(m.config.label_text, text, sizeof(text)) == 0;
+    check(m.config.label_bytes == (int)sizeof(text) && same, "a model file's label names are read");
+    bert_free(&m);
+    free(buf);
+    remove(path);
+}
+
 // A split of version 2 (dev/reference.py's 32 sentence pairs): token types and label names
 static void test_pair_split_(const char* path, const BertConfig* cfg) {
     printf("\n== a split of sentence pairs (version 2): %s\n", path);
@@ -951,6 +974,7 @@ int main(int argc, char** argv) {
           "a split of version 1 loads: no names, types 0");
     snprintf(path, sizeof(path), "%s/ref_tiny_pairs_split.bin", data);
     test_pair_split_(path, cfg);
+    test_model_label_names_(model_path);
     snprintf(path, sizeof(path), "%s/ref_metrics.bin", data);
     test_metrics_(path);
     test_early_stopping_();

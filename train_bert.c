@@ -685,7 +685,7 @@ typedef struct {
     int pad_id; // id of [PAD]
     int lower;  // the tokenizer lower-cases
     char name[257];
-    int has_label_names; // the model file names its labels (emotion's does not)
+    int label_bytes; // of label_text, as MODEL_LABEL_BYTES; 0: the file names no labels (emotion's)
     char label_text[H_LABEL_NAMES_INTS * 4]; // the NC names, NUL-terminated, in class id order
 } BertConfig;
 
@@ -1051,8 +1051,9 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
     cfg->name[256] = '\0';
     const char* names[1024]; // NC <= 1024, checked above
     memset(cfg->label_text, 0, sizeof(cfg->label_text));
-    cfg->has_label_names = header_label_names(h, MODEL_LABEL_BYTES, cfg->NC, cfg->label_text, names,
-                                              path, "re-run `python prepro_emotion.py`");
+    int named = header_label_names(h, MODEL_LABEL_BYTES, cfg->NC, cfg->label_text, names, path,
+                                   "re-run `python prepro_emotion.py`");
+    cfg->label_bytes = named ? h[MODEL_LABEL_BYTES] : 0;
     if (h[MODEL_KIND] == MODEL_KIND_CHECKPOINT) {
         int s = h[CKPT_STRATEGY], r = h[CKPT_LORA_R];
         float alpha = bits_to_float(h[CKPT_LORA_ALPHA]);
