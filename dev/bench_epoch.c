@@ -45,6 +45,14 @@ static int cmp_double_(const void* a, const void* b) {
         (out) = t_[LAYER_REPEATS / 2];                                              \
     } while (0)
 
+// the packing the forward after bert_update does
+static void repack_trained_(Bert* m) {
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        if (m->param_info[i].trainable) { m->packed_fresh[i] = 0; }
+    }
+    bert_pack_weights(m);
+}
+
 // Each layer of a step at the batch's shapes (N real tokens of B sequences padded to T), on the model's own
 // buffers after a real forward and backward (so the inputs are real values). Counts follow bert_forward and
 // bert_backward for the strategy: frozen runs no backward below the classifier, LoRA none below layer 0's
@@ -63,16 +71,19 @@ static int layer_table_(Bert* m, LayerTime* rows) {
     int n = 0;
     double t;
     // forward
-    TIME_MS(t, matmul_forward(la.qkv, la.x, w.qkvw, w.qkvb, s.wt, N, C, 3 * C));
-    rows[n++] = (LayerTime){"matmul fwd qkv (incl. transpose)", t, L};
-    TIME_MS(t, matmul_forward(s.tmp, la.atty, w.attprojw, w.attprojb, s.wt, N, C, C));
+    ParameterTensors wp = m->packed; // layer 0's weights, packed
+    TIME_MS(t, matmul_forward_packed(la.qkv, la.x, wp.qkvw, w.qkvb, N, C, 3 * C));
+    rows[n++] = (LayerTime){"matmul fwd qkv", t, L};
+    TIME_MS(t, matmul_forward_packed(s.tmp, la.atty, wp.attprojw, w.attprojb, N, C, C));
     rows[n++] = (LayerTime){"matmul fwd attproj", t, L};
-    TIME_MS(t, matmul_forward(la.fch, la.ln1, w.fcw, w.fcb, s.wt, N, C, FF));
+    TIME_MS(t, matmul_forward_packed(la.fch, la.ln1, wp.fcw, w.fcb, N, C, FF));
     rows[n++] = (LayerTime){"matmul fwd fc", t, L};
-    TIME_MS(t, matmul_forward(s.tmp, la.fch_gelu, w.fcprojw, w.fcprojb, s.wt, N, FF, C));
+    TIME_MS(t, matmul_forward_packed(s.tmp, la.fch_gelu, wp.fcprojw, w.fcprojb, N, FF, C));
     rows[n++] = (LayerTime){"matmul fwd fcproj", t, L};
-    TIME_MS(t, transpose_(s.wt, w.fcw, FF, C));
-    rows[n++] = (LayerTime){"  of which: transpose of fc's weight", t, 0};
+    // what the forward after an update packs again: every linear weight (full), the classifier
+    // (frozen, LoRA)
+    TIME_MS(t, repack_trained_(m));
+    rows[n++] = (LayerTime){"packing the trained linear weights", t, 1};
     TIME_MS(t, attention_forward(la.atty, la.att, la.qkv, m->lengths, m->starts, B, T, C, NH, m->dropout, st));
     rows[n++] = (LayerTime){"attention fwd", t, L};
     TIME_MS(t, layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, w.ln1w, w.ln1b, N, C, cfg->eps));
