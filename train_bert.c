@@ -138,11 +138,19 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
     // (1700 tokens in blocks of 256 would leave one thread 4 blocks and the other 3)
     int mtiles = (M + MM_MR - 1) / MM_MR, nblocks = (N + MM_NC - 1) / MM_NC;
     int mblocks = (M + MM_MC - 1) / MM_MC;
+    int ntiles = (N + MM_NR - 1) / MM_NR, nc_max = MM_NC;
+    // rows for one block only (one text's tokens): the columns are cut among the threads instead,
+    // in whole panels (22 rows in blocks of 16 and 6 leave one thread 2 tiles, the other 1)
+    if (mblocks == 1 && nblocks % threads != 0 && ntiles >= threads) {
+        nblocks = (nblocks + threads - 1) / threads * threads;
+        nc_max = (ntiles + nblocks - 1) / nblocks * MM_NR;
+        nblocks = (N + nc_max - 1) / nc_max;
+    }
     while ((mblocks * nblocks) % threads != 0 && mblocks < mtiles) { mblocks++; }
     int mc_max = (mtiles + mblocks - 1) / mblocks * MM_MR;
     mblocks = (M + mc_max - 1) / mc_max;
     int kc_max = K < MM_KC ? K : MM_KC;
-    int nc_max = N < MM_NC ? (N + MM_NR - 1) / MM_NR * MM_NR : MM_NC;
+    if (N < nc_max) { nc_max = ntiles * MM_NR; }
     #pragma omp parallel
     {
         // this thread's packed blocks: b's (malloc keeps a freed block of this size for the next call), a's
@@ -152,7 +160,7 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
         #pragma omp for schedule(dynamic, 1)
         for (int blk = 0; blk < mblocks * nblocks; blk++) {
             int m0 = blk / nblocks * mc_max, mc = M - m0 < mc_max ? M - m0 : mc_max;
-            int n0 = blk % nblocks * MM_NC, nc = N - n0 < MM_NC ? N - n0 : MM_NC;
+            int n0 = blk % nblocks * nc_max, nc = N - n0 < nc_max ? N - n0 : nc_max;
             int npanels = (nc + MM_NR - 1) / MM_NR;
             for (int k0 = 0; k0 < K; k0 += MM_KC) {
                 int kc = K - k0 < MM_KC ? K - k0 : MM_KC;

@@ -4,9 +4,10 @@ The start of a real training epoch of train_bert.c as the trainer runs it: the f
 shuffled training order of epoch 1 (seed 42, batch B), each forward, backward, clip + AdamW, then one
 evaluation pass over the validation split. Prints one BENCH line (JSON): ms per step, the evaluation's
 seconds, the epoch they imply (every step of the epoch at the mean step time, plus the evaluation), and the
-real and padded tokens per step. Then a per-layer table: each layer function timed alone at the shapes of
-one of those batches, times the calls a step makes, beside the measured step (what is left is the glue:
-zeroing, copies, the loop).
+real and padded tokens per step; also the CPU time of a step and of the evaluation (step_cpu_ms,
+eval_cpu_s), the measure to compare on a shared machine, one thread. Then a per-layer table: each
+layer function timed alone at the shapes of one of those batches, times the calls a step makes,
+beside the measured step (what is left is the glue: zeroing, copies, the loop).
 
     make dev/bench_epoch && OMP_NUM_THREADS=2 ./dev/bench_epoch MODEL.bin DATA_DIR full|frozen|lora [steps] [B]
 
@@ -14,6 +15,14 @@ A benchmark, not a test: the numbers depend on the machine, so name it when you 
 */
 #define TESTING
 #include "../train_bert.c"
+
+// the CPU seconds of this process, all threads: on a shared machine the wall clock also counts the
+// time other processes held the cores, these do not
+static double cpu_seconds_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 // ----------------------------------------------------------------------------
 // the per-layer table
@@ -199,16 +208,17 @@ int main(int argc, char** argv) {
     loader_init(&loader, &train, B, 42);
     loader_start_epoch(&loader, 1, 1);
     int Bb = 0, T = 0;
-    double real = 0.0, padded = 0.0, s2 = 0.0, t_steps = 0.0;
+    double real = 0.0, padded = 0.0, s2 = 0.0, t_steps = 0.0, cpu_steps = 0.0;
     for (int s = -2; s < steps; s++) { // two untimed steps first (page faults, thread start)
         if (!loader_next_batch(&loader, m.ids, m.lengths, m.labels, m.config.pad_id, &Bb, &T)) { break; }
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = cpu_seconds_();
         bert_forward(&m, Bb, T, m.labels, 1);
         bert_zero_grad(&m);
         bert_backward(&m);
         bert_update(&m, 5e-5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f);
         if (s >= 0) {
             t_steps += now_seconds() - t0;
+            cpu_steps += cpu_seconds_() - c0;
             real += m.N;
             padded += (double)Bb * T;
             for (int b = 0; b < Bb; b++) { s2 += (double)m.lengths[b] * m.lengths[b]; }
@@ -217,16 +227,18 @@ int main(int argc, char** argv) {
     double step_ms = t_steps * 1e3 / steps;
     Metrics vm;
     metrics_init(&vm, m.config.NC);
-    double t0 = now_seconds();
+    double t0 = now_seconds(), c0 = cpu_seconds_();
     evaluate_(&CPU_BACKEND, &m, &val, B, &vm);
-    double eval_s = now_seconds() - t0;
+    double eval_s = now_seconds() - t0, eval_cpu_s = cpu_seconds_() - c0;
     int steps_per_epoch = (train.N + B - 1) / B;
     double gflop = step_gflop_(&m, real / steps, s2 / steps);
     printf("BENCH {\"who\": \"ours\", \"model\": \"%s\", \"strategy\": \"%s\", \"threads\": %d, \"B\": %d, "
            "\"steps\": %d, \"step_ms\": %.2f, \"eval_s\": %.3f, \"epoch_s\": %.2f, \"real_tokens\": %.1f, "
-           "\"padded_tokens\": %.1f, \"gflop_step\": %.3f, \"gflops\": %.2f}\n", m.config.name,
+           "\"padded_tokens\": %.1f, \"gflop_step\": %.3f, \"gflops\": %.2f, "
+           "\"step_cpu_ms\": %.2f, \"eval_cpu_s\": %.3f}\n", m.config.name,
            STRATEGY_NAMES[m.strategy], threads, B, steps, step_ms, eval_s, steps_per_epoch * step_ms / 1e3 + eval_s,
-           real / steps, padded / steps, gflop, gflop / (step_ms / 1e3));
+           real / steps, padded / steps, gflop, gflop / (step_ms / 1e3), cpu_steps * 1e3 / steps,
+           eval_cpu_s);
     // the per-layer table, at the shapes of a step near the mean: the last batch timed
     bert_forward(&m, Bb, T, m.labels, 1);
     bert_zero_grad(&m);
