@@ -200,7 +200,7 @@ static void test_tables_(void) {
     }
     check(decay_ok, "weight decay on every tensor but biases and LayerNorm (the Trainer's rule)");
     size_t a[NUM_ACTIVATION_TENSORS];
-    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &cfg, 32, 64, 0, 0);
+    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &cfg, 32, 64, 0);
     check(a[5] == (size_t)12 * 32 * 12 * 64 * 64 && a[16] == 0,
           "activation sizes: att (L, B, NH, T, T); lora_u 0 without LoRA");
 }
@@ -251,6 +251,12 @@ static int matmul_case_(int N, int C, int OC, int with_bias) {
     matmul_naive_(dinp_ref, dout, OC, 1, w, C, 1, N, OC, C);           // dinp += dout @ W
     matmul_naive_(dw_ref, dout, 1, OC, inp, C, 1, OC, N, C);           // dW += dout^T @ inp, dout read by columns
     int same = memcmp(out, ref, (size_t)N * OC * sizeof(float)) == 0;
+    // the same product from the weight packed once (the model's forward)
+    float* wp = (float*)mallocCheck(matmul_packed_size(OC, C) * sizeof(float));
+    matmul_pack_weight(wp, w, OC, C);
+    matmul_forward_packed(out, inp, wp, bias, N, C, OC);
+    same &= memcmp(out, ref, (size_t)N * OC * sizeof(float)) == 0;
+    free(wp);
     same &= memcmp(dinp, dinp_ref, (size_t)N * C * sizeof(float)) == 0;
     same &= memcmp(dw, dw_ref, (size_t)OC * C * sizeof(float)) == 0;
     if (!same) {
@@ -274,8 +280,8 @@ static void test_matmul_(void) {
     char what[160];
     for (int s = 0; s < nshapes; s++) {
         int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
-        snprintf(what, sizeof(what), "matmul N %d C %d OC %d: forward (with bias), dinp and dweight (dout^T) "
-                 "bit-identical to the naive loop", N, C, OC);
+        snprintf(what, sizeof(what), "matmul N %d C %d OC %d: forward (with bias, and packed), "
+                 "dinp and dweight (dout^T) bit-identical to the naive loop", N, C, OC);
         check(matmul_case_(N, C, OC, 1), what);
     }
     check(matmul_case_(37, 300, 769, 0), "matmul without bias: forward starts from 0, bit-identical");
@@ -452,6 +458,17 @@ static void test_early_stopping_(void) {
 // ----------------------------------------------------------------------------
 // checkpoints and the training state
 
+// two steps with dropout, so that the weights differ from the model file
+static void train_two_steps_(Bert* model, const RefState* st) {
+    model->dropout = 0.1f;
+    for (int s = 0; s < 2; s++) {
+        bert_forward(model, st->B, st->T, st->labels, 1);
+        bert_zero_grad(model);
+        bert_backward(model);
+        bert_update(model, 1e-3f, 0.0f, 1.0f);
+    }
+}
+
 static void test_checkpoint_(const char* model_path, const char* state_path, int strategy) {
     printf("\n== checkpoint round trip (%s)\n", STRATEGY_NAMES[strategy]);
     RefState st;
@@ -461,14 +478,7 @@ static void test_checkpoint_(const char* model_path, const char* state_path, int
     st.strategy = strategy;
     Bert model;
     model_from_state_(&model, model_path, &st);
-    model.dropout = 0.1f;
-    // two steps with dropout so the weights differ from the model file
-    for (int s = 0; s < 2; s++) {
-        bert_forward(&model, st.B, st.T, st.labels, 1);
-        bert_zero_grad(&model);
-        bert_backward(&model);
-        bert_update(&model, 1e-3f, 0.0f, 1.0f);
-    }
+    train_two_steps_(&model, &st);
     bert_forward(&model, st.B, st.T, st.labels, 0);
     float logits[64];
     memcpy(logits, model.acts.logits, (size_t)st.B * st.NC * sizeof(float));
@@ -493,6 +503,79 @@ static void test_checkpoint_(const char* model_path, const char* state_path, int
     remove(path);
     bert_free(&inference);
     bert_free(&model);
+    bert_free(&loaded);
+    ref_state_free(&st);
+}
+
+// ----------------------------------------------------------------------------
+// the forward's packed weights: made once, again after an update for what trains, never if frozen
+
+// the linear weights an update changes under a strategy (bert_pack_weights packs them again)
+static int trained_linear_weights_(const Bert* m) {
+    int n = 0;
+    for (int k = 0; k < NUM_LINEAR_WEIGHTS; k++) {
+        size_t layers;
+        int OC, C;
+        n += m->param_info[linear_weight_(k, &m->config, &layers, &OC, &C)].trainable;
+    }
+    return n;
+}
+
+static void test_packed_weights_(const char* model_path, const char* state_path, int strategy) {
+    const char* name = STRATEGY_NAMES[strategy];
+    printf("\n== packed weights follow the updates (%s)\n", name);
+    RefState st;
+    if (!ref_state_load(&st, state_path)) {
+        check(0, "the reference state for the packed-weights test can be read"); return;
+    }
+    st.strategy = strategy;
+    Bert model;
+    model_from_state_(&model, model_path, &st);
+    size_t nlogits = (size_t)st.B * st.NC;
+    char what[256];
+    bert_forward(&model, st.B, st.T, st.labels, 0);
+    bert_forward(&model, st.B, st.T, st.labels, 0);
+    snprintf(what, sizeof(what), "%s: the first forward packs the %d linear weights, the next none "
+             "(%d)", name, NUM_LINEAR_WEIGHTS, model.packs);
+    check(model.packs == NUM_LINEAR_WEIGHTS, what);
+    train_two_steps_(&model, &st);
+    int trained = trained_linear_weights_(&model);
+    bert_forward(&model, st.B, st.T, st.labels, 0);
+    bert_forward(&model, st.B, st.T, st.labels, 0);
+    // packed at the second training forward, after the first update, and at the first one after
+    int want = NUM_LINEAR_WEIGHTS + 2 * trained;
+    snprintf(what, sizeof(what), "%s: packed again after each update, only the %d that train "
+             "(%d packs, want %d)", name, trained, model.packs, want);
+    check(model.packs == want, what);
+    float logits[64];
+    memcpy(logits, model.acts.logits, nlogits * sizeof(float));
+    // a model built from the updated weights (it packs them at its first forward): the same bits
+    Bert rebuilt;
+    model_from_state_(&rebuilt, model_path, &st);
+    memcpy(rebuilt.params_memory, model.params_memory, model.num_parameters * sizeof(float));
+    if (strategy == STRATEGY_LORA) {
+        memcpy(rebuilt.lora_memory, model.lora_memory, model.num_lora_parameters * sizeof(float));
+    }
+    bert_forward(&rebuilt, st.B, st.T, st.labels, 0);
+    snprintf(what, sizeof(what), "%s: the updated model's logits equal a model's built from its "
+             "weights", name);
+    check(memcmp(logits, rebuilt.acts.logits, nlogits * sizeof(float)) == 0, what);
+    // a checkpoint read into a model that has run a forward: its packed copies are made again
+    Bert loaded;
+    model_from_state_(&loaded, model_path, &st);
+    bert_forward(&loaded, st.B, st.T, st.labels, 0);
+    char path[] = "/tmp/test_bert_packed_XXXXXX";
+    scratch_path(path);
+    bert_save_checkpoint(&model, path, 1);
+    bert_load_checkpoint(&loaded, path, 1, model.step);
+    bert_forward(&loaded, st.B, st.T, st.labels, 0);
+    snprintf(what, sizeof(what), "%s: a checkpoint loaded after a forward gives its logits (%d "
+             "packs)", name, loaded.packs);
+    int same = memcmp(logits, loaded.acts.logits, nlogits * sizeof(float)) == 0;
+    check(same && loaded.packs == 2 * NUM_LINEAR_WEIGHTS, what);
+    remove(path);
+    bert_free(&model);
+    bert_free(&rebuilt);
     bert_free(&loaded);
     ref_state_free(&st);
 }
@@ -946,6 +1029,14 @@ int main(int argc, char** argv) {
     if (argc > 2 && strcmp(argv[2], "gelu") == 0) { test_gelu_(); return tests_summary(); }
     int nmodels = argc > 2 && strcmp(argv[2], "tiny") == 0 ? 1 : 2;
     char model_path[1024], state_path[1024], path[1024];
+    if (argc > 2 && strcmp(argv[2], "packed") == 0) { // the packed weights' checks alone
+        snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
+        for (int s = 0; s < NUM_STRATEGIES; s++) {
+            snprintf(state_path, sizeof(state_path), "%s/ref_tiny_%s.bin", data, STRATEGY_NAMES[s]);
+            test_packed_weights_(model_path, state_path, s);
+        }
+        return tests_summary();
+    }
     const char* models[] = {"tiny", "minilm"};
     // pairs: [CLS] a [SEP] b [SEP] with type 1 on b, so wtt's second row gets its gradient too
     const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad",
@@ -982,6 +1073,7 @@ int main(int argc, char** argv) {
     for (int s = 0; s < NUM_STRATEGIES; s++) {
         snprintf(state_path, sizeof(state_path), "%s/ref_tiny_%s.bin", data, STRATEGY_NAMES[s]);
         test_checkpoint_(model_path, state_path, s);
+        test_packed_weights_(model_path, state_path, s);
     }
     snprintf(path, sizeof(path), "%s/emotion_validation.bin", data);
     test_bad_inputs_(path, model_path, cfg);

@@ -71,6 +71,9 @@ Run: make train_bert && ./train_bert -s full      (./train_bert -h lists every f
 // The threads share nothing until the end of the call: no barrier per block, so a thread that loses its core to
 // another process does not stall the others (this machine is usually shared), at the price of each thread
 // packing its own copy of b's blocks. dev/bench_matmul.c times it against the kernel before it.
+// A weight the forward reads on every call comes packed already (matmul_pack_weight, made once
+// per change of the weight): all of W^T's panels, which the micro-tiles read in place, so no
+// thread packs or transposes anything.
 #ifndef MM_MR
 #ifdef __AVX512F__
 // 32 registers of 16 floats: 8 x 48 sums take 24 of them, a row of the b panel 3 more
@@ -132,7 +135,9 @@ static void mm_tile_(float* c, size_t ldc, const float* ap, size_t ap_rs, size_t
     }
 }
 
-static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const float* b, int M, int K, int N) {
+// b_packed: b is already cut into NR-wide panels over all of K (matmul_pack_weight's layout)
+static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const float* b,
+                    int b_packed, int M, int K, int N) {
     int threads = 1;
 #ifdef OMP
     threads = omp_get_max_threads();
@@ -141,25 +146,33 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
     // (1700 tokens in blocks of 256 would leave one thread 4 blocks and the other 3)
     int mtiles = (M + MM_MR - 1) / MM_MR, nblocks = (N + MM_NC - 1) / MM_NC;
     int mblocks = (M + MM_MC - 1) / MM_MC;
+    int ntiles = (N + MM_NR - 1) / MM_NR, nc_max = MM_NC;
+    // rows for one block only (one text's tokens): the columns are cut among the threads instead,
+    // in whole panels (22 rows in blocks of 16 and 6 leave one thread 2 tiles, the other 1)
+    if (mblocks == 1 && nblocks % threads != 0 && ntiles >= threads) {
+        nblocks = (nblocks + threads - 1) / threads * threads;
+        nc_max = (ntiles + nblocks - 1) / nblocks * MM_NR;
+        nblocks = (N + nc_max - 1) / nc_max;
+    }
     while ((mblocks * nblocks) % threads != 0 && mblocks < mtiles) { mblocks++; }
     int mc_max = (mtiles + mblocks - 1) / mblocks * MM_MR;
     mblocks = (M + mc_max - 1) / mc_max;
     int kc_max = K < MM_KC ? K : MM_KC;
-    int nc_max = N < MM_NC ? (N + MM_NR - 1) / MM_NR * MM_NR : MM_NC;
+    if (N < nc_max) { nc_max = ntiles * MM_NR; }
     #pragma omp parallel
     {
         // this thread's packed blocks: b's (malloc keeps a freed block of this size for the next call), a's
-        float* bp = (float*)mallocCheck((size_t)kc_max * nc_max * sizeof(float));
+        float* bp = b_packed ? NULL : (float*)mallocCheck((size_t)kc_max * nc_max * sizeof(float));
         float ap[MM_KC * MM_MR];
         // dynamic: a thread that lost its core for a while leaves the blocks it has not started to the others
         #pragma omp for schedule(dynamic, 1)
         for (int blk = 0; blk < mblocks * nblocks; blk++) {
             int m0 = blk / nblocks * mc_max, mc = M - m0 < mc_max ? M - m0 : mc_max;
-            int n0 = blk % nblocks * MM_NC, nc = N - n0 < MM_NC ? N - n0 : MM_NC;
+            int n0 = blk % nblocks * nc_max, nc = N - n0 < nc_max ? N - n0 : nc_max;
             int npanels = (nc + MM_NR - 1) / MM_NR;
             for (int k0 = 0; k0 < K; k0 += MM_KC) {
                 int kc = K - k0 < MM_KC ? K - k0 : MM_KC;
-                for (int p = 0; p < npanels; p++) {
+                for (int p = 0; p < npanels && !b_packed; p++) {
                     int cols = nc - p * MM_NR < MM_NR ? nc - p * MM_NR : MM_NR;
                     mm_pack_b_(bp + (size_t)p * kc * MM_NR, b, N, k0, kc, n0 + p * MM_NR, cols);
                 }
@@ -175,7 +188,9 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
                     for (int p = 0; p < npanels; p++) {
                         int cols = nc - p * MM_NR < MM_NR ? nc - p * MM_NR : MM_NR;
                         float* c = out + (size_t)i0 * N + n0 + p * MM_NR;
-                        const float* bpp = bp + (size_t)p * kc * MM_NR;
+                        const float* bpp = b_packed
+                            ? b + ((size_t)(n0 / MM_NR + p) * K + k0) * MM_NR // in place
+                            : bp + (size_t)p * kc * MM_NR;
                         if (rows == MM_MR && cols == MM_NR) {
                             mm_tile_(c, N, at, at_rs, at_cs, bpp, kc);
                         } else { // a ragged edge: the same sums, through a full-size copy of the tile
@@ -206,27 +221,61 @@ static void transpose_(float* out, const float* w, int R, int Cc) {
     }
 }
 
-// nn.Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html):
-// out (N, OC) = inp (N, C) @ weight^T + bias, with weight (OC, C) as PyTorch stores it.
-// wt_scratch (C, OC) holds weight^T, so that packing b copies rows (one transpose a call, N times cheaper than the
-// product, instead of a strided gather for every block).
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    float* wt_scratch, int N, int C, int OC) {
-    transpose_(wt_scratch, weight, OC, C);
-    // out starts as the bias and the product accumulates into it, so each output is bias + a sequential sum
+// the floats of a weight (OC, C) packed by matmul_pack_weight: OC rounded up to whole panels
+static inline size_t matmul_packed_size(int OC, int C) {
+    return (size_t)(OC + MM_NR - 1) / MM_NR * MM_NR * C;
+}
+
+// wp (ceil(OC / NR), C, NR) = weight (OC, C) transposed, in NR-wide column panels, zero past column
+// OC: b = W^T as matmul_ packs it for each block, but all of K at once, so that a forward reads it
+// in place. Each panel reads NR rows of the weight side by side and writes its own floats in order.
+void matmul_pack_weight(float* wp, const float* weight, int OC, int C) {
+    int panels = (OC + MM_NR - 1) / MM_NR;
+    #pragma omp parallel for
+    for (int p = 0; p < panels; p++) {
+        float* out = wp + (size_t)p * C * MM_NR;
+        for (int k = 0; k < C; k++) {
+            for (int j = 0; j < MM_NR; j++) {
+                int o = p * MM_NR + j;
+                out[(size_t)k * MM_NR + j] = o < OC ? weight[(size_t)o * C + k] : 0.0f;
+            }
+        }
+    }
+}
+
+// out starts as the bias and the product accumulates into it: each output is bias + a plain sum
+static void matmul_bias_(float* out, const float* bias, int N, int OC) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) { out[(size_t)n * OC + o] = bias != NULL ? bias[o] : 0.0f; }
     }
-    matmul_(out, inp, C, 1, wt_scratch, N, C, OC); // a = inp read by rows: a[n, k] = inp[n * C + k]
+}
+
+// nn.Linear (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html):
+// out (N, OC) = inp (N, C) @ weight^T + bias, with weight (OC, C) as PyTorch stores it, packed by
+// matmul_pack_weight into wp. The model's layers read their weights so (bert_pack_weights).
+void matmul_forward_packed(float* out, const float* inp, const float* wp, const float* bias,
+                           int N, int C, int OC) {
+    matmul_bias_(out, bias, N, OC);
+    matmul_(out, inp, C, 1, wp, 1, N, C, OC); // a = inp read by rows: a[n, k] = inp[n * C + k]
+}
+
+// The same product, with the same bits, for a weight that is not packed (the probe's classifier,
+// the tests): wt_scratch (C, OC) holds weight^T, so that packing b copies rows (one transpose a
+// call, N times cheaper than the product, instead of a strided gather for every block).
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    float* wt_scratch, int N, int C, int OC) {
+    transpose_(wt_scratch, weight, OC, C);
+    matmul_bias_(out, bias, N, OC);
+    matmul_(out, inp, C, 1, wt_scratch, 0, N, C, OC);
 }
 
 // backward of out = inp @ weight^T + bias. Any of dinp (N, C), dweight (OC, C), dbias (OC) may be
 // NULL: a frozen weight, or an input that needs no gradient. All three accumulate.
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC) {
-    if (dinp != NULL) { matmul_(dinp, dout, OC, 1, weight, N, OC, C); }    // dinp += dout @ W
-    if (dweight != NULL) { matmul_(dweight, dout, 1, OC, inp, OC, N, C); } // dW += dout^T @ inp (dout by columns)
+    if (dinp != NULL) { matmul_(dinp, dout, OC, 1, weight, 0, N, OC, C); }  // dinp += dout @ W
+    if (dweight != NULL) { matmul_(dweight, dout, 1, OC, inp, 0, OC, N, C); } // dW += dout^T @ inp
     if (dbias != NULL) { // dbias += the column sums of dout
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
@@ -523,13 +572,14 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) {
 }
 
 // BertPooler (modeling_bert.py) on the [CLS] position: out (B, C) = tanh(cls @ w^T + bias), with
-// cls (B, C) = each sequence's first row of h (N, C) (row starts[b]), kept for backward.
-void pooler_forward(float* out, float* cls, const float* h, const float* w, const float* bias,
-                    float* wt_scratch, const int* starts, int B, int T, int C) {
+// cls (B, C) = each sequence's first row of h (N, C) (row starts[b]), kept for backward;
+// wp is w packed (matmul_pack_weight).
+void pooler_forward(float* out, float* cls, const float* h, const float* wp, const float* bias,
+                    const int* starts, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         memcpy(cls + (size_t)b * C, h + seq_start(b, T, starts) * C, C * sizeof(float));
     }
-    matmul_forward(out, cls, w, bias, wt_scratch, B, C, C);
+    matmul_forward_packed(out, cls, wp, bias, B, C, C);
     for (size_t i = 0; i < (size_t)B * C; i++) { out[i] = tanhf(out[i]); }
 }
 
@@ -672,7 +722,6 @@ void adamw_update(float* param, const float* grad, float* m, float* v, size_t N,
 // the number of elements of a shape, with checked products
 static size_t shape_size_(const int* shape, const BertConfig* cfg, size_t B, size_t T, size_t r) {
     size_t C = cfg->C, FF = cfg->FF;
-    size_t wmax = size_mul(3 * C > FF ? 3 * C : FF, C > FF ? C : FF, "largest weight");
     size_t n = 1;
     for (int i = 0; i < MAX_DIMS && shape[i] != D_END; i++) {
         size_t d = 0;
@@ -693,7 +742,6 @@ static size_t shape_size_(const int* shape, const BertConfig* cfg, size_t B, siz
             case D_2: d = 2; break;
             case D_3: d = 3; break;
             case D_4: d = 4; break;
-            case D_WMAX: d = wmax; break;
         }
         n = size_mul(n, d, "tensor size");
     }
@@ -719,12 +767,11 @@ void fill_in_lora_sizes(TensorInfo* info, const BertConfig* cfg, int r) {
     }
 }
 
-// sizes of a buffer table for a batch of (B, T) on one back end (CPU_ONLY rows get 0 on the GPU)
-void fill_in_buffer_sizes(size_t* sizes, const BufferSpec* specs, int n, const BertConfig* cfg, int B, int T, int r,
-                          int on_gpu) {
+// sizes of a buffer table for a batch of (B, T)
+void fill_in_buffer_sizes(size_t* sizes, const BufferSpec* specs, int n, const BertConfig* cfg,
+                          int B, int T, int r) {
     for (int i = 0; i < n; i++) {
-        int needed = specs[i].where == ON_BOTH || !on_gpu;
-        sizes[i] = needed ? shape_size_(specs[i].shape, cfg, (size_t)B, (size_t)T, (size_t)r) : 0;
+        sizes[i] = shape_size_(specs[i].shape, cfg, (size_t)B, (size_t)T, (size_t)r);
     }
 }
 
@@ -937,14 +984,43 @@ void bert_alloc_batch(Bert* model, int B_max, int T_max) {
     model->starts = (int*)mallocCheck((size_t)B_max * sizeof(int));
 }
 
-// activations and scratch for batches up to (B_max, T_max), from the buffer tables
+// Row k of LINEAR_WEIGHTS: its row of PARAMETER_SPECS, and its (layers, OC, C), the last two
+// dims of its shape
+static int linear_weight_(int k, const BertConfig* cfg, size_t* layers, int* OC, int* C) {
+    int i = 0;
+    while (i < NUM_PARAMETER_TENSORS && strcmp(PARAMETER_SPECS[i].name, LINEAR_WEIGHTS[k]) != 0) {
+        i++;
+    }
+    if (i == NUM_PARAMETER_TENSORS) { error_exit("no parameter named %s", LINEAR_WEIGHTS[k]); }
+    const int* shape = PARAMETER_SPECS[i].shape;
+    int n = 0;
+    while (n < MAX_DIMS && shape[n] != D_END) { n++; }
+    int outer[MAX_DIMS] = {D_END}, oc[2] = {shape[n - 2], D_END}, c[2] = {shape[n - 1], D_END};
+    memcpy(outer, shape, (size_t)(n - 2) * sizeof(int));
+    *layers = shape_size_(outer, cfg, 0, 0, 0);
+    *OC = (int)shape_size_(oc, cfg, 0, 0, 0);
+    *C = (int)shape_size_(c, cfg, 0, 0, 0);
+    return i;
+}
+
+// The CPU back end's buffers: activations and scratch for batches up to (B_max, T_max), from the
+// buffer tables, and the packed copies of the linear weights, made at the first forward
+// (bert_pack_weights)
 void bert_alloc_activations(Bert* model, int B_max, int T_max) {
     int r = model->strategy == STRATEGY_LORA ? model->lora_r : 0;
-    size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS];
-    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &model->config, B_max, T_max, r, 0);
-    fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, &model->config, B_max, T_max, r, 0);
+    size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS], p[NUM_PARAMETER_TENSORS] = {0};
+    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &model->config, B_max, T_max, r);
+    fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, &model->config, B_max, T_max, r);
     model->acts_memory = malloc_and_point((float**)&model->acts, a, NUM_ACTIVATION_TENSORS);
     model->scratch_memory = malloc_and_point((float**)&model->scratch, s, NUM_SCRATCH_TENSORS);
+    for (int k = 0; k < NUM_LINEAR_WEIGHTS; k++) {
+        size_t layers;
+        int OC, C;
+        int i = linear_weight_(k, &model->config, &layers, &OC, &C);
+        p[i] = size_mul(layers, matmul_packed_size(OC, C), "packed weight");
+    }
+    model->packed_memory = malloc_and_point((float**)&model->packed, p, NUM_PARAMETER_TENSORS);
+    memset(model->packed_fresh, 0, sizeof(model->packed_fresh));
 }
 
 // the slice of layer l of an (L, n) tensor; NULL stays NULL (a frozen tensor's gradient)
@@ -982,6 +1058,31 @@ static inline LayerActivations layer_activations(const ActivationTensors* a, int
 // ----------------------------------------------------------------------------
 // forward, backward, update
 
+// The weights changed other than by bert_update (a checkpoint or a training state read into
+// them): the packed copies are made again at the next forward.
+void bert_weights_changed(Bert* model) {
+    memset(model->packed_fresh, 0, sizeof(model->packed_fresh));
+}
+
+// Packs again each linear weight whose packed copy is out of date: all of them at the first
+// forward and after bert_weights_changed, those that train after bert_update, never a frozen one.
+// So a forward does no work on the weights, and a training step one packing per trained weight.
+void bert_pack_weights(Bert* model) {
+    for (int k = 0; k < NUM_LINEAR_WEIGHTS; k++) {
+        size_t layers;
+        int OC, C;
+        int i = linear_weight_(k, &model->config, &layers, &OC, &C);
+        if (model->packed_fresh[i]) { continue; }
+        const float* w = ((float**)&model->params)[i];
+        float* wp = ((float**)&model->packed)[i];
+        for (size_t l = 0; l < layers; l++) {
+            matmul_pack_weight(wp + l * matmul_packed_size(OC, C), w + l * OC * C, OC, C);
+        }
+        model->packed_fresh[i] = 1;
+        model->packs++;
+    }
+}
+
 // the batch a forward pass is about to run: it must fit the allocation (both back ends call this)
 void bert_set_batch(Bert* model, int B, int T) {
     if (B < 1 || T < 1 || B > model->B_max || T > model->T_max) {
@@ -1005,7 +1106,12 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     float p = train ? model->dropout : 0.0f;
     float plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
+    bert_pack_weights(model);
     ParameterTensors w = model->params;
+    ParameterTensors wp = model->packed; // the linear weights as the products read them
+    // a layer's slice of each packed weight
+    size_t qkv_p = matmul_packed_size(3 * C, C), att_p = matmul_packed_size(C, C);
+    size_t fc_p = matmul_packed_size(FF, C), fcproj_p = matmul_packed_size(C, FF);
     ActivationTensors a = model->acts;
     ScratchTensors s = model->scratch;
     size_t BTC = (size_t)BT * C; // a layer's slice of the (L, ...) buffers (of which N rows are used)
@@ -1017,7 +1123,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     // BertLayer, L times (post-LN): x -> LN1(x + dropout(attention(x))) -> LN2(. + dropout(FFN(.)))
     for (int l = 0; l < L; l++) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
-        matmul_forward(la.qkv, la.x, LAYER_(w.qkvw, l, 3 * C * C), LAYER_(w.qkvb, l, 3 * C), s.wt, N, C, 3 * C);
+        matmul_forward_packed(la.qkv, la.x, LAYER_(wp.qkvw, l, qkv_p), LAYER_(w.qkvb, l, 3 * C),
+                              N, C, 3 * C);
         if (model->strategy == STRATEGY_LORA) { // q, k, v each += s * B (A dropout(x))
             for (int j = 0; j < 3; j++) {
                 size_t lj = (size_t)l * 3 + j;
@@ -1028,21 +1135,24 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         }
         attention_forward(la.atty, la.att, la.qkv, model->lengths, starts, B, T, C, NH, p,
                           bert_stream(model, l, SITE_ATT));
-        matmul_forward(s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), s.wt, N, C, C);
+        matmul_forward_packed(s.tmp, la.atty, LAYER_(wp.attprojw, l, att_p),
+                              LAYER_(w.attprojb, l, C), N, C, C);
         dropout_forward(la.r1, s.tmp, la.x, rows, N, C, p, bert_stream(model, l, SITE_ATTPROJ));
         layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C),
                           LAYER_(w.ln1b, l, C), N, C, cfg->eps);
-        matmul_forward(la.fch, la.ln1, LAYER_(w.fcw, l, FF * C), LAYER_(w.fcb, l, FF), s.wt, N, C, FF);
+        matmul_forward_packed(la.fch, la.ln1, LAYER_(wp.fcw, l, fc_p), LAYER_(w.fcb, l, FF),
+                              N, C, FF);
         gelu_forward(la.fch_gelu, la.fch, (size_t)N * FF);
-        matmul_forward(s.tmp, la.fch_gelu, LAYER_(w.fcprojw, l, C * FF), LAYER_(w.fcprojb, l, C), s.wt, N, FF, C);
+        matmul_forward_packed(s.tmp, la.fch_gelu, LAYER_(wp.fcprojw, l, fcproj_p),
+                              LAYER_(w.fcprojb, l, C), N, FF, C);
         dropout_forward(la.r2, s.tmp, la.ln1, rows, N, C, p, bert_stream(model, l, SITE_FCPROJ));
         layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
                           LAYER_(w.ln2b, l, C), N, C, cfg->eps);
     }
     // BertPooler, then the classifier on dropout(pooled)
-    pooler_forward(a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, s.wt, starts, B, T, C);
+    pooler_forward(a.pooled, a.cls, a.hs + L * BTC, wp.poolw, w.poolb, starts, B, T, C);
     dropout_forward(a.pooled_d, a.pooled, NULL, NULL, B, C, p, bert_stream(model, L, 0));
-    matmul_forward(a.logits, a.pooled_d, w.clsw, w.clsb, s.wt, B, C, NC);
+    matmul_forward_packed(a.logits, a.pooled_d, wp.clsw, w.clsb, B, C, NC);
     if (labels != NULL) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
         model->mean_loss = crossentropy_forward(a.losses, a.probs, a.logits, labels, B, NC);
@@ -1200,6 +1310,9 @@ float bert_update(Bert* model, float lr, float weight_decay, float max_norm) {
     // bias corrections in double, as torch computes them from Python floats
     double bc1 = 1.0 - pow(beta1, model->step);
     double bc2 = 1.0 - pow(beta2, model->step);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        if (model->param_info[i].trainable) { model->packed_fresh[i] = 0; }
+    }
     size_t offset = 0;
     for (int k = 0; k < n; k++) {
         adamw_update(t[k].param, t[k].grad, model->m_memory + offset, model->v_memory + offset, t[k].size, lr, beta1,
@@ -1218,6 +1331,7 @@ void bert_free(Bert* model) {
     free(model->lora_grads_memory);
     free(model->acts_memory);
     free(model->scratch_memory);
+    free(model->packed_memory);
     free(model->ids);
     free(model->types);
     free(model->lengths);

@@ -230,11 +230,11 @@ void bert_setup(Bert* model, int B_max, int T_max) {
         cudaCheck(cudaMalloc(&g->norm_partials, NORM_BLOCKS * sizeof(double)));
         cudaCheck(cudaMalloc(&g->norm_sumsq, sizeof(double)));
     }
-    // activations and scratch from the shared tables: not the CPU's rows (wt)
+    // activations and scratch from the shared tables
     int r = lora ? model->lora_r : 0;
     size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS];
-    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, cfg, B_max, T_max, r, 1);
-    fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, cfg, B_max, T_max, r, 1);
+    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, cfg, B_max, T_max, r);
+    fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, cfg, B_max, T_max, r);
     g->packed = g->kernels >= 3 && attention2_fits(T_max, cfg->C, cfg->NH);
     // kernel set 2 recomputes the softmax in backward from each row's max and sum:
     // no (L, B, NH, T, T) probabilities, no score gradients

@@ -56,8 +56,7 @@ typedef struct {
 // compute every size from it, so a shape is written once.
 enum Dim {
     D_END = 0, D_V, D_P, D_TV, D_C, D_3C, D_L, D_L1 /* L + 1 */, D_NH, D_FF, D_NC, D_B, D_T,
-    D_R /* LoRA rank */, D_3, D_2, D_4,
-    D_WMAX /* max(3C, FF) * max(C, FF): the largest weight matrix */
+    D_R /* LoRA rank */, D_3, D_2, D_4
 };
 #define MAX_DIMS 6
 
@@ -136,41 +135,47 @@ typedef struct {
     float* lora_b; // (L, 3, C, r)
 } LoraTensors;
 
+// The nn.Linear weights, (OC, C) or (L, OC, C): the CPU forward reads each packed
+// (matmul_pack_weight), from a copy made when the weight changes, not on every call
+// (bert_pack_weights)
+#define NUM_LINEAR_WEIGHTS 6
+static const char* LINEAR_WEIGHTS[NUM_LINEAR_WEIGHTS] = {
+    "qkvw", "attprojw", "fcw", "fcprojw", "poolw", "clsw"
+};
+
 // A buffer: activations kept from forward for backward, and scratch. Both back ends allocate
-// them from these tables; `where` says which needs a row (only the CPU transposes weights).
-// A back end's own buffers (the GPU's attention statistics) are its own (train_bert.cu).
-enum Where { ON_BOTH = 0, CPU_ONLY = 1 };
+// them from these tables (a back end's own buffers, as the GPU's attention statistics, are its
+// own).
 typedef struct {
     const char* name;
     int shape[MAX_DIMS];
-    int where;
 } BufferSpec;
 
 #define NUM_ACTIVATION_TENSORS 23
 static const BufferSpec ACTIVATION_SPECS[NUM_ACTIVATION_TENSORS] = {
-    {"encoded",  {D_B, D_T, D_C},            ON_BOTH}, // embeddings before their LayerNorm
-    {"emb_mean", {D_B, D_T},                 ON_BOTH},
-    {"emb_rstd", {D_B, D_T},                 ON_BOTH},
-    {"hs",       {D_L1, D_B, D_T, D_C},      ON_BOTH}, // each layer's input; hs[L]: the encoder's
-    {"qkv",      {D_L, D_B, D_T, D_3C},      ON_BOTH},
-    {"att",      {D_L, D_B, D_NH, D_T, D_T}, ON_BOTH}, // softmax before dropout (GPU -K 2: none)
-    {"atty",     {D_L, D_B, D_T, D_C},       ON_BOTH}, // attention output, heads concatenated
-    {"r1",       {D_L, D_B, D_T, D_C},       ON_BOTH}, // dropout(attention dense) + layer input
-    {"ln1",      {D_L, D_B, D_T, D_C},       ON_BOTH},
-    {"ln1_mean", {D_L, D_B, D_T},            ON_BOTH},
-    {"ln1_rstd", {D_L, D_B, D_T},            ON_BOTH},
-    {"fch",      {D_L, D_B, D_T, D_FF},      ON_BOTH}, // before GELU
-    {"fch_gelu", {D_L, D_B, D_T, D_FF},      ON_BOTH},
-    {"r2",       {D_L, D_B, D_T, D_C},       ON_BOTH}, // dropout(output dense) + ln1
-    {"ln2_mean", {D_L, D_B, D_T},            ON_BOTH},
-    {"ln2_rstd", {D_L, D_B, D_T},            ON_BOTH},
-    {"lora_u",   {D_L, D_3, D_B, D_T, D_R},  ON_BOTH}, // LoRA's A x (size 0 without LoRA)
-    {"cls",      {D_B, D_C},                 ON_BOTH}, // hs[L] at [CLS]
-    {"pooled",   {D_B, D_C},                 ON_BOTH}, // tanh(dense(cls))
-    {"pooled_d", {D_B, D_C},                 ON_BOTH}, // dropout(pooled): the classifier's input
-    {"logits",   {D_B, D_NC},                ON_BOTH},
-    {"probs",    {D_B, D_NC},                ON_BOTH},
-    {"losses",   {D_B},                      ON_BOTH},
+    {"encoded",  {D_B, D_T, D_C}},            // embeddings before their LayerNorm
+    {"emb_mean", {D_B, D_T}},
+    {"emb_rstd", {D_B, D_T}},
+    {"hs",       {D_L1, D_B, D_T, D_C}},      // each layer's input; hs[L]: the encoder's
+    {"qkv",      {D_L, D_B, D_T, D_3C}},
+    {"att",      {D_L, D_B, D_NH, D_T, D_T}}, // softmax before dropout (GPU -K 2: none)
+    {"atty",     {D_L, D_B, D_T, D_C}},       // attention output, heads concatenated
+    {"r1",       {D_L, D_B, D_T, D_C}},       // dropout(attention dense) + layer input
+    {"ln1",      {D_L, D_B, D_T, D_C}},
+    {"ln1_mean", {D_L, D_B, D_T}},
+    {"ln1_rstd", {D_L, D_B, D_T}},
+    {"fch",      {D_L, D_B, D_T, D_FF}},      // before GELU
+    {"fch_gelu", {D_L, D_B, D_T, D_FF}},
+    {"r2",       {D_L, D_B, D_T, D_C}},       // dropout(output dense) + ln1
+    {"ln2_mean", {D_L, D_B, D_T}},
+    {"ln2_rstd", {D_L, D_B, D_T}},
+    {"lora_u",   {D_L, D_3, D_B, D_T, D_R}},  // LoRA's A x (size 0 without LoRA)
+    {"cls",      {D_B, D_C}},                 // hs[L] at [CLS]
+    {"pooled",   {D_B, D_C}},                 // tanh(dense(cls))
+    {"pooled_d", {D_B, D_C}},                 // dropout(pooled): the classifier's input
+    {"logits",   {D_B, D_NC}},
+    {"probs",    {D_B, D_NC}},
+    {"losses",   {D_B}},
 };
 typedef struct {
     float* encoded;  // (B, T, C)
@@ -199,23 +204,21 @@ typedef struct {
 } ActivationTensors;
 
 // scratch for one layer at a time in forward and backward
-#define NUM_SCRATCH_TENSORS 12
+#define NUM_SCRATCH_TENSORS 11
 static const BufferSpec SCRATCH_SPECS[NUM_SCRATCH_TENSORS] = {
-    {"wt",      {D_WMAX},         CPU_ONLY}, // a transposed weight (matmul_forward)
-    {"tmp",     {D_B, D_T, D_C},  ON_BOTH},  // a dense output before its dropout
-    {"dh",      {D_B, D_T, D_C},  ON_BOTH},  // the gradient flowing down the residual stream
-    {"dr",      {D_B, D_T, D_C},  ON_BOTH},  // the gradient of a residual sum
-    {"dln1",    {D_B, D_T, D_C},  ON_BOTH},
-    {"datty",   {D_B, D_T, D_C},  ON_BOTH},
-    {"dqkv",    {D_B, D_T, D_3C}, ON_BOTH},
-    {"dfch",    {D_B, D_T, D_FF}, ON_BOTH},
-    {"xd",      {D_B, D_T, D_C},  ON_BOTH},  // LoRA's dropped-out input, and its gradient
-    {"du",      {D_B, D_T, D_R},  ON_BOTH},
-    {"dsmall",  {D_4, D_B, D_C},  ON_BOTH},  // pooler and classifier gradients
-    {"dlogits", {D_B, D_NC},      ON_BOTH},
+    {"tmp",     {D_B, D_T, D_C}},  // a dense output before its dropout
+    {"dh",      {D_B, D_T, D_C}},  // the gradient flowing down the residual stream
+    {"dr",      {D_B, D_T, D_C}},  // the gradient of a residual sum
+    {"dln1",    {D_B, D_T, D_C}},
+    {"datty",   {D_B, D_T, D_C}},
+    {"dqkv",    {D_B, D_T, D_3C}},
+    {"dfch",    {D_B, D_T, D_FF}},
+    {"xd",      {D_B, D_T, D_C}},  // LoRA's dropped-out input, and its gradient
+    {"du",      {D_B, D_T, D_R}},
+    {"dsmall",  {D_4, D_B, D_C}},  // pooler and classifier gradients
+    {"dlogits", {D_B, D_NC}},
 };
 typedef struct {
-    float* wt;      // (max(3C, FF) * max(C, FF))
     float* tmp;     // (B, T, C)
     float* dh;      // (B, T, C)
     float* dr;      // (B, T, C)
@@ -264,6 +267,11 @@ typedef struct {
     float* acts_memory;
     ScratchTensors scratch;
     float* scratch_memory;
+    // the CPU forward's copies of the linear weights, packed (bert_pack_weights); other rows NULL
+    ParameterTensors packed;                 // e.g. qkvw (L, 3*C / NR, C, NR)
+    float* packed_memory;
+    int packed_fresh[NUM_PARAMETER_TENSORS]; // 1: the packed copy holds the weight's values
+    int packs;                               // tensors packed so far (a test counts them)
     // the current batch, on the host
     int B, T;
     int* ids;     // (B_max * T_max)
@@ -328,6 +336,8 @@ void bert_init_training(Bert* model);
 void bert_alloc_batch(Bert* model, int B_max, int T_max);
 size_t bert_num_trainable(const Bert* model);
 void bert_free(Bert* model);
+// the weights were read anew (a checkpoint, a state): the CPU forward's packed copies are stale
+void bert_weights_changed(Bert* model);
 // a step: the batch is in model->ids / lengths (B, T); update returns the gradient norm before
 // clipping
 void bert_forward(Bert* model, int B, int T, const int* labels, int train);

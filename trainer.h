@@ -571,6 +571,7 @@ static inline void bert_load_checkpoint(Bert* model, const char* path, int epoch
     }
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
     check_finite(model->params_memory, model->num_parameters, path, "parameter");
+    bert_weights_changed(model); // the CPU forward's packed copies are stale
     if (model->strategy == STRATEGY_LORA) {
         freadCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path);
         check_finite(model->lora_memory, model->num_lora_parameters, path, "LoRA parameter");
@@ -746,6 +747,7 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
     // the tensors, each finite; second moments are never negative
     freadCheck(model->params_memory, sizeof(float), model->num_parameters, fp, path);
     check_finite(model->params_memory, model->num_parameters, path, "parameter");
+    bert_weights_changed(model); // the CPU forward's packed copies are stale
     if (model->num_lora_parameters > 0) {
         freadCheck(model->lora_memory, sizeof(float), model->num_lora_parameters, fp, path);
         check_finite(model->lora_memory, model->num_lora_parameters, path, "LoRA parameter");

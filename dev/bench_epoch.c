@@ -4,9 +4,10 @@ The start of a real training epoch of train_bert.c as the trainer runs it: the f
 shuffled training order of epoch 1 (seed 42, batch B), each forward, backward, clip + AdamW, then one
 evaluation pass over the validation split. Prints one BENCH line (JSON): ms per step, the evaluation's
 seconds, the epoch they imply (every step of the epoch at the mean step time, plus the evaluation), and the
-real and padded tokens per step. Then a per-layer table: each layer function timed alone at the shapes of
-one of those batches, times the calls a step makes, beside the measured step (what is left is the glue:
-zeroing, copies, the loop).
+real and padded tokens per step; also the CPU time of a step and of the evaluation (step_cpu_ms,
+eval_cpu_s), the measure to compare on a shared machine, one thread. Then a per-layer table: each
+layer function timed alone at the shapes of one of those batches, times the calls a step makes,
+beside the measured step (what is left is the glue: zeroing, copies, the loop).
 
     make dev/bench_epoch && OMP_NUM_THREADS=2 ./dev/bench_epoch MODEL.bin DATA_DIR full|frozen|lora [steps] [B]
 
@@ -14,6 +15,14 @@ A benchmark, not a test: the numbers depend on the machine, so name it when you 
 */
 #define TESTING
 #include "../train_bert.c"
+
+// the CPU seconds of this process, all threads: on a shared machine the wall clock also counts the
+// time other processes held the cores, these do not
+static double cpu_seconds_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 // ----------------------------------------------------------------------------
 // the per-layer table
@@ -45,6 +54,14 @@ static int cmp_double_(const void* a, const void* b) {
         (out) = t_[LAYER_REPEATS / 2];                                              \
     } while (0)
 
+// the packing the forward after bert_update does
+static void repack_trained_(Bert* m) {
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        if (m->param_info[i].trainable) { m->packed_fresh[i] = 0; }
+    }
+    bert_pack_weights(m);
+}
+
 // Each layer of a step at the batch's shapes (N real tokens of B sequences padded to T), on the model's own
 // buffers after a real forward and backward (so the inputs are real values). Counts follow bert_forward and
 // bert_backward for the strategy: frozen runs no backward below the classifier, LoRA none below layer 0's
@@ -63,16 +80,19 @@ static int layer_table_(Bert* m, LayerTime* rows) {
     int n = 0;
     double t;
     // forward
-    TIME_MS(t, matmul_forward(la.qkv, la.x, w.qkvw, w.qkvb, s.wt, N, C, 3 * C));
-    rows[n++] = (LayerTime){"matmul fwd qkv (incl. transpose)", t, L};
-    TIME_MS(t, matmul_forward(s.tmp, la.atty, w.attprojw, w.attprojb, s.wt, N, C, C));
+    ParameterTensors wp = m->packed; // layer 0's weights, packed
+    TIME_MS(t, matmul_forward_packed(la.qkv, la.x, wp.qkvw, w.qkvb, N, C, 3 * C));
+    rows[n++] = (LayerTime){"matmul fwd qkv", t, L};
+    TIME_MS(t, matmul_forward_packed(s.tmp, la.atty, wp.attprojw, w.attprojb, N, C, C));
     rows[n++] = (LayerTime){"matmul fwd attproj", t, L};
-    TIME_MS(t, matmul_forward(la.fch, la.ln1, w.fcw, w.fcb, s.wt, N, C, FF));
+    TIME_MS(t, matmul_forward_packed(la.fch, la.ln1, wp.fcw, w.fcb, N, C, FF));
     rows[n++] = (LayerTime){"matmul fwd fc", t, L};
-    TIME_MS(t, matmul_forward(s.tmp, la.fch_gelu, w.fcprojw, w.fcprojb, s.wt, N, FF, C));
+    TIME_MS(t, matmul_forward_packed(s.tmp, la.fch_gelu, wp.fcprojw, w.fcprojb, N, FF, C));
     rows[n++] = (LayerTime){"matmul fwd fcproj", t, L};
-    TIME_MS(t, transpose_(s.wt, w.fcw, FF, C));
-    rows[n++] = (LayerTime){"  of which: transpose of fc's weight", t, 0};
+    // what the forward after an update packs again: every linear weight (full), the classifier
+    // (frozen, LoRA)
+    TIME_MS(t, repack_trained_(m));
+    rows[n++] = (LayerTime){"packing the trained linear weights", t, 1};
     TIME_MS(t, attention_forward(la.atty, la.att, la.qkv, m->lengths, m->starts, B, T, C, NH, m->dropout, st));
     rows[n++] = (LayerTime){"attention fwd", t, L};
     TIME_MS(t, layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, w.ln1w, w.ln1b, N, C, cfg->eps));
@@ -191,16 +211,17 @@ int main(int argc, char** argv) {
     loader_init(&loader, &train, B, 42);
     loader_start_epoch(&loader, 1, 1);
     int Bb = 0, T = 0;
-    double real = 0.0, padded = 0.0, s2 = 0.0, t_steps = 0.0;
+    double real = 0.0, padded = 0.0, s2 = 0.0, t_steps = 0.0, cpu_steps = 0.0;
     for (int s = -2; s < steps; s++) { // two untimed steps first (page faults, thread start)
         if (!loader_next_batch(&loader, m.ids, m.lengths, m.labels, m.config.pad_id, &Bb, &T)) { break; }
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = cpu_seconds_();
         bert_forward(&m, Bb, T, m.labels, 1);
         bert_zero_grad(&m);
         bert_backward(&m);
         bert_update(&m, 5e-5f, 0.0f, 1.0f);
         if (s >= 0) {
             t_steps += now_seconds() - t0;
+            cpu_steps += cpu_seconds_() - c0;
             real += m.N;
             padded += (double)Bb * T;
             for (int b = 0; b < Bb; b++) { s2 += (double)m.lengths[b] * m.lengths[b]; }
@@ -209,16 +230,18 @@ int main(int argc, char** argv) {
     double step_ms = t_steps * 1e3 / steps;
     Metrics vm;
     metrics_init(&vm, m.config.NC);
-    double t0 = now_seconds();
+    double t0 = now_seconds(), c0 = cpu_seconds_();
     evaluate_(&CPU_BACKEND, &m, &val, B, &vm);
-    double eval_s = now_seconds() - t0;
+    double eval_s = now_seconds() - t0, eval_cpu_s = cpu_seconds_() - c0;
     int steps_per_epoch = (train.N + B - 1) / B;
     double gflop = step_gflop_(&m, real / steps, s2 / steps);
     printf("BENCH {\"who\": \"ours\", \"model\": \"%s\", \"strategy\": \"%s\", \"threads\": %d, \"B\": %d, "
            "\"steps\": %d, \"step_ms\": %.2f, \"eval_s\": %.3f, \"epoch_s\": %.2f, \"real_tokens\": %.1f, "
-           "\"padded_tokens\": %.1f, \"gflop_step\": %.3f, \"gflops\": %.2f}\n", m.config.name,
+           "\"padded_tokens\": %.1f, \"gflop_step\": %.3f, \"gflops\": %.2f, "
+           "\"step_cpu_ms\": %.2f, \"eval_cpu_s\": %.3f}\n", m.config.name,
            STRATEGY_NAMES[m.strategy], threads, B, steps, step_ms, eval_s, steps_per_epoch * step_ms / 1e3 + eval_s,
-           real / steps, padded / steps, gflop, gflop / (step_ms / 1e3));
+           real / steps, padded / steps, gflop, gflop / (step_ms / 1e3), cpu_steps * 1e3 / steps,
+           eval_cpu_s);
     // the per-layer table, at the shapes of a step near the mean: the last batch timed
     bert_forward(&m, Bb, T, m.labels, 1);
     bert_zero_grad(&m);
