@@ -6,8 +6,11 @@ USE_MPI=1, mpicc) these are MPI calls on MPI_COMM_WORLD; without it there is one
 Failures end the whole job: MPI calls return their errors (MPI_ERRORS_RETURN) and each is checked;
 an error on any rank (an MPI call, or error_exit anywhere in the program) prints "Error (rank r of
 K)" and calls MPI_Abort, which ends every rank. A rank that dies outright (kill -9) is seen by
-mpirun, which ends the others. Settings and files that differ across ranks are caught at the start
-by dist_agree on checksums.
+mpirun, which ends the others. One that lives but is stuck (stopped, or blocked on a file) would
+hold the others in their next collective for ever: a watchdog thread ends a rank whose collective
+has waited longer than BERTC_DIST_TIMEOUT seconds (environment; default 600, longer than any wait
+of a healthy job: rank 0's saves, a slow model load), and mpirun then ends the rest. Settings and
+files that differ across ranks are caught at the start by dist_agree on checksums.
 
 Defines: dist_init, dist_rank, dist_size, dist_sum_floats, dist_sum_doubles, dist_sum_ints,
 dist_max_int, dist_barrier, dist_checksum, dist_agree, dist_finalize.
@@ -21,6 +24,8 @@ Used by: trainer.h (the batch split, the gradient and evaluation sums, rank 0's 
 #include "utils.h" // defines: error_exit (and its hooks, which name the rank and end the job)
 #ifdef USE_MPI
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #endif
 
 static int dist_rank_ = 0, dist_size_ = 1;
@@ -51,11 +56,41 @@ static inline void mpi_check(int err, const char* call, const char* file, int li
 }
 #define mpiCheck(call) mpi_check((call), #call, __FILE__, __LINE__)
 
+// The watchdog: the collective in progress (its name, and when it began in ms; 0: none), checked
+// every second by a thread that makes no MPI call of its own. A timed-out rank ends with _exit,
+// which mpirun sees as a failed rank: MPI_Abort from this thread would need MPI_THREAD_MULTIPLE.
+static _Atomic long long dist_wait_since_ms_;
+static const char* volatile dist_wait_what_;
+static int dist_timeout_s_ = 600;
+
+static inline long long dist_now_ms_(void) { return (long long)(now_seconds() * 1000.0); }
+static void* dist_watchdog_(void* arg) {
+    (void)arg;
+    for (;;) {
+        sleep(1);
+        long long since = atomic_load(&dist_wait_since_ms_);
+        if (since != 0 && dist_now_ms_() - since > dist_timeout_s_ * 1000LL) {
+            fprintf(stderr, "Error%s: %s waited more than %d s for the other ranks: one is stuck "
+                    "or gone\n---> HINT: BERTC_DIST_TIMEOUT sets the limit in seconds\n",
+                    error_who_, dist_wait_what_, dist_timeout_s_);
+            _exit(EXIT_FAILURE);
+        }
+    }
+    return NULL;
+}
+#define DIST_WAIT_(what, call) do { \
+        dist_wait_what_ = what; \
+        atomic_store(&dist_wait_since_ms_, dist_now_ms_()); \
+        mpiCheck(call); \
+        atomic_store(&dist_wait_since_ms_, 0); \
+    } while (0)
+
 // a collective on n elements, in pieces MPI's int counts can hold
 #define DIST_ALLREDUCE_(x, n, type, op) do { \
         for (size_t i_ = 0; i_ < (n); i_ += (size_t)INT_MAX / 2) { \
             size_t k_ = (n) - i_ < (size_t)INT_MAX / 2 ? (n) - i_ : (size_t)INT_MAX / 2; \
-            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, (x) + i_, (int)k_, type, op, MPI_COMM_WORLD)); \
+            DIST_WAIT_("MPI_Allreduce", \
+                       MPI_Allreduce(MPI_IN_PLACE, (x) + i_, (int)k_, type, op, MPI_COMM_WORLD)); \
         } \
     } while (0)
 
@@ -79,6 +114,19 @@ static inline void dist_init(int* argc, char*** argv) {
     if (dist_size_ > 1) {
         snprintf(error_who_, sizeof(error_who_), " (rank %d of %d)", dist_rank_, dist_size_);
     }
+    const char* t = getenv("BERTC_DIST_TIMEOUT");
+    if (t != NULL) {
+        char* end;
+        long v = strtol(t, &end, 10);
+        if (*t == '\0' || *end != '\0' || v < 1 || v > 86400) {
+            error_exit("BERTC_DIST_TIMEOUT=%s: want whole seconds, 1..86400", t);
+        }
+        dist_timeout_s_ = (int)v;
+    }
+    pthread_t watchdog;
+    if (dist_size_ > 1 && pthread_create(&watchdog, NULL, dist_watchdog_, NULL) != 0) {
+        error_exit("could not start the thread that watches for stuck ranks");
+    }
 }
 
 static inline void dist_sum_floats(float* x, size_t n) {
@@ -95,7 +143,7 @@ static inline int dist_max_int(int x) {
     return x;
 }
 static inline void dist_barrier(void) {
-    if (dist_size_ > 1) { mpiCheck(MPI_Barrier(MPI_COMM_WORLD)); }
+    if (dist_size_ > 1) { DIST_WAIT_("MPI_Barrier", MPI_Barrier(MPI_COMM_WORLD)); }
 }
 
 // Every rank must hold rank 0's checksum of `what` (the flags, a file, the weights): one that does
@@ -103,7 +151,8 @@ static inline void dist_barrier(void) {
 static inline void dist_agree(uint64_t checksum, const char* what) {
     if (dist_size_ == 1) { return; }
     uint64_t* all = (uint64_t*)mallocCheck((size_t)dist_size_ * sizeof(uint64_t));
-    mpiCheck(MPI_Allgather(&checksum, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD));
+    DIST_WAIT_("MPI_Allgather",
+               MPI_Allgather(&checksum, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD));
     for (int r = 1; r < dist_size_; r++) {
         if (all[r] != all[0]) {
             error_exit("rank %d's %s differs from rank 0's (checksum %016llx, rank 0 %016llx)\n"

@@ -9,7 +9,7 @@ the step losses (float32 in the TensorBoard file) to 1e-5 relative, the final we
 4.1e-8, full fine-tuning on 2 ranks), log.tsv's losses and metrics to 1e-5; one rank: the same bits.
 Then: a 2-rank job killed with kill -9 and resumed (-R 1) equals an uninterrupted one bit for bit; a
 state written by 2 ranks resumes on 4; flags or files that differ across ranks stop the job at the
-start, naming the rank; an error on one rank, or one rank killed, ends the whole job.
+start, naming the rank; an error on one rank, one rank killed or one stuck ends the whole job.
 
 Skipped where mpirun or ./train_bert_mpi is missing; `make setup` installs Open MPI and
 `make test-python` builds train_bert_mpi wherever mpicc is, so CI runs these. One thread a rank.
@@ -209,6 +209,28 @@ def test_a_rank_killed_ends_the_job(mpirun, small_data, tmp_path):
         if job.poll() is None:
             kill_session(job)
     assert job.returncode != 0
+
+
+def test_a_stuck_rank_ends_the_job(mpirun, small_data, tmp_path):
+    """one rank stopped (SIGSTOP: alive, but it never reaches its next all-reduce): the other's
+    watchdog ends it after BERTC_DIST_TIMEOUT seconds, and mpirun the job"""
+    flags = ["-m", TINY, "-b", "4", "-d", small_data, "-e", "50", "-p", "0", "-P", "0", "-f", "1",
+             "-o", str(tmp_path / "o")]
+    job = subprocess.Popen(mpi_cmd(mpirun, 2, flags), env=dict(MPI_ENV, BERTC_DIST_TIMEOUT="3"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                           start_new_session=True)
+    try:
+        read_until(job, "step 3/")
+        name = os.path.basename(MPI_EXE)[:15]
+        pids = subprocess.run(["pgrep", "-s", str(job.pid), "-x", name], capture_output=True,
+                              text=True).stdout.split()
+        assert len(pids) == 2, pids
+        subprocess.run(["kill", "-STOP", max(pids, key=int)])
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            kill_session(job)
+    assert job.returncode != 0 and "waited more than 3 s for the other ranks" in err, err
 
 
 def test_ranks_need_an_example_each_in_every_batch(mpirun, small_data, tmp_path):
