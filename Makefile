@@ -82,6 +82,8 @@ endif
 MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi,)
 train_bert_mpi: train_bert.c $(HEADERS)
 	$(MPICC) $(CFLAGS) -DUSE_MPI $(OMP_FLAGS) -o $@ $< $(LDLIBS)
+dev/bench_allreduce: dev/bench_allreduce.c $(HEADERS)
+	$(MPICC) $(CFLAGS) -DUSE_MPI -o $@ $< $(LDLIBS)
 test-mpi: train_bert train_bert_mpi data/ref_tiny_model.bin
 	$(PYTHON) -m pytest -q -rs tests/test_mpi.py
 
@@ -275,7 +277,7 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 
 clean:
 	rm -rf build
-	rm -f train_bert_mpi
+	rm -f train_bert_mpi dev/bench_allreduce
 	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step dev/bench_epoch dev/bench_matmul \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 
