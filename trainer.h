@@ -1164,6 +1164,7 @@ static inline void shell_quote_print_(FILE* out, const char* a) {
 
 // this run's command line with -R 1 (without its own -R or -O: a resume needs no -O)
 static inline void resume_command_print_(FILE* out, const Settings* s) {
+    if (dist_size() > 1) { fprintf(out, " mpirun -np %d", dist_size()); } // any count would do
     for (int i = 0; i < s->argc; i++) {
         const char* a = s->argv[i];
         if (i % 2 == 1 && (strcmp(a, "-R") == 0 || strcmp(a, "-O") == 0)) {
@@ -1185,6 +1186,7 @@ static inline void run_stop_(Run* run, const TrainProgress* now) {
         save_start_(run, NULL, NULL, run->state_path, 0, now);
     }
     save_wait_(run);
+    dist_barrier(); // rank 0's state is complete before any rank's exit can end the job
     int sig = stop_signal_;
     if (!run->writes) { exit(128 + sig); }
     printf("%s", run->tty ? "\r\033[K" : "");

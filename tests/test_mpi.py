@@ -4,15 +4,16 @@ ranks compute what one process computes. Each rank takes a contiguous slice of e
 padded to the whole batch's longest example, its dropout masks keyed by the examples' places in the
 global batch, so the only difference from one process is the order of the gradient (and loss) sums.
 On the tiny model, 20 steps of each strategy with 1, 2 and 4 ranks against the plain ./train_bert:
-the step losses (float32 in the TensorBoard file) to 1e-5 relative, the final weights within
-1e-6 + 1e-6 |w| (test_bert's tolerance after its 10 AdamW steps; the largest difference seen was
-4.1e-8, full fine-tuning on 2 ranks), log.tsv's losses and metrics to 1e-5; one rank: the same bits.
-Then: a 2-rank job killed with kill -9 and resumed (-R 1) equals an uninterrupted one bit for bit; a
-state written by 2 ranks resumes on 4; flags or files that differ across ranks stop the job at the
-start, naming the rank; an error on one rank, one rank killed or one stuck ends the whole job.
+the step losses (float32 in the TensorBoard file) to 1e-5 relative, the final weights within 1e-6 +
+1e-6 |w| (test_bert's tolerance after its 10 AdamW steps; the largest difference seen was 4.1e-8,
+full fine-tuning on 2 ranks), log.tsv's losses and metrics to 1e-5; one rank: the same bits. Then: a
+2-rank job killed with kill -9, or stopped by SIGTERM, and resumed (-R 1) equals an uninterrupted
+one bit for bit; a state written by 2 ranks resumes on 4; flags or files that differ across ranks
+stop the job at the start, naming the rank; an error on one rank, one rank killed or one stuck ends
+the whole job.
 
-Skipped where mpirun or ./train_bert_mpi is missing; `make setup` installs Open MPI and
-`make test-python` builds train_bert_mpi wherever mpicc is, so CI runs these. One thread a rank.
+Skipped where mpirun or ./train_bert_mpi is missing; `make setup` installs Open MPI and `make test-
+python` builds train_bert_mpi wherever mpicc is, so CI runs these. One thread a rank.
 
     make test-mpi      (python -m pytest -q tests/test_mpi.py)
 """
@@ -138,6 +139,28 @@ def test_kill_9_and_resume_on_2_ranks_is_bit_exact(mpirun, small_data, tmp_path)
     r = run_mpi(mpirun, 2, flags + ["-o", b, "-R", "1"])
     assert "resumed from" in r.stdout and "epoch 2" in r.stdout, r.stdout
     assert_runs_equal(a, b, 3)
+
+
+def test_sigterm_stops_every_rank_at_one_step_and_resumes_bit_for_bit(mpirun, small_data, tmp_path):
+    """SIGTERM to mpirun, which passes it on to the ranks: they agree on the step to stop at, rank 0
+    saves the state there and says how to resume; the resumed job equals an uninterrupted one"""
+    flags = ["-m", TINY, "-b", "4", "-d", small_data, "-e", "6", "-p", "0", "-P", "0", "-f", "1"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    run_mpi(mpirun, 2, flags + ["-o", a])
+    job = subprocess.Popen(mpi_cmd(mpirun, 2, flags + ["-o", b]), env=MPI_ENV,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                           start_new_session=True)
+    try:
+        read_until(job, "step 5/")
+        job.terminate()
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            kill_session(job)
+    assert "stopped by SIGTERM after step" in err and " mpirun -np 2 " in err, err
+    r = run_mpi(mpirun, 2, flags + ["-o", b, "-R", "1"])
+    assert "resumed from" in r.stdout, r.stdout
+    assert_runs_equal(a, b, 6)
 
 
 def test_a_state_resumes_with_another_rank_count(mpirun, small_data, tmp_path):
