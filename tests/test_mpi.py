@@ -3,17 +3,17 @@ Data-parallel training over MPI (make train_bert_mpi, or make train_bert USE_MPI
 ranks compute what one process computes. Each rank takes a contiguous slice of every global batch,
 padded to the whole batch's longest example, its dropout masks keyed by the examples' places in the
 global batch, so the only difference from one process is the order of the gradient (and loss) sums.
-On the tiny model, 20 steps of each strategy with 1, 2 and 4 ranks against the plain ./train_bert:
+On the tiny model, 20 steps of each strategy with 1 to 4 ranks against the plain ./train_bert:
 the step losses (float32 in the TensorBoard file) to 1e-5 relative, the final weights within 1e-6 +
 1e-6 |w| (test_bert's tolerance after its 10 AdamW steps; the largest difference seen was 4.1e-8,
-full fine-tuning on 2 ranks), log.tsv's losses and metrics to 1e-5; one rank: the same bits. Then: a
-2-rank job killed with kill -9, or stopped by SIGTERM, and resumed (-R 1) equals an uninterrupted
-one bit for bit; a state written by 2 ranks resumes on 4; flags or files that differ across ranks
-stop the job at the start, naming the rank; an error on one rank, one rank killed or one stuck ends
-the whole job.
+full fine-tuning on 2 and on 3 ranks), log.tsv's losses and metrics to 1e-5; one rank: the same
+bits. Then: a 2-rank job killed with kill -9, or stopped by SIGTERM, and resumed (-R 1) equals an
+uninterrupted one bit for bit; a state written by 2 ranks resumes on 4; flags or files that differ
+across ranks stop the job at the start, naming the rank; an error on one rank, one rank killed or
+one stuck ends the whole job.
 
-Skipped where mpirun or ./train_bert_mpi is missing; `make setup` installs Open MPI and `make test-
-python` builds train_bert_mpi wherever mpicc is, so CI runs these. One thread a rank.
+Skipped where mpirun or ./train_bert_mpi is missing; `make setup` installs Open MPI and
+`make test-python` builds train_bert_mpi wherever mpicc is, so CI runs these. One thread a rank.
 
     make test-mpi      (python -m pytest -q tests/test_mpi.py)
 """
@@ -104,7 +104,7 @@ def test_ranks_compute_what_one_process_computes(mpirun, small_data, tmp_path, s
     want_loss = np.array([v for _, v in read_scalars(one)["train/loss"]])
     want_w = weights(one)
     assert len(want_loss) == 20
-    for k in (1, 2, 4):
+    for k in (1, 2, 3, 4):  # 3: slices of 1, 1 and 2 examples
         out = str(tmp_path / f"k{k}")
         r = run_mpi(mpirun, k, flags + ["-o", out])
         assert "summary |" in r.stdout, r.stdout + r.stderr
