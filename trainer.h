@@ -402,6 +402,10 @@ static inline void settings_print_(const Settings* s, const Bert* model, const B
                    s->lora_dropout);
     }
     table_add_(&rows, "back end", "%s", device);
+    if (dist_size() > 1) {
+        table_add_(&rows, "ranks (MPI)", "%d, each a slice of every batch; rank 0 writes",
+                   dist_size());
+    }
     table_add_(&rows, "-", " ");
     table_add_(&rows, "V, P, C, L, NH, FF, NC", "%d, %d, %d, %d, %d, %d, %d", cfg->V, cfg->P,
                cfg->C, cfg->L, cfg->NH, cfg->FF, cfg->NC);
