@@ -31,6 +31,7 @@ static void model_from_state_(Bert* model, const char* model_path, const RefStat
     bert_alloc_batch(model, st->B, st->T);
     bert_alloc_activations(model, st->B, st->T);
     memcpy(model->ids, st->ids, (size_t)st->B * st->T * sizeof(int));
+    memcpy(model->types, st->types, (size_t)st->B * st->T * sizeof(int));
     memcpy(model->lengths, st->lengths, st->B * sizeof(int));
 }
 
@@ -336,6 +337,7 @@ static void test_loader_(const Dataset* ds, int pad_id) {
     DataLoader loader;
     loader_init(&loader, ds, B, 42);
     int* ids = (int*)mallocCheck((size_t)B * ds->T_max * sizeof(int));
+    int* types = (int*)mallocCheck((size_t)B * ds->T_max * sizeof(int));
     int lengths[16], labels[16];
     int* seen = (int*)callocCheck(ds->N, sizeof(int));
     int* first_order = (int*)mallocCheck(ds->N * sizeof(int));
@@ -345,7 +347,7 @@ static void test_loader_(const Dataset* ds, int pad_id) {
         loader_start_epoch(&loader, epoch, 1);
         if (epoch == 1) { memcpy(first_order, loader.order, ds->N * sizeof(int)); }
         int Bb, T, nb = 0, total = 0;
-        while (loader_next_batch(&loader, ids, lengths, labels, pad_id, &Bb, &T)) {
+        while (loader_next_batch_types(&loader, ids, types, lengths, labels, pad_id, &Bb, &T)) {
             int maxlen = 0;
             for (int b = 0; b < Bb; b++) {
                 int n = loader.order[loader.pos - Bb + b];
@@ -355,6 +357,8 @@ static void test_loader_(const Dataset* ds, int pad_id) {
                 for (int t = 0; t < T; t++) {
                     int want = t < lengths[b] ? ds->ids[ds->starts[n] + t] : pad_id;
                     if (ids[b * T + t] != want) { ok_pad = 0; }
+                    int want_type = t < lengths[b] ? ds->types[ds->starts[n] + t] : 0;
+                    if (types[b * T + t] != want_type) { ok_pad = 0; }
                 }
             }
             if (T != maxlen) { ok_pad = 0; }
@@ -367,14 +371,14 @@ static void test_loader_(const Dataset* ds, int pad_id) {
     }
     int differs = memcmp(first_order, loader.order, ds->N * sizeof(int)) != 0;
     check(ok_every, "the loader visits every example exactly once per epoch, with its label and length");
-    check(ok_pad, "each batch is padded with the pad id to its own longest example");
+    check(ok_pad, "each batch is padded with the pad id (type 0) to its own longest example");
     check(ok_last && ok_sizes, "only the last batch is partial, and it is kept");
     check(differs, "the order is reshuffled every epoch");
     loader.pos = ds->N + 5;
     int Bb, T;
     check(loader_next_batch(&loader, ids, lengths, labels, pad_id, &Bb, &T) == 0,
           "a position past the end ends the epoch");
-    free(ids); free(seen); free(first_order);
+    free(ids); free(types); free(seen); free(first_order);
     loader_free(&loader);
 }
 
@@ -671,6 +675,7 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
         {MODEL_V, INT32_MIN, "field V", "V -2^31 (its V - 1 bound overflowed: found by make fuzz)"},
         {MODEL_P, 1, "field P is 1, want 3..", "P 1 (the tokenizer failed later, without naming the file)"},
         {MODEL_P, 2, "field P is 2, want 3..", "P 2: no room for a word between [CLS] and [SEP] (was accepted)"},
+        {MODEL_LABEL_BYTES, 5, "label names are not 6", "label names that are not 6 names"},
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         write_corrupt(model_path, bad, 0, (long)fields[i].slot * 4, fields[i].value);
@@ -741,6 +746,69 @@ static void test_bad_inputs_(const char* split_path, const char* model_path, con
     bert_free(&full);
     remove(ckpt);
     remove(bad);
+}
+
+// A model file that names its labels (prepro writes them for a dataset of your own): kept as read
+static void test_model_label_names_(const char* model_path) {
+    long n;
+    char* buf = file_read_all(model_path, &n);
+    const char text[] = "a\0bb\0c\0d\0e\0f"; // the tiny model's six; sizeof has the last NUL
+    int32_t* h = (int32_t*)buf;
+    h[MODEL_LABEL_BYTES] = (int32_t)sizeof(text);
+    memcpy(&h[H_LABEL_NAMES], text, sizeof(text));
+    char path[] = "/tmp/test_bert_named_XXXXXX";
+    scratch_path(path);
+    FILE* fp;
+    fopenCheck(&fp, path, "wb");
+    fwriteCheck(buf, 1, n, fp, path);
+    fcloseCheck(fp, path);
+    Bert m = {0};
+    bert_build_from_file(&m, path);
+    int same = memcmp(m.config.label_text, text, sizeof(text)) == 0;
+    check(m.config.label_bytes == (int)sizeof(text) && same, "a model file's label names are read");
+    bert_free(&m);
+    free(buf);
+    remove(path);
+}
+
+// A split of version 2 (dev/reference.py's 32 sentence pairs): token types and label names
+static void test_pair_split_(const char* path, const BertConfig* cfg) {
+    printf("\n== a split of sentence pairs (version 2): %s\n", path);
+    if (access(path, R_OK) != 0) {
+        check(0, "the pair split can be read (make reference)");
+        return;
+    }
+    Dataset ds;
+    dataset_load(&ds, path, cfg->V, cfg->NC, cfg->P);
+    const char* want[] = {"sadness", "joy", "love", "anger", "fear", "surprise"};
+    int names_ok = ds.label_names != NULL && ds.NC == 6;
+    for (int k = 0; names_ok && k < 6; k++) { names_ok = strcmp(ds.label_names[k], want[k]) == 0; }
+    check(names_ok, "the label names are read, in class id order");
+    long ones = 0;
+    for (size_t i = 0; i < ds.starts[ds.N - 1] + ds.lengths[ds.N - 1]; i++) { ones += ds.types[i]; }
+    check(ds.max_type == 1 && ones > 0 && ds.types[0] == 0, "token types are read: 0 on a, 1 on b");
+    test_loader_(&ds, cfg->pad_id);
+    long ntok = (long)(ds.starts[ds.N - 1] + ds.lengths[ds.N - 1]);
+    long types_at = (HEADER_INTS + 2L * ds.N + ntok) * 4;
+    char bad[] = "/tmp/test_bert_pairs_XXXXXX";
+    scratch_path(bad);
+    bad_V_ = cfg->V; bad_NC_ = cfg->NC; bad_P_ = cfg->P;
+    struct { long offset; int32_t value; const char* want; const char* what; } fields[] = {
+        {types_at + 8, 2, "token type 2", "a token type 2"},
+        {SPLIT_LABEL_BYTES * 4, 5, "label names are not 6", "label names cut short"},
+        {SPLIT_LABEL_BYTES * 4, 100000, "label names take 100000 bytes",
+         "label names longer than the header"},
+        {H_LABEL_NAMES * 4, 0, "label names are not 6", "an empty label name"},
+        {H_VERSION * 4, 3, "want 1..2", "a split of version 3"},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        write_corrupt(path, bad, 0, fields[i].offset, fields[i].value);
+        expect_failure(load_split_, bad, fields[i].want, 1, fields[i].what);
+    }
+    write_corrupt(path, bad, types_at + 4 * ntok - 4, -1, 0);
+    expect_failure(load_split_, bad, "bytes", 1, "a pair split without its last token type");
+    remove(bad);
+    dataset_free(&ds);
 }
 
 // CRC-32C check value (RFC 3720), and one TFRecord read back by hand: length, masked CRCs, the Event bytes
@@ -879,11 +947,13 @@ int main(int argc, char** argv) {
     int nmodels = argc > 2 && strcmp(argv[2], "tiny") == 0 ? 1 : 2;
     char model_path[1024], state_path[1024], path[1024];
     const char* models[] = {"tiny", "minilm"};
-    const char* states[] = {"full", "frozen", "lora", "full_b1", "full_pad"};
+    // pairs: [CLS] a [SEP] b [SEP] with type 1 on b, so wtt's second row gets its gradient too
+    const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad",
+                            "lora_pairs"};
     for (int m = 0; m < nmodels; m++) {
         snprintf(model_path, sizeof(model_path), "%s/ref_%s_model.bin", data, models[m]);
-        for (int s = 0; s < 5; s++) {
-            if (m == 1 && s >= 3) { continue; } // the batch variants are made for tiny only
+        for (int s = 0; s < 7; s++) {
+            if (m == 1 && s >= 4) { continue; } // the other batch variants are made for tiny only
             snprintf(state_path, sizeof(state_path), "%s/ref_%s_%s.bin", data, models[m], states[s]);
             test_state_(model_path, state_path);
         }
@@ -901,6 +971,11 @@ int main(int argc, char** argv) {
     Dataset train;
     dataset_load(&train, path, cfg->V, cfg->NC, cfg->P);
     test_loader_(&train, cfg->pad_id);
+    check(train.label_names == NULL && train.max_type == 0,
+          "a split of version 1 loads: no names, types 0");
+    snprintf(path, sizeof(path), "%s/ref_tiny_pairs_split.bin", data);
+    test_pair_split_(path, cfg);
+    test_model_label_names_(model_path);
     snprintf(path, sizeof(path), "%s/ref_metrics.bin", data);
     test_metrics_(path);
     test_early_stopping_();

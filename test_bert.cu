@@ -34,6 +34,7 @@ static void model_from_state_(Bert* model, const char* model_path, const RefStat
     bert_alloc_batch(model, st->B, st->T);
     if (on_gpu) { cu::bert_setup(model, st->B, st->T); } else { bert_alloc_activations(model, st->B, st->T); }
     memcpy(model->ids, st->ids, (size_t)st->B * st->T * sizeof(int));
+    memcpy(model->types, st->types, (size_t)st->B * st->T * sizeof(int));
     memcpy(model->lengths, st->lengths, st->B * sizeof(int));
 }
 
@@ -406,7 +407,9 @@ int main(int argc, char** argv) {
     printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
     test_dropout_device_();
     const char* models[] = {"tiny", "minilm"};
-    const char* states[] = {"full", "frozen", "lora", "full_b1", "full_pad"};
+    // pairs: token type 1 on the second text, so wtt's second row gets its gradient too
+    const char* states[] = {"full", "frozen", "lora", "full_pairs", "full_b1", "full_pad",
+                            "lora_pairs"};
     snprintf(path, sizeof(path), "%s/emotion_train.bin", data);
     char val_path[1024];
     snprintf(val_path, sizeof(val_path), "%s/emotion_validation.bin", data);
@@ -422,8 +425,8 @@ int main(int argc, char** argv) {
                           m == 1 ? "MiniLM skipped (no data/ref_minilm_model.bin)" : "data/ref_tiny_model.bin exists");
                     continue;
                 }
-                for (int s = 0; s < 5; s++) {
-                    if (m == 1 && s >= 3) { continue; } // the batch variants are made for tiny only
+                for (int s = 0; s < 7; s++) {
+                    if (m == 1 && s >= 4) { continue; } // the other variants are made for tiny only
                     snprintf(state_path, sizeof(state_path), "%s/ref_%s_%s.bin", data, models[m], states[s]);
                     test_state_(model_path, state_path, prec);
                 }

@@ -6,7 +6,8 @@ test_tokenizer.c: checks tokenizer.h against Hugging Face's BertTokenizerFast.
     ./test_tokenizer [vocab.txt] [tokenizer_ref.bin]
 
 Three parts: every reference case (the emotion dataset, awkward inputs, a few
-invalid UTF-8 strings) must give exactly HF's ids; a list of invalid UTF-8 byte
+invalid UTF-8 strings; alone and as sentence pairs, those also truncated
+longest first) must give exactly HF's ids and token types; a list of invalid UTF-8 byte
 strings must not crash and must give [CLS] ... [SEP] with ids < V; and
 truncation to max_len must keep [CLS] first and [SEP] last. Not tested here:
 cased vocabularies (do_lower_case = 0).
@@ -57,6 +58,58 @@ static void check(int ok, const char* what) {
 // ----------------------------------------------------------------------------
 // the tests
 
+// one text of a pair case: its length, then its bytes, into *text (an stb_ds array, NUL-terminated)
+static int read_text(FILE* f, const char* path, int c, char** text) {
+    int nbytes;
+    freadCheck(&nbytes, sizeof(int), 1, f, path);
+    if (nbytes < 0) {
+        fprintf(stderr, "Error: %s pair %d: bad length %d\n", path, c, nbytes);
+        exit(EXIT_FAILURE);
+    }
+    arrsetlen(*text, nbytes + 1);
+    if (nbytes > 0) { freadCheck(*text, 1, (size_t)nbytes, f, path); }
+    (*text)[nbytes] = '\0';
+    return nbytes;
+}
+
+// the NP sentence pairs after the single texts: each with its own max_length, ids and token types
+static void test_reference_pairs(Tokenizer* t, FILE* f, const char* path, int NP, int max_len) {
+    int* ref = mallocCheck(2 * (size_t)max_len * sizeof(int));
+    int* ids = mallocCheck(2 * (size_t)max_len * sizeof(int));
+    char *a = NULL, *b = NULL;
+    int case_failed = 0;
+    for (int c = 0; c < NP; c++) {
+        int len, nref;
+        freadCheck(&len, sizeof(int), 1, f, path);
+        int na = read_text(f, path, c, &a), nb = read_text(f, path, c, &b);
+        freadCheck(&nref, sizeof(int), 1, f, path);
+        if (len < 3 || len > max_len || nref < 3 || nref > len) {
+            fprintf(stderr, "Error: %s pair %d: max_length %d, %d ids\n", path, c, len, nref);
+            exit(EXIT_FAILURE);
+        }
+        freadCheck(ref, sizeof(int), 2 * (size_t)nref, f, path); // ids, then types
+        int n = tokenizer_encode_pair_bytes(t, a, (size_t)na, b, (size_t)nb, ids, ids + len, len);
+        int ok = n == nref && memcmp(ids, ref, (size_t)n * sizeof(int)) == 0 &&
+                 memcmp(ids + len, ref + nref, (size_t)n * sizeof(int)) == 0;
+        if (ok) { passed++; continue; }
+        failed++;
+        case_failed++;
+        if (failed <= MAX_PRINT) {
+            printf("FAIL reference pair %d (max_length %d)\n", c, len);
+            print_text(a, na);
+            print_text(b, nb);
+            print_ids("want", ref, nref, t);
+            print_ids("got ", ids, n, t);
+        }
+    }
+    printf("reference pairs: %d, %d match Hugging Face (ids and types), %d differ\n", NP,
+           NP - case_failed, case_failed);
+    arrfree(a);
+    arrfree(b);
+    free(ref);
+    free(ids);
+}
+
 static void test_reference(Tokenizer* t, const char* path) {
     FILE* f;
     fopenCheck(&f, path, "rb");
@@ -98,12 +151,14 @@ static void test_reference(Tokenizer* t, const char* path) {
             print_ids("got ", ids, n, t);
         }
     }
+    printf("reference: %d cases, %d match Hugging Face, %d differ\n", N, N - case_failed,
+           case_failed);
+    test_reference_pairs(t, f, path, header[6], max_len);
     char extra;
     if (fread(&extra, 1, 1, f) != 0) {
-        fprintf(stderr, "Error: %s has bytes after case %d\n", path, N); exit(EXIT_FAILURE);
+        fprintf(stderr, "Error: %s has bytes after its last case\n", path); exit(EXIT_FAILURE);
     }
     fclose(f);
-    printf("reference: %d cases, %d match Hugging Face, %d differ\n", N, N - case_failed, case_failed);
     arrfree(text);
     free(ref);
     free(ids);

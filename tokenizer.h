@@ -1,17 +1,21 @@
 /*
 tokenizer.h: BERT WordPiece tokenizer, header-only, giving exactly the ids of
 Hugging Face's BertTokenizerFast (the Rust `tokenizers` library: BertNormalizer,
-BertPreTokenizer, WordPiece, then [CLS] ... [SEP]) for one sentence.
+BertPreTokenizer, WordPiece, then [CLS] ... [SEP]) for one sentence or a pair.
 
     Tokenizer tok;
     tokenizer_init(&tok, "vocab.txt", 1);           // 1 = uncased model
     int n = tokenizer_encode(&tok, text, ids, 512);  // [CLS] ... [SEP], n <= 512
+    n = tokenizer_encode_pair(&tok, a, b, ids, types, 512); // [CLS] a [SEP] b [SEP], types 1 on b
     tokenizer_free(&tok);
 
-What it is not: no sentence pairs, no token_type_ids, no offsets, no padding,
-no decoding, no user-added tokens. Like HF, the five special tokens written
-literally in the text ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]", exact and
-case-sensitive) are matched in the raw text first and become their ids.
+A pair is truncated longest first, as HF's truncation=True: pieces come off the
+longer text until both fit, or each keeps half of the room when both are long.
+
+What it is not: no offsets, no padding, no decoding, no user-added tokens. Like
+HF, the five special tokens written literally in the text ("[CLS]", "[SEP]",
+"[UNK]", "[PAD]", "[MASK]", exact and case-sensitive) are matched in the raw
+text first and become their ids.
 
 The pipeline, in the order `tokenizers` runs it (normalizers/bert.rs):
   1. clean_text: drop NUL, U+FFFD and control chars; whitespace -> ' '
@@ -196,6 +200,7 @@ typedef struct {
     char* key;          // candidate piece, "##" + substring, NUL-terminated
     int* word_ids;      // pieces of the current word
     int* ids;           // pieces of the whole text
+    int* first_ids;     // pieces of a pair's first text
 } Tokenizer;
 
 static void tokenizer_fail_(const char* path, const char* msg, const char* detail) {
@@ -277,6 +282,7 @@ void tokenizer_free(Tokenizer* t) {
     arrfree(t->key);
     arrfree(t->word_ids);
     arrfree(t->ids);
+    arrfree(t->first_ids);
     memset(t, 0, sizeof(*t));
 }
 
@@ -351,14 +357,9 @@ static void tokenizer_encode_segment_(Tokenizer* t, const char* text, size_t n) 
     }
 }
 
-// Encodes n bytes of UTF-8 text into ids: [CLS] pieces [SEP], keeping the first
-// max_len - 2 pieces when there are more (HF truncation=True, max_length=max_len).
-// Returns the number of ids written (2..max_len).
-int tokenizer_encode_bytes(Tokenizer* t, const char* text, size_t n, int* ids, int max_len) {
-    if (max_len < 2) {
-        fprintf(stderr, "Error: tokenizer_encode: max_len %d leaves no room for [CLS] and [SEP]\n", max_len);
-        exit(EXIT_FAILURE);
-    }
+// The pieces of n bytes of UTF-8 text, no [CLS] or [SEP] around them, into t->ids; returns their
+// count.
+static int tokenizer_pieces_(Tokenizer* t, const char* text, size_t n) {
     arrsetlen(t->ids, 0);
     // split the raw text at literal special tokens (HF's added-token pass, before
     // normalization). None is a prefix of another, so the first match is the match.
@@ -377,7 +378,19 @@ int tokenizer_encode_bytes(Tokenizer* t, const char* text, size_t n, int* ids, i
         }
     }
     tokenizer_encode_segment_(t, text + seg_start, n - seg_start);
-    int npieces = (int)arrlen(t->ids);
+    return (int)arrlen(t->ids);
+}
+
+// Encodes n bytes of UTF-8 text into ids: [CLS] pieces [SEP], keeping the first
+// max_len - 2 pieces when there are more (HF truncation=True, max_length=max_len).
+// Returns the number of ids written (2..max_len).
+int tokenizer_encode_bytes(Tokenizer* t, const char* text, size_t n, int* ids, int max_len) {
+    if (max_len < 2) {
+        fprintf(stderr, "Error: tokenizer_encode: max_len %d leaves no room for [CLS] and [SEP]\n",
+                max_len);
+        exit(EXIT_FAILURE);
+    }
+    int npieces = tokenizer_pieces_(t, text, n);
     if (npieces > max_len - 2) { npieces = max_len - 2; }
     ids[0] = t->cls_id;
     if (npieces > 0) { memcpy(ids + 1, t->ids, (size_t)npieces * sizeof(int)); }
@@ -387,4 +400,43 @@ int tokenizer_encode_bytes(Tokenizer* t, const char* text, size_t n, int* ids, i
 
 int tokenizer_encode(Tokenizer* t, const char* text, int* ids, int max_len) {
     return tokenizer_encode_bytes(t, text, strlen(text), ids, max_len);
+}
+
+// Encodes a sentence pair into ids and types: [CLS] a [SEP] b [SEP], type 0 up to the first [SEP],
+// 1 after it. Longest first, as tokenizers' TruncationStrategy::LongestFirst (utils/truncation.rs):
+// with room for max_len - 3 pieces, a shorter text that fits in half of it is kept whole and the
+// longer one gets the rest; else each gets half, and the longer one (the second, if they tie) the
+// odd piece. Returns the number of ids written.
+int tokenizer_encode_pair_bytes(Tokenizer* t, const char* a, size_t na, const char* b, size_t nb,
+                                int* ids, int* types, int max_len) {
+    if (max_len < 3) {
+        fprintf(stderr, "Error: tokenizer_encode_pair: max_len %d leaves no room for [CLS] and "
+                "two [SEP]\n", max_len);
+        exit(EXIT_FAILURE);
+    }
+    int n1 = tokenizer_pieces_(t, a, na);
+    arrsetlen(t->first_ids, n1);
+    if (n1 > 0) { memcpy(t->first_ids, t->ids, (size_t)n1 * sizeof(int)); }
+    int n2 = tokenizer_pieces_(t, b, nb);
+    int room = max_len - 3;
+    if (n1 + n2 > room) {
+        int shorter = n1 <= n2 ? n1 : n2;
+        int keep_short = shorter > room / 2 ? room / 2 : shorter;
+        int keep_long = shorter > room / 2 ? room / 2 + room % 2 : room - shorter;
+        if (n1 <= n2) { n1 = keep_short; n2 = keep_long; } else { n1 = keep_long; n2 = keep_short; }
+    }
+    int n = 0;
+    ids[n++] = t->cls_id;
+    for (int i = 0; i < n1; i++) { ids[n++] = t->first_ids[i]; }
+    ids[n++] = t->sep_id;
+    int first_len = n;
+    for (int i = 0; i < n2; i++) { ids[n++] = t->ids[i]; }
+    ids[n++] = t->sep_id;
+    for (int i = 0; i < n; i++) { types[i] = i >= first_len; }
+    return n;
+}
+
+int tokenizer_encode_pair(Tokenizer* t, const char* a, const char* b, int* ids, int* types,
+                          int max_len) {
+    return tokenizer_encode_pair_bytes(t, a, strlen(a), b, strlen(b), ids, types, max_len);
 }

@@ -238,31 +238,33 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 }
 
 // BertEmbeddings before its LayerNorm (transformers/models/bert/modeling_bert.py, BertEmbeddings):
-// out (N, C) = wte[id] + wpe[t] + wtt[0] for each row, ids (B, T) padded; token type is always 0 (single
-// sentences). rows NULL: every padded position, N = B * T.
-void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt,
-                       const int* rows, int N, int T, int C) {
+// out (N, C) = wte[id] + wpe[t] + wtt[type] for each row, ids and types (B, T) padded; the type
+// is 1 on a sentence pair's second text, 0 elsewhere. rows NULL: every padded position, N = B * T.
+void embedding_forward(float* out, const int* ids, const int* types, const float* wte,
+                       const float* wpe, const float* wtt, const int* rows, int N, int T, int C) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         size_t row = padded_row(n, rows);
         float* o = out + (size_t)n * C;
         const float* we = wte + (size_t)ids[row] * C;
         const float* pe = wpe + (row % T) * C; // position t of row b * T + t
-        for (int i = 0; i < C; i++) { o[i] = we[i] + pe[i] + wtt[i]; }
+        const float* te = wtt + (size_t)types[row] * C;
+        for (int i = 0; i < C; i++) { o[i] = we[i] + pe[i] + te[i]; }
     }
 }
 
-// backward of o = wte[id] + wpe[t] + wtt[0] over the real tokens' rows (padded positions, which the maps
-// leave out, get exactly zero: Hugging Face's padding_idx keeps wte[pad] unchanged)
+// backward of o = wte[id] + wpe[t] + wtt[type] over the real tokens' rows (padded positions,
+// which the maps leave out, get exactly zero: Hugging Face's padding_idx keeps wte[pad] unchanged)
 void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
-                        const int* rows, int N, int T, int C) {
+                        const int* types, const int* rows, int N, int T, int C) {
     // serial over tokens: two tokens with the same id add into the same row
     for (int n = 0; n < N; n++) {
         size_t row = padded_row(n, rows);
         const float* d = dout + (size_t)n * C;
         float* dwe = dwte + (size_t)ids[row] * C;
         float* dpe = dwpe + (row % T) * C;
-        for (int i = 0; i < C; i++) { dwe[i] += d[i]; dpe[i] += d[i]; dwtt[i] += d[i]; }
+        float* dte = dwtt + (size_t)types[row] * C;
+        for (int i = 0; i < C; i++) { dwe[i] += d[i]; dpe[i] += d[i]; dte[i] += d[i]; }
     }
 }
 
@@ -797,6 +799,11 @@ static void bert_config_from_header_(BertConfig* cfg, const int32_t* h, const ch
         error_exit("model file %s: the model name is not NUL-terminated", path);
     }
     cfg->name[256] = '\0';
+    const char* names[1024]; // NC <= 1024, checked above
+    memset(cfg->label_text, 0, sizeof(cfg->label_text));
+    int named = header_label_names(h, MODEL_LABEL_BYTES, cfg->NC, cfg->label_text, names, path,
+                                   "re-run `python prepro_emotion.py`");
+    cfg->label_bytes = named ? h[MODEL_LABEL_BYTES] : 0;
     if (h[MODEL_KIND] == MODEL_KIND_CHECKPOINT) {
         int s = h[CKPT_STRATEGY], r = h[CKPT_LORA_R];
         float alpha = bits_to_float(h[CKPT_LORA_ALPHA]);
@@ -927,6 +934,7 @@ void bert_alloc_batch(Bert* model, int B_max, int T_max) {
     model->B_max = B_max;
     model->T_max = T_max;
     model->ids = (int*)mallocCheck(size_mul((size_t)B_max, (size_t)T_max, "batch") * sizeof(int));
+    model->types = (int*)callocCheck((size_t)B_max * T_max, sizeof(int));
     model->lengths = (int*)mallocCheck((size_t)B_max * sizeof(int));
     model->labels = (int*)mallocCheck((size_t)B_max * sizeof(int));
     model->rows = (int*)mallocCheck(size_mul((size_t)B_max, (size_t)T_max, "batch") * sizeof(int));
@@ -1016,7 +1024,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     size_t BTC = (size_t)BT * C; // a layer's slice of the (L, ...) buffers (of which N rows are used)
 
     // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[0]))
-    embedding_forward(a.encoded, model->ids, w.wte, w.wpe, w.wtt, rows, N, T, C);
+    embedding_forward(a.encoded, model->ids, model->types, w.wte, w.wpe, w.wtt, rows, N, T, C);
     layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps);
     dropout_forward(a.hs, a.hs, NULL, rows, N, C, p, bert_slice_stream(model, -1, 0, tok));
     // BertLayer, L times (post-LN): x -> LN1(x + dropout(attention(x))) -> LN2(. + dropout(FFN(.)))
@@ -1160,7 +1168,7 @@ void bert_backward(Bert* model) {
     dropout_backward(s.dr, s.dh, rows, N, C, p, bert_slice_stream(model, -1, 0, tok));
     memset(s.tmp, 0, NC_ * sizeof(float));
     layernorm_backward(s.tmp, g.embln_w, g.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
-    embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, model->ids, rows, N, T, C);
+    embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, model->ids, model->types, rows, N, T, C);
 }
 
 // the trainable tensors as flat (param, grad, size, decay) rows, base model first, then LoRA:
@@ -1235,6 +1243,7 @@ void bert_free(Bert* model) {
     free(model->acts_memory);
     free(model->scratch_memory);
     free(model->ids);
+    free(model->types);
     free(model->lengths);
     free(model->rows);
     free(model->starts);

@@ -50,6 +50,7 @@ namespace cu {
 // other, and waits on a slot's event (recorded after its last copy) before filling it again.
 typedef struct {
     int* ids;     // (B_max * T_max)
+    int* types;   // (B_max * T_max)
     int* lengths; // (B_max)
     int* labels;  // (B_max)
     int* pack;    // (B_max * T_max + B_max) kernel set 3: the real tokens' rows, then each sequence's first row
@@ -84,6 +85,7 @@ typedef struct {
                              // instead of acts.att
     float* datt;             // (B, NH, T, T) kernel set 1: the attention score gradients
     int* ids;                // (B_max * T_max)
+    int* types;              // (B_max * T_max) token types
     int* lengths;            // (B_max)
     int* labels;             // (B_max)
     double* norm_partials;   // (NORM_BLOCKS)
@@ -248,6 +250,7 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     g->datt = att_ptrs[1];
     // the batch, uploaded by each forward from the host's buffers
     cudaCheck(cudaMalloc(&g->ids, (size_t)B_max * T_max * sizeof(int)));
+    cudaCheck(cudaMalloc(&g->types, (size_t)B_max * T_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->lengths, B_max * sizeof(int)));
     cudaCheck(cudaMalloc(&g->labels, B_max * sizeof(int)));
     g->host_out =
@@ -269,6 +272,7 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     for (int k = 0; k < 2; k++) {
         Upload* u = &g->up[k];
         cudaCheck(cudaMallocHost(&u->ids, BT_max * sizeof(int)));
+        cudaCheck(cudaMallocHost(&u->types, BT_max * sizeof(int)));
         cudaCheck(cudaMallocHost(&u->lengths, B_max * sizeof(int)));
         cudaCheck(cudaMallocHost(&u->labels, B_max * sizeof(int)));
         cudaCheck(cudaMallocHost(&u->pack, (BT_max + B_max) * sizeof(int)));
@@ -345,8 +349,11 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     Upload* u = &g->up[g->slot];
     cudaCheck(cudaEventSynchronize(u->uploaded));
     memcpy(u->ids, model->ids, (size_t)BT * sizeof(int));
+    memcpy(u->types, model->types, (size_t)BT * sizeof(int));
     memcpy(u->lengths, model->lengths, B * sizeof(int));
     cudaCheck(cudaMemcpyAsync(g->ids, u->ids, (size_t)BT * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpyAsync(g->types, u->types, (size_t)BT * sizeof(int),
+                              cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpyAsync(g->lengths, u->lengths, B * sizeof(int), cudaMemcpyHostToDevice));
     // the bf16 weight copies up to date (bf16 only)
     weights16_refresh_(model, g);
@@ -365,8 +372,9 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     }
     g->ntok = N;
 
-    // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[0])); the dropout is fused into the LayerNorm
-    embedding_forward(a.encoded, g->ids, w.wte, w.wpe, w.wtt, B, T, C, rows, N);
+    // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[types])); the dropout is
+    // fused into the LayerNorm
+    embedding_forward(a.encoded, g->ids, g->types, w.wte, w.wpe, w.wtt, B, T, C, rows, N);
     layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps, p,
                       bert_stream(model, -1, 0), rows);
     for (int l = 0; l < L; l++) {
@@ -534,7 +542,7 @@ void bert_backward(Bert* model) {
         }
     }
     if (model->strategy != STRATEGY_FULL) { return; }
-    // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[0]
+    // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[types]
     cudaCheck(cudaMemset(s.dr, 0, NC_ * sizeof(float)));
     dropout_backward(s.dr, s.dh, NC_, p, bert_stream(model, -1, 0), rows, C);
     cudaCheck(cudaMemset(s.tmp, 0, NC_ * sizeof(float)));
@@ -548,10 +556,10 @@ void bert_backward(Bert* model) {
         cudaCheck(cudaMemcpyAsync(g->runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpyAsync(g->run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaEventRecord(u->uploaded));
-        embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, g->tokens, g->runs, g->run_ids,
-                                  nruns, B, T, C, starts);
+        embedding_backward_sorted(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->types, g->lengths,
+                                  g->tokens, g->runs, g->run_ids, nruns, B, T, C, starts);
     } else {
-        embedding_backward(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->lengths, B, T, C);
+        embedding_backward(gr.wte, gr.wpe, gr.wtt, s.tmp, g->ids, g->types, g->lengths, B, T, C);
     }
 }
 
@@ -706,6 +714,7 @@ void bert_free(Bert* model) {
     cudaCheck(cudaFree(g->params16));
     cudaCheck(cudaFree(g->lora16));
     cudaCheck(cudaFree(g->ids));
+    cudaCheck(cudaFree(g->types));
     cudaCheck(cudaFree(g->lengths));
     cudaCheck(cudaFree(g->labels));
     cudaCheck(cudaFree(g->norm_partials));
@@ -723,8 +732,8 @@ void bert_free(Bert* model) {
     for (int k = 0; k < 2; k++) {
         Upload* u = &g->up[k];
         cudaCheck(cudaEventSynchronize(u->uploaded));
-        int* staging[] = {u->ids, u->lengths, u->labels, u->pack, u->sort};
-        for (int i = 0; i < 5; i++) { cudaCheck(cudaFreeHost(staging[i])); }
+        int* staging[] = {u->ids, u->types, u->lengths, u->labels, u->pack, u->sort};
+        for (int i = 0; i < 6; i++) { cudaCheck(cudaFreeHost(staging[i])); }
         cudaCheck(cudaEventDestroy(u->uploaded));
     }
     cudaCheck(cudaFree(g->step_loss));

@@ -48,6 +48,8 @@ typedef struct {
     float eps;  // layer-norm epsilon, 1e-12
     int pad_id; // id of [PAD]
     int lower;  // the tokenizer lower-cases
+    int label_bytes; // of label_text, as MODEL_LABEL_BYTES; 0: the file names no labels (emotion's)
+    char label_text[H_LABEL_NAMES_INTS * 4]; // the NC names, NUL-terminated, in class id order
     char name[257];
 } BertConfig;
 
@@ -266,6 +268,7 @@ typedef struct {
     // the current batch, on the host
     int B, T;
     int* ids;     // (B_max * T_max)
+    int* types;   // (B_max * T_max) token types, 0 until a loader of sentence pairs fills them
     int* lengths; // (B_max)
     int* labels;  // (B_max)
     int N;        // the batch's real tokens: the rows of each per-token tensor (the CPU packs)

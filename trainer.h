@@ -39,14 +39,21 @@ main), the tests.
 #include "tokenizer.h"        // defines: tokenizer_init, tokenizer_encode_bytes, tokenizer_free
                               // (classify mode)
 
-// the emotion dataset's labels, in its order; another label count prints "label k"
+// The class names of a model: its own (a model file from your own data names them, and so do
+// its checkpoints), else the emotion dataset's six (its files name none), else "label k".
 static const char* LABEL_NAMES[] = {"sadness", "joy", "love", "anger", "fear", "surprise"};
 #define LABELS_MAX 1024 // the most labels a model file may have (train_bert.c checks its header)
-static const char* const* label_names_(int NC) {
+static const char* const* label_names_(const BertConfig* cfg) {
     static char buf[LABELS_MAX][16];
     static const char* names[LABELS_MAX];
+    int NC = cfg->NC < LABELS_MAX ? cfg->NC : LABELS_MAX;
+    if (cfg->label_bytes > 0) { // NC NUL-terminated names, checked when the model was read
+        const char* p = cfg->label_text;
+        for (int c = 0; c < NC; c++) { names[c] = p; p += strlen(p) + 1; }
+        return names;
+    }
     if (NC == 6) { return LABEL_NAMES; }
-    for (int c = 0; c < NC && c < LABELS_MAX; c++) {
+    for (int c = 0; c < NC; c++) {
         snprintf(buf[c], sizeof(buf[c]), "label %d", c);
         names[c] = buf[c];
     }
@@ -105,7 +112,7 @@ typedef struct Settings {
     int epochs, B, warmup, patience, seed, max_steps, lora_r;
     float lr, weight_decay, max_norm, dropout, lora_alpha, lora_dropout;
     int print_every, progress_every, save_every, resume, overwrite, probe;
-    const char* classify_path, *classify_text, *vocab_path; // classify mode
+    const char* classify_path, *classify_text, *classify_pair, *vocab_path; // classify mode
     int print_logits;
     const char* precision;   // -c (GPU)
     int kernels;             // -K (GPU)
@@ -122,7 +129,7 @@ static const Settings DEFAULT_SETTINGS = {
     .epochs = 50, .B = 32, .warmup = 0, .patience = 3, .seed = 42, .max_steps = -1, .lora_r = 8,
     .lr = 5e-5f, .weight_decay = 0.0f, .max_norm = 1.0f, .dropout = 0.1f, .lora_alpha = 32.0f,
     .lora_dropout = 0.1f, .print_every = 1, .progress_every = 100, .save_every = 0, .resume = 0,
-    .overwrite = 0, .probe = 0, .classify_path = NULL, .classify_text = NULL,
+    .overwrite = 0, .probe = 0, .classify_path = NULL, .classify_text = NULL, .classify_pair = NULL,
     .vocab_path = "data/vocab.txt", .print_logits = 0, .precision = "fp32", .kernels = 1,
     .save_thread = 1, .exit_after = -1, .nan_at = -1, .strategy_id = 0, .precision_id = 0,
     .lr_given = 0, .strategy_given = 0, .argc = 0, .argv = NULL,
@@ -182,6 +189,9 @@ static const FlagSpec FLAG_SPECS[] = {
      "classify mode: a checkpoint (out/checkpoint_best.bin)"},
     {'t', 's', S_(classify_text), 0, 0, 0, 0,
      "classify mode: the text, or - for one text per line of stdin"},
+    {'T', 's', S_(classify_pair), 0, 0, 0, 0,
+     "classify mode, sentence pairs: the second text of -t's, or with -t -, - for\n"
+     "              stdin lines of two texts separated by a tab"},
     {'v', 's', S_(vocab_path), 0, 0, 0, 0, "classify mode: the vocabulary"},
     {'y', 'i', S_(print_logits), 0, 1, 0, 0, "classify mode: 1 = also print the logits"},
     {'c', 's', S_(precision), 0, 0, 0, 1,
@@ -319,6 +329,14 @@ static inline void settings_parse(Settings* s, int argc, char** argv, const Back
     }
     if (s->precision_id < 0) {
         flag_error_(be, "unknown precision '%s' (fp32 or bf16)", s->precision);
+    }
+    if (s->classify_pair != NULL && s->classify_text == NULL) {
+        flag_error_(be, "-T (a pair's second text) is for classify mode, with -C and -t");
+    }
+    if (s->classify_pair != NULL && (strcmp(s->classify_text, "-") == 0) !=
+                                        (strcmp(s->classify_pair, "-") == 0)) {
+        flag_error_(be, "-t - and -T - go together: with -t -, each stdin line holds a pair's two "
+                        "texts separated by a tab");
     }
     if ((s->classify_path == NULL) != (s->classify_text == NULL)) {
         flag_error_(be, "classify mode needs both -C and -t");
@@ -503,6 +521,8 @@ static inline void bert_checkpoint_header_(const Bert* model, int32_t* h, int ep
     h[MODEL_V] = cfg->V; h[MODEL_P] = cfg->P; h[MODEL_TV] = cfg->TV; h[MODEL_C] = cfg->C;
     h[MODEL_L] = cfg->L; h[MODEL_NH] = cfg->NH; h[MODEL_FF] = cfg->FF; h[MODEL_NC] = cfg->NC;
     h[MODEL_EPS] = float_to_bits(cfg->eps);
+    h[MODEL_LABEL_BYTES] = cfg->label_bytes; // the label names, as the model file has them
+    memcpy(&h[H_LABEL_NAMES], cfg->label_text, (size_t)cfg->label_bytes);
     h[MODEL_ACT] = 1; h[MODEL_PAD_ID] = cfg->pad_id; h[MODEL_LOWER] = cfg->lower;
     h[MODEL_KIND] = MODEL_KIND_CHECKPOINT; h[CKPT_STRATEGY] = model->strategy;
     h[CKPT_LORA_R] = model->strategy == STRATEGY_LORA ? model->lora_r : 0;
@@ -783,7 +803,7 @@ static inline void evaluate_(const Backend* be, Bert* model, const Dataset* ds, 
     loader_start_epoch(&loader, 0, 0);
     int Bb, T, n = 0;
     double loss = 0.0;
-    while (loader_next_batch(&loader, model->ids, model->lengths, model->labels,
+    while (loader_next_batch_types(&loader, model->ids, model->types, model->lengths, model->labels,
                              model->config.pad_id, &Bb, &T)) {
         model->b0 = loader.b0;
         model->B_global = 0; // the slice's own mean loss, for eval_add's sum
@@ -845,8 +865,8 @@ static inline void probe_init_(Probe* pr, const Backend* be, Bert* model, const 
         loader_init(&loader, &splits[k], B, 0);
         loader_start_epoch(&loader, 0, 0);
         int Bb, T, n = 0;
-        while (loader_next_batch(&loader, model->ids, model->lengths, model->labels,
-                                 model->config.pad_id, &Bb, &T)) {
+        while (loader_next_batch_types(&loader, model->ids, model->types, model->lengths,
+                                       model->labels, model->config.pad_id, &Bb, &T)) {
             be->forward(model, Bb, T, NULL, 0);
             memcpy(pr->feats[k] + (size_t)n * C, be->pooled(model, Bb),
                    (size_t)Bb * C * sizeof(float));
@@ -1207,6 +1227,31 @@ static inline void run_stop_(Run* run, const TrainProgress* now) {
     exit(128 + sig);
 }
 
+// A split must fit the model beyond its sizes (dataset_load checks those): sentence pairs need a
+// second token type, and the labels must be the model's, by name where the files name them (a
+// split and a model file from different prepro runs would otherwise train on shuffled classes).
+static inline void split_check_model_(const Dataset* ds, const char* path, const BertConfig* cfg,
+                                      const char* model_path) {
+    if (ds->max_type >= cfg->TV) {
+        error_exit("%s has sentence pairs (token type %d); model %s has %d token type%s", path,
+                   ds->max_type, model_path, cfg->TV, cfg->TV == 1 ? "" : "s");
+    }
+    int split_named = ds->label_names != NULL, model_named = cfg->label_bytes > 0;
+    if (split_named != model_named) {
+        error_exit("%s %s label names and model %s %s\n---> HINT: use the model file prepro "
+                   "wrote with these splits", path, split_named ? "has" : "has no", model_path,
+                   model_named ? "has" : "has none");
+    }
+    const char* const* names = label_names_(cfg);
+    for (int c = 0; split_named && c < cfg->NC; c++) {
+        if (strcmp(ds->label_names[c], names[c]) != 0) {
+            error_exit("%s names label %d '%s'; model %s names it '%s'\n---> HINT: use the model "
+                       "file prepro wrote with these splits", path, c, ds->label_names[c],
+                       model_path, names[c]);
+        }
+    }
+}
+
 // a checksum of the weights and AdamW moments, which every rank must hold alike
 static inline uint64_t weights_checksum_(const Bert* model) {
     uint64_t h = dist_checksum(DIST_CHECKSUM_START, &model->step, sizeof(model->step));
@@ -1226,7 +1271,8 @@ static inline void ranks_check_(const Run* run) {
     uint64_t h = DIST_CHECKSUM_START;
     for (int i = 1; i < s->argc; i++) { h = dist_checksum(h, s->argv[i], strlen(s->argv[i]) + 1); }
     dist_agree(h, "command line (the flags)");
-    dist_agree(weights_checksum_(&run->model), "model file (its weights, or LoRA's start)");
+    h = dist_checksum(weights_checksum_(&run->model), &run->model.config, sizeof(BertConfig));
+    dist_agree(h, "model file (its config, label names and weights, or LoRA's start)");
     h = DIST_CHECKSUM_START;
     for (int k = 0; k < 3; k++) {
         const Dataset* ds = &run->splits[k];
@@ -1234,6 +1280,7 @@ static inline void ranks_check_(const Run* run) {
         h = dist_checksum(h, ds->labels, ds->N * sizeof(int));
         size_t ntok = ds->starts[ds->N - 1] + (size_t)ds->lengths[ds->N - 1];
         h = dist_checksum(h, ds->ids, ntok * sizeof(int));
+        h = dist_checksum(h, ds->types, ntok * sizeof(int));
     }
     dist_agree(h, "data splits");
     for (int k = 0; k < 3; k++) {
@@ -1278,6 +1325,7 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
         path_join(path, sizeof(path), s->data_dir, name);
         require_file_(path, data_hint);
         dataset_load(&run->splits[k], path, cfg->V, cfg->NC, cfg->P);
+        split_check_model_(&run->splits[k], path, cfg, s->model_path);
         if (run->splits[k].T_max > run->T_max) { run->T_max = run->splits[k].T_max; }
     }
     if (dist_size() > 1) { ranks_check_(run); }
@@ -1399,8 +1447,8 @@ static inline void run_epoch_(Run* run, int epoch) {
     }
     run->line_time = epoch_start;
     run->line_step = model->step;
-    while (loader_next_batch(&run->loader, model->ids, model->lengths, model->labels,
-                             model->config.pad_id, &Bb, &T)) {
+    while (loader_next_batch_types(&run->loader, model->ids, model->types, model->lengths,
+                                   model->labels, model->config.pad_id, &Bb, &T)) {
         float step_lr = lr_at_step(s->lr, model->step, s->warmup, run->total_steps);
         float norm = NAN; // the back end's: read with its loss by flush_steps_
         if (s->probe) {
@@ -1530,7 +1578,7 @@ static inline void run_test_(Run* run) {
     metrics_init(&test, model->config.NC);
     if (s->probe) { probe_evaluate_(&run->probe, model, &run->splits[2], 2, s->B, &test); }
     else { evaluate_(run->be, model, &run->splits[2], s->B, &test); }
-    metrics_print_report(&test, "test", label_names_(model->config.NC));
+    metrics_print_report(&test, "test", label_names_(&model->config));
     const char* tags[] = {"test/loss", "test/accuracy", "test/precision", "test/recall", "test/f1"};
     float values[] = {test.loss, test.accuracy, test.precision, test.recall, test.f1};
     if (run->writes) {
@@ -1664,13 +1712,15 @@ static inline int reader_line_(LineReader* r, int wait, const char** line, size_
 
 // one line per text of the batch (Bb texts, their logits z (Bb, NC)), out before the next batch is
 // read; a failed write is an error, since the results would be lost
-static inline void classify_print_(const float* z_all, int Bb, int NC, int print_logits) {
+static inline void classify_print_(const float* z_all, int Bb, const BertConfig* cfg,
+                                   int print_logits) {
+    int NC = cfg->NC;
+    const char* const* names = label_names_(cfg);
     for (int b = 0; b < Bb; b++) {
         const float* z = z_all + (size_t)b * NC;
         int best = argmax(z, NC);
         float sum = 0.0f;
         for (int c = 0; c < NC; c++) { sum += expf(z[c] - z[best]); }
-        const char* const* names = label_names_(NC);
         printf("%s", names[best]);
         for (int c = 0; c < NC; c++) { printf(" | %s %.4f", names[c], expf(z[c] - z[best]) / sum); }
         printf("\n");
@@ -1712,12 +1762,17 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
                    "vocab.txt with -v",
                    s->vocab_path, tok.V, cfg->V);
     }
+    int pairs = s->classify_pair != NULL;
+    if (pairs && cfg->TV < 2) {
+        error_exit("-T: %s has %d token type; sentence pairs need 2", s->classify_path, cfg->TV);
+    }
     int B = from_stdin ? s->B : 1, P = cfg->P;
     bert_alloc_batch(&model, B, P);
     be->setup(&model, B, P);
     fprintf(stderr, "classify | %s checkpoint %s (%s) | vocab %s | batches of up to %d\n",
             STRATEGY_NAMES[model.strategy], s->classify_path, cfg->name, s->vocab_path, B);
     int* enc = (int*)mallocCheck((size_t)B * P * sizeof(int)); // each text's ids, row b of P
+    int* enc_types = (int*)callocCheck((size_t)B * P, sizeof(int)); // and token types (pairs)
     LineReader reader;
     memset(&reader, 0, sizeof(reader));
     int done = 0;
@@ -1733,7 +1788,25 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
                 break;
             }
             // NUL bytes inside a line are dropped by the tokenizer, as Hugging Face's does
-            model.lengths[Bb] = tokenizer_encode_bytes(&tok, text, n, enc + (size_t)Bb * P, P);
+            int* ids = enc + (size_t)Bb * P;
+            if (!pairs) {
+                model.lengths[Bb] = tokenizer_encode_bytes(&tok, text, n, ids, P);
+            } else { // the second text: -T's, or a stdin line's after its first tab
+                const char* b = s->classify_pair;
+                size_t nb = strlen(b), na = n;
+                if (from_stdin) {
+                    const char* tab = (const char*)memchr(text, '\t', n);
+                    if (tab == NULL) {
+                        error_exit("-T -: stdin line %ld has no tab between a pair's two texts",
+                                   texts + Bb + 1);
+                    }
+                    na = (size_t)(tab - text);
+                    b = tab + 1;
+                    nb = n - na - 1;
+                }
+                model.lengths[Bb] = tokenizer_encode_pair_bytes(&tok, text, na, b, nb, ids,
+                                                                enc_types + (size_t)Bb * P, P);
+            }
             T = model.lengths[Bb] > T ? model.lengths[Bb] : T;
             Bb++;
             if (!from_stdin) { done = 1; break; }
@@ -1742,10 +1815,11 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
         for (int b = 0; b < Bb; b++) { // the batch as the loader lays it out: (Bb, T), padded
             for (int t = 0; t < T; t++) {
                 model.ids[b * T + t] = t < model.lengths[b] ? enc[(size_t)b * P + t] : cfg->pad_id;
+                model.types[b * T + t] = t < model.lengths[b] ? enc_types[(size_t)b * P + t] : 0;
             }
         }
         be->forward(&model, Bb, T, NULL, 0);
-        classify_print_(be->logits(&model, Bb), Bb, cfg->NC, s->print_logits);
+        classify_print_(be->logits(&model, Bb), Bb, cfg, s->print_logits);
         texts += Bb;
         forwards++;
     }
@@ -1754,6 +1828,7 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
             forwards, secs, secs > 0.0 ? texts / secs : 0.0);
     free(reader.buf);
     free(enc);
+    free(enc_types);
     tokenizer_free(&tok);
     be->free(&model);
     bert_free(&model);

@@ -1,9 +1,11 @@
 /*
 bertc/dataloader.h: a tokenized split (written by prepro_emotion.py) and the loader that
-shuffles it each epoch and pads each batch to its own longest example.
+shuffles it each epoch and pads each batch to its own longest example. A split of version 2 also
+has each token's type (1 on a sentence pair's second text) and the label names; version 1
+(emotion's, single texts) still loads, its types all 0 and no names.
 
 Defines: Dataset, dataset_load, dataset_free, DataLoader, loader_init, loader_start_epoch,
-loader_next_batch, loader_free.
+loader_next_batch, loader_next_batch_types, loader_free.
 Used by: trainer.h (training and evaluation), the tests, dev/fuzz.
 */
 #pragma once
@@ -19,7 +21,11 @@ typedef struct {
     int* lengths;   // (N)
     int* labels;    // (N)
     int* ids;       // (sum of lengths) examples back to back, no padding
+    int* types;     // (sum of lengths) token types, 0 or 1, as ids
+    int max_type;   // the largest token type: 1 with sentence pairs (the model needs TV > 1)
     size_t* starts; // (N) where each example begins in ids
+    const char** label_names; // (NC) the labels' names, into label_text; NULL: the file has none
+    char* label_text;         // (H_LABEL_NAMES_INTS * 4) the names, NUL-terminated
 } Dataset;
 
 // Read a split and check every field against the model it will feed: V and NC must be the
@@ -29,7 +35,9 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
     FILE* fp;
     fopenCheck(&fp, path, "rb");
     int32_t h[HEADER_INTS];
-    long fsize = header_read(fp, path, h, SPLIT_MAGIC, SPLIT_VERSION, "split file", hint);
+    long fsize = header_read_versions(fp, path, h, SPLIT_MAGIC, 1, SPLIT_VERSION, "split file",
+                                      hint);
+    int has_types = h[H_VERSION] >= 2;
     ds->N = h[SPLIT_N]; ds->T_max = h[SPLIT_T_MAX]; ds->NC = h[SPLIT_NC]; ds->V = h[SPLIT_V];
     long ntok = h[SPLIT_NTOK];
     if (ds->N <= 0 || ntok <= 0 || ds->T_max <= 0) {
@@ -37,7 +45,7 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
                    path, ds->N, ds->T_max, ntok, hint);
     }
     // 64-bit sums of 32-bit fields: cannot overflow
-    long want = (long)sizeof(h) + (2L * ds->N + ntok) * (long)sizeof(int32_t);
+    long want = (long)sizeof(h) + (2L * ds->N + (has_types ? 2 : 1) * ntok) * (long)sizeof(int32_t);
     if (fsize != want) {
         error_exit("split file %s has %ld bytes, its header (N %d, tokens %ld) says %ld\n---> HINT: %s",
                    path, fsize, ds->N, ntok, want, hint);
@@ -59,13 +67,23 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
     ds->lengths = (int*)mallocCheck(ds->N * sizeof(int));
     ds->labels = (int*)mallocCheck(ds->N * sizeof(int));
     ds->ids = (int*)mallocCheck(ntok * sizeof(int));
+    ds->types = (int*)callocCheck(ntok, sizeof(int)); // version 1: all 0
     ds->starts = (size_t*)mallocCheck(ds->N * sizeof(size_t));
     freadCheck(ds->lengths, sizeof(int), ds->N, fp, path);
     freadCheck(ds->labels, sizeof(int), ds->N, fp, path);
     freadCheck(ds->ids, sizeof(int), ntok, fp, path);
+    if (has_types) { freadCheck(ds->types, sizeof(int), ntok, fp, path); }
     fcloseCheck(fp, path);
+    ds->label_text = (char*)mallocCheck(H_LABEL_NAMES_INTS * 4);
+    ds->label_names = (const char**)mallocCheck(ds->NC * sizeof(char*));
+    if (!has_types || !header_label_names(h, SPLIT_LABEL_BYTES, ds->NC, ds->label_text,
+                                          ds->label_names, path, hint)) {
+        free(ds->label_names);
+        ds->label_names = NULL;
+    }
     long sum = 0;
     int longest = 0;
+    ds->max_type = 0;
     for (int n = 0; n < ds->N; n++) {
         if (ds->lengths[n] < 1 || ds->lengths[n] > ds->T_max) {
             error_exit("split file %s: example %d has length %d (want 1..T_max %d)", path, n, ds->lengths[n],
@@ -87,6 +105,11 @@ static inline void dataset_load(Dataset* ds, const char* path, int V, int NC, in
         if (ds->ids[i] < 0 || ds->ids[i] >= V) {
             error_exit("split file %s: token %ld has id %d, outside the vocabulary [0, %d)", path, i, ds->ids[i], V);
         }
+        if (ds->types[i] != 0 && ds->types[i] != 1) {
+            error_exit("split file %s: token %ld has token type %d, want 0 or 1\n---> HINT: %s",
+                       path, i, ds->types[i], hint);
+        }
+        if (ds->types[i] > ds->max_type) { ds->max_type = ds->types[i]; }
     }
 }
 
@@ -94,7 +117,10 @@ static inline void dataset_free(Dataset* ds) {
     free(ds->lengths);
     free(ds->labels);
     free(ds->ids);
+    free(ds->types);
     free(ds->starts);
+    free(ds->label_names);
+    free(ds->label_text);
 }
 
 typedef struct {
@@ -122,7 +148,7 @@ static inline void loader_init(DataLoader* loader, const Dataset* ds, int B, uin
 }
 
 // From now on each batch is cut into `parts` contiguous slices (sizes B * k / parts apart) and
-// loader_next_batch fills slice `part` alone; every part reads the same order.
+// loader_next_batch_types fills slice `part` alone; every part reads the same order.
 static inline void loader_split(DataLoader* loader, int part, int parts) {
     loader->part = part;
     loader->parts = parts;
@@ -144,11 +170,12 @@ static inline void loader_start_epoch(DataLoader* loader, int epoch, int shuffle
     loader->pos = 0;
 }
 
-// Fill the next batch, padded to its own longest example: ids (B, T) with the pad id, lengths (B),
-// labels (B); split (loader_split): this part's slice of it, padded to the whole batch's longest.
-// Returns 0 when the epoch is over.
-static inline int loader_next_batch(DataLoader* loader, int* ids, int* lengths, int* labels, int pad_id,
-                                    int* B_out, int* T_out) {
+// Fill the next batch, padded to its own longest example: ids (B, T) with the pad id, types
+// (B, T) with 0 past the end (types NULL: not filled), lengths (B), labels (B); split
+// (loader_split): this part's slice of it, padded to the whole batch's longest. Returns 0 when the
+// epoch is over.
+static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* types, int* lengths,
+                                          int* labels, int pad_id, int* B_out, int* T_out) {
     const Dataset* ds = loader->ds;
     if (loader->pos < 0 || loader->pos >= ds->N) { return 0; }
     int B = ds->N - loader->pos < loader->B ? ds->N - loader->pos : loader->B;
@@ -168,11 +195,21 @@ static inline int loader_next_batch(DataLoader* loader, int* ids, int* lengths, 
         lengths[b] = ds->lengths[n];
         labels[b] = ds->labels[n];
         for (int t = 0; t < T; t++) { ids[b * T + t] = t < ds->lengths[n] ? ds->ids[ds->starts[n] + t] : pad_id; }
+        for (int t = 0; types != NULL && t < T; t++) {
+            types[b * T + t] = t < ds->lengths[n] ? ds->types[ds->starts[n] + t] : 0;
+        }
     }
     loader->pos += loader->batch;
     *B_out = B;
     *T_out = T;
     return 1;
+}
+
+// The batch without its token types, for callers that feed single texts only (trainer.h until
+// it passes model->types, the fuzzer, the benches)
+static inline int loader_next_batch(DataLoader* loader, int* ids, int* lengths, int* labels,
+                                    int pad_id, int* B_out, int* T_out) {
+    return loader_next_batch_types(loader, ids, NULL, lengths, labels, pad_id, B_out, T_out);
 }
 
 static inline void loader_free(DataLoader* loader) { free(loader->order); }

@@ -6,7 +6,8 @@ the slots below (floats as float32 bits). docs/formats.md describes each file fi
 prepro_emotion.py defines the same names with the same values (its "file formats" section), and
 tests/test_formats.py checks that the two agree, so a slot is named, never a bare index.
 
-Defines: HEADER_INTS, *_MAGIC, *_VERSION, the slot enums, header_read, bits_to_float, float_to_bits.
+Defines: HEADER_INTS, *_MAGIC, *_VERSION, the slot enums, header_read, header_read_versions,
+header_label_names, bits_to_float, float_to_bits.
 Used by: train_bert.c (model files), bertc/dataloader.h (splits), trainer.h (checkpoints,
 training states), bertc/testing.h (reference states), and through prepro_emotion.py the dev/ scripts.
 */
@@ -19,11 +20,11 @@ training states), bertc/testing.h (reference states), and through prepro_emotion
 #define MODEL_MAGIC 20261127 // model files and checkpoints
 #define MODEL_VERSION 1      // version 1: the first layout
 #define SPLIT_MAGIC 20261128 // tokenized dataset splits
-#define SPLIT_VERSION 1      // version 1: the first layout
+#define SPLIT_VERSION 2      // version 2: token types after the ids, label names (1: types all 0)
 #define REF_MAGIC 20261129   // PyTorch reference states (dev/reference.py, for test_bert)
-#define REF_VERSION 1        // version 1: the first layout
+#define REF_VERSION 2        // version 2: token types (B, T) after the ids (1: the first layout)
 #define TOKREF_MAGIC 20261130 // Hugging Face token ids (dev/tokenizer_reference.py, for test_tokenizer)
-#define TOKREF_VERSION 1
+#define TOKREF_VERSION 2     // version 2: sentence pairs after the single texts (1: single only)
 #define STATE_MAGIC 20261131 // resumable training states
 #define STATE_VERSION 2      // version 2: adds STATE_TRAIN_SECONDS, STATE_EPOCH_SECONDS (1: the first layout)
 #define METRICS_MAGIC 20261132 // scikit-learn metrics (dev/metrics_reference.py, for test_bert)
@@ -55,6 +56,7 @@ enum ModelSlot {
     CKPT_LORA_ALPHA = 17,  // LoRA alpha, float32 bits, 0 unless lora
     CKPT_EPOCH = 18,       // the epoch it was written after
     CKPT_STEP = 19,        // optimizer steps taken
+    MODEL_LABEL_BYTES = 20, // bytes of label names at H_LABEL_NAMES, 0 = none (emotion's six)
     MODEL_NAME = 32,       // [32..95]: the model's name, 256 bytes of NUL-terminated ASCII
 };
 #define MODEL_NAME_INTS 64
@@ -69,7 +71,13 @@ enum SplitSlot {
     SPLIT_V = 5,           // vocabulary size of the tokenizer
     SPLIT_NTOK = 6,        // tokens in all (sum of lengths)
     SPLIT_MAX_LEN = 7,     // the truncation length used
+    SPLIT_LABEL_BYTES = 8, // version 2: bytes of label names at H_LABEL_NAMES, 0 = none
 };
+
+// label names, in a model file's or a split's header: NC NUL-terminated UTF-8 names in class id
+// order, their byte count in MODEL_LABEL_BYTES / SPLIT_LABEL_BYTES. Emotion's files have zeros.
+#define H_LABEL_NAMES 96        // header ints [96..255]
+#define H_LABEL_NAMES_INTS 160  // 640 bytes
 
 // resumable training state (trainer.h)
 enum StateSlot {
@@ -115,10 +123,12 @@ enum RefSlot {
 static inline float bits_to_float(int32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
 static inline int32_t float_to_bits(float f) { int32_t bits; memcpy(&bits, &f, 4); return bits; }
 
-// Read the header every binary starts with and check its magic and version; `what` names the kind
-// of file ("model file"), `hint` says how to fix a bad one. Returns the file size in bytes.
-static inline long header_read(FILE* fp, const char* path, int32_t* header, int32_t magic, int32_t version,
-                               const char* what, const char* hint) {
+// Read the header every binary starts with and check its magic and that its version is one of
+// oldest..version (a reader that still takes older layouts); `what` names the kind of file
+// ("model file"), `hint` says how to fix a bad one. Returns the file size in bytes.
+static inline long header_read_versions(FILE* fp, const char* path, int32_t* header, int32_t magic,
+                                        int32_t oldest, int32_t version, const char* what,
+                                        const char* hint) {
     long fsize = file_size(fp, path);
     if (fsize < (long)(HEADER_INTS * sizeof(int32_t))) {
         error_exit("%s is too small to be a %s (%ld bytes)\n---> HINT: %s", path, what, fsize, hint);
@@ -127,11 +137,47 @@ static inline long header_read(FILE* fp, const char* path, int32_t* header, int3
     if (header[H_MAGIC] != magic) {
         error_exit("bad magic in %s %s (got %d, want %d)\n---> HINT: %s", what, path, header[H_MAGIC], magic, hint);
     }
-    if (header[H_VERSION] != version) {
-        error_exit("bad version in %s %s (got %d, want %d)\n---> HINT: %s", what, path, header[H_VERSION], version,
-                   hint);
+    if (header[H_VERSION] < oldest || header[H_VERSION] > version) {
+        char want[32];
+        if (oldest == version) { snprintf(want, sizeof(want), "%d", version); }
+        else { snprintf(want, sizeof(want), "%d..%d", oldest, version); }
+        error_exit("bad version in %s %s (got %d, want %s)\n---> HINT: %s", what, path,
+                   header[H_VERSION], want, hint);
     }
     return fsize;
+}
+
+// header_read_versions for a reader of one version only
+static inline long header_read(FILE* fp, const char* path, int32_t* header, int32_t magic,
+                               int32_t version, const char* what, const char* hint) {
+    return header_read_versions(fp, path, header, magic, version, version, what, hint);
+}
+
+// The label names of a header whose slot `bytes_slot` counts them: copies the block into text
+// (H_LABEL_NAMES_INTS * 4 bytes) and points names[0..NC-1] into it. Returns 0 where the file has
+// none (the count is 0), 1 otherwise; anything but NC non-empty NUL-terminated names filling the
+// count exits.
+static inline int header_label_names(const int32_t* header, int bytes_slot, int NC, char* text,
+                                     const char** names, const char* path, const char* hint) {
+    int nbytes = header[bytes_slot];
+    if (nbytes == 0) { return 0; }
+    if (nbytes < 0 || nbytes > H_LABEL_NAMES_INTS * 4) {
+        error_exit("%s: header says its label names take %d bytes, want 0..%d\n---> HINT: %s", path,
+                   nbytes, H_LABEL_NAMES_INTS * 4, hint);
+    }
+    memcpy(text, &header[H_LABEL_NAMES], H_LABEL_NAMES_INTS * 4);
+    int k = 0, start = 0, ok = text[nbytes - 1] == '\0';
+    for (int i = 0; i < nbytes && ok; i++) {
+        if (text[i] != '\0') { continue; }
+        ok = i > start && k < NC;
+        if (ok) { names[k++] = text + start; }
+        start = i + 1;
+    }
+    if (!ok || k != NC) {
+        error_exit("%s: label names are not %d non-empty NUL-terminated names in %d bytes\n"
+                   "---> HINT: %s", path, NC, nbytes, hint);
+    }
+    return 1;
 }
 
 // a float64 kept in two header slots

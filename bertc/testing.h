@@ -85,6 +85,7 @@ typedef struct {
     float alpha, lr, weight_decay, max_norm;
     size_t num_params, num_lora;
     int* ids;          // (B, T)
+    int* types;        // (B, T) token types: 1 on the second text of a sentence pair
     int* lengths;      // (B)
     int* labels;       // (B)
     float* lora_init;  // (num_lora)
@@ -117,12 +118,13 @@ static inline int ref_state_load(RefState* st, const char* path) {
         error_exit("reference state %s has a bad header\n---> HINT: run `make reference`", path);
     }
     size_t BT = (size_t)st->B * st->T;
-    size_t want = sizeof(h) + (BT + 2 * (size_t)st->B) * sizeof(int32_t) +
+    size_t want = sizeof(h) + (2 * BT + 2 * (size_t)st->B) * sizeof(int32_t) +
                   (2 * st->num_lora + (size_t)st->B * st->NC + 1 + st->num_params + (size_t)st->nsteps) * sizeof(float);
     if ((size_t)fsize != want) {
         error_exit("reference state %s has %ld bytes, its header says %zu", path, fsize, want);
     }
     st->ids = (int*)mallocCheck(BT * sizeof(int));
+    st->types = (int*)mallocCheck(BT * sizeof(int));
     st->lengths = (int*)mallocCheck(st->B * sizeof(int));
     st->labels = (int*)mallocCheck(st->B * sizeof(int));
     st->lora_init = (float*)mallocCheck(st->num_lora * sizeof(float));
@@ -131,6 +133,12 @@ static inline int ref_state_load(RefState* st, const char* path) {
     st->lora_grads = (float*)mallocCheck(st->num_lora * sizeof(float));
     st->losses = (float*)mallocCheck((st->nsteps > 0 ? st->nsteps : 1) * sizeof(float));
     freadCheck(st->ids, sizeof(int), BT, fp, path);
+    freadCheck(st->types, sizeof(int), BT, fp, path);
+    for (size_t i = 0; i < BT; i++) {
+        if (st->types[i] != 0 && st->types[i] != 1) {
+            error_exit("reference state %s: token type %d", path, st->types[i]);
+        }
+    }
     freadCheck(st->lengths, sizeof(int), st->B, fp, path);
     freadCheck(st->labels, sizeof(int), st->B, fp, path);
     freadCheck(st->lora_init, sizeof(float), st->num_lora, fp, path);
@@ -144,7 +152,8 @@ static inline int ref_state_load(RefState* st, const char* path) {
 }
 
 static inline void ref_state_free(RefState* st) {
-    free(st->ids); free(st->lengths); free(st->labels); free(st->lora_init); free(st->logits);
+    free(st->ids); free(st->types);
+    free(st->lengths); free(st->labels); free(st->lora_init); free(st->logits);
     free(st->grads); free(st->lora_grads); free(st->losses);
 }
 

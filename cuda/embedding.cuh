@@ -1,58 +1,62 @@
 /*
 cuda/embedding.cuh: train_bert.c's embedding_forward / embedding_backward, BertEmbeddings before its
-LayerNorm: word + position + token type 0. With packed tokens (kernel set 3) the output has one row per real
-token: row n is the padded layout's row rows[n] (its id and position), and sequence b starts at row starts[b].
+LayerNorm: word + position + token type (1 on a sentence pair's second text). With packed tokens
+(kernel set 3) the output has one row per real token: row n is the padded layout's row rows[n] (its
+id, type and position), and sequence b starts at row starts[b].
 */
 #pragma once
 #include "common.cuh"
 
 namespace cu {
 
-// out (N, C) = wte[ids] + wpe[t] + wtt[0]; N = B * T padded rows, or the real tokens' rows (rows not NULL)
-__global__ void embedding_forward_kernel(float* out, const int* ids, const float* wte, const float* wpe,
-                                         const float* wtt, size_t N, int T, int C, const int* rows) {
+// out (N, C) = wte[ids] + wpe[t] + wtt[types]; N = B * T padded rows, or the real tokens' rows
+// (rows not NULL)
+__global__ void embedding_forward_kernel(float* out, const int* ids, const int* types,
+                                         const float* wte, const float* wpe, const float* wtt,
+                                         size_t N, int T, int C, const int* rows) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= N * C) { return; }
     int i = idx % C;
     size_t n = idx / C, bt = padded_row(n, rows); // the token's padded row: its id and position
     int t = bt % T;
-    out[idx] = wte[(size_t)ids[bt] * C + i] + wpe[(size_t)t * C + i] + wtt[i];
+    out[idx] = wte[(size_t)ids[bt] * C + i] + wpe[(size_t)t * C + i]
+               + wtt[(size_t)types[bt] * C + i];
 }
 
 // Backward, deterministic and in the CPU's order: thread (c, which) walks the real tokens
 // (b, t < len) in sequence and accumulates into column c of one table (which 0: wte, 1: wpe,
-// 2: wtt). Two tokens with the same id add into the same row, so a row is never shared
+// 2: wtt). Two tokens with the same id (or type) add into the same row, so a row is never shared
 // between threads. Latency-bound (B*T sequential steps), but it is once per step.
-__global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
-                                          const int* lengths, int B, int T, int C, int first_table,
-                                          const int* starts) {
+__global__ void embedding_backward_kernel(float* dwte, float* dwpe, float* dwtt, const float* dout,
+                                          const int* ids, const int* types, const int* lengths,
+                                          int B, int T, int C, int first_table, const int* starts) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     int which = first_table + blockIdx.y;
     if (c >= C) { return; }
-    float acc = 0.0f; // wtt: one row
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < lengths[b]; t++) {
             float d = dout[(seq_start(b, T, starts) + t) * C + c];
             if (which == 0) { dwte[(size_t)ids[b * T + t] * C + c] += d; }
             else if (which == 1) { dwpe[(size_t)t * C + c] += d; }
-            else { acc += d; }
+            else { dwtt[(size_t)types[b * T + t] * C + c] += d; }
         }
     }
-    if (which == 2) { dwtt[c] += acc; }
 }
 
 // rows, N: packed tokens (kernel set 3); rows NULL: all B * T positions
-void embedding_forward(float* out, const int* ids, const float* wte, const float* wpe, const float* wtt, int B, int T,
-                       int C, const int* rows = NULL, size_t N = 0) {
+void embedding_forward(float* out, const int* ids, const int* types, const float* wte,
+                       const float* wpe, const float* wtt, int B, int T, int C,
+                       const int* rows = NULL, size_t N = 0) {
     if (rows == NULL) { N = (size_t)B * T; }
-    embedding_forward_kernel<<<ceil_div(N * C, 256), 256>>>(out, ids, wte, wpe, wtt, N, T, C, rows);
+    embedding_forward_kernel<<<ceil_div(N * C, 256), 256>>>(out, ids, types, wte, wpe, wtt, N, T, C,
+                                                            rows);
     kernelCheck();
 }
 
-void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids, const int* lengths,
-                        int B, int T, int C) {
-    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 0,
-                                                                 NULL);
+void embedding_backward(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
+                        const int* types, const int* lengths, int B, int T, int C) {
+    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 3), 32>>>(dwte, dwpe, dwtt, dout, ids, types,
+                                                                 lengths, B, T, C, 0, NULL);
     kernelCheck();
 }
 
@@ -117,14 +121,15 @@ __global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, co
 // tokens, runs, run_ids: embedding_sort_tokens' lists, already on the device; dwtt keeps the serial kernel.
 // starts (B): packed tokens (kernel set 3), NULL: dout is (B, T, C)
 void embedding_backward_sorted(float* dwte, float* dwpe, float* dwtt, const float* dout, const int* ids,
-                               const int* lengths, const int* tokens, const int* runs, const int* run_ids, int nruns,
-                               int B, int T, int C, const int* starts = NULL) {
+                               const int* types, const int* lengths, const int* tokens,
+                               const int* runs, const int* run_ids, int nruns, int B, int T, int C,
+                               const int* starts = NULL) {
     embedding_backward_wte_kernel<<<dim3(nruns, ceil_div(C, 128)), 128>>>(dwte, dout, tokens, runs, run_ids, C);
     kernelCheck();
     embedding_backward_wpe_kernel<<<dim3(T, ceil_div(C, 128)), 128>>>(dwpe, dout, lengths, B, T, C, starts);
     kernelCheck();
-    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 1), 32>>>(dwte, dwpe, dwtt, dout, ids, lengths, B, T, C, 2,
-                                                                 starts);
+    embedding_backward_kernel<<<dim3(ceil_div(C, 32), 1), 32>>>(dwte, dwpe, dwtt, dout, ids, types,
+                                                                 lengths, B, T, C, 2, starts);
     kernelCheck();
 }
 

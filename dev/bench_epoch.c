@@ -81,7 +81,8 @@ static int layer_table_(Bert* m, LayerTime* rows) {
     rows[n++] = (LayerTime){"dropout (+ residual) fwd", t, 2 * L + 1};
     TIME_MS(t, gelu_forward(la.fch_gelu, la.fch, (size_t)N * FF));
     rows[n++] = (LayerTime){"gelu fwd", t, L};
-    TIME_MS(t, embedding_forward(a.encoded, m->ids, w.wte, w.wpe, w.wtt, m->rows, N, T, C));
+    TIME_MS(t, embedding_forward(a.encoded, m->ids, m->types, w.wte, w.wpe, w.wtt, m->rows, N, T,
+                                 C));
     rows[n++] = (LayerTime){"embedding fwd", t, 1};
     if (lora) {
         TIME_MS(t, lora_forward(la.qkv, 3 * C, a.lora_u, s.xd, la.x, m->lora.lora_a, m->lora.lora_b, N, C, C,
@@ -119,7 +120,8 @@ static int layer_table_(Bert* m, LayerTime* rows) {
         }
         if (full) { // into the model's own gradients: the timed steps are over
             ParameterTensors g = m->grads;
-            TIME_MS(t, embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, m->ids, m->rows, N, T, C));
+            TIME_MS(t, embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, m->ids, m->types, m->rows, N,
+                                          T, C));
             rows[n++] = (LayerTime){"embedding bwd", t, 1};
         }
     }

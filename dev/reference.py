@@ -12,9 +12,14 @@ lora (PEFT adapters on query / key / value, plus the classifier).
     python dev/reference.py --model-bin data/ref_tiny_model.bin --name tiny --data data
     python dev/reference.py --model-bin data/ref_minilm_model.bin --name minilm --data data
 
-writes data/ref_<name>_{full,frozen,lora}.bin; for --name tiny also
-ref_tiny_full_b1.bin (one example) and ref_tiny_full_pad.bin (the longest
-training example with the three shortest: maximal padding).
+writes data/ref_<name>_{full,frozen,lora,full_pairs}.bin; for --name tiny also
+ref_tiny_full_b1.bin (one example), ref_tiny_full_pad.bin (the longest
+training example with the three shortest: maximal padding) and
+ref_tiny_lora_pairs.bin. A pairs batch joins training examples two by two into
+sentence pairs, [CLS] a [SEP] b [SEP] with token type 1 on b, as the tokenizer
+encodes a pair that needs no truncation. For tiny it also writes
+ref_tiny_pairs_split.bin, 32 such pairs as a split of version 2 (token types,
+label names) for test_bert's loader checks.
 
 Not a training script: CPU, one batch, deterministic.
 """
@@ -48,6 +53,8 @@ def pick_batch(split, which):
     lengths = split["lengths"]
     if which == "b1":
         return [0]
+    if which == "pairs":
+        return list(range(8))
     if which == "pad":
         order = np.argsort(lengths, kind="stable")
         return [int(order[-1])] + [int(i) for i in order[:3]]
@@ -61,16 +68,27 @@ def pick_batch(split, which):
     raise SystemExit("reference: fewer than 4 distinct lengths in the training split")
 
 
-def make_batch(split, idx, pad_id):
+def make_batch(split, idx, pad_id, pairs=False):
+    """ids, types (B, T), lengths, labels and the attention mask of examples idx, or with pairs of
+    the pairs (idx[0], idx[1]), (idx[2], idx[3]), ... (the label: the first one's)"""
     offsets = np.concatenate([[0], np.cumsum(split["lengths"])])
-    lengths = np.array([split["lengths"][i] for i in idx], dtype=np.int32)
+    seqs = [split["ids"][offsets[i]:offsets[i + 1]] for i in idx]
+    types = [np.zeros(len(s), np.int32) for s in seqs]
     labels = np.array([split["labels"][i] for i in idx], dtype=np.int32)
-    B, T = len(idx), int(lengths.max())
+    if pairs:  # b without its [CLS]
+        seqs = [np.concatenate([a, b[1:]]) for a, b in zip(seqs[0::2], seqs[1::2])]
+        types = [np.concatenate([ta, np.ones(len(tb) - 1, np.int32)])
+                 for ta, tb in zip(types[0::2], types[1::2])]
+        labels = labels[0::2]
+    lengths = np.array([len(s) for s in seqs], dtype=np.int32)
+    B, T = len(seqs), int(lengths.max())
     ids = np.full((B, T), pad_id, dtype=np.int32)
-    for b, i in enumerate(idx):
-        ids[b, :lengths[b]] = split["ids"][offsets[i]:offsets[i + 1]]
+    tt = np.zeros((B, T), dtype=np.int32)
+    for b in range(B):
+        ids[b, :lengths[b]] = seqs[b]
+        tt[b, :lengths[b]] = types[b]
     mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
-    return ids, lengths, labels, mask
+    return ids, tt, lengths, labels, mask
 
 
 # -----------------------------------------------------------------------------
@@ -92,7 +110,7 @@ def lora_tensors(peft_model, L, grad):
     return out
 
 
-def compute_state(model_bin, strategy, ids, lengths, labels, mask, seed):
+def compute_state(model_bin, strategy, ids, types, lengths, labels, mask, seed):
     cfg, _ = prepro.read_model(model_bin)
     torch.manual_seed(seed)
     model = prepro.model_from_bin(model_bin, dropout=0.0, attn_implementation="eager")
@@ -134,7 +152,7 @@ def compute_state(model_bin, strategy, ids, lengths, labels, mask, seed):
 
     x = torch.from_numpy(ids.astype(np.int64))
     am = torch.from_numpy(mask)
-    tt = torch.zeros_like(x)
+    tt = torch.from_numpy(types.astype(np.int64))
     y = torch.from_numpy(labels.astype(np.int64))
     losses, first = [], None
     for step in range(NSTEPS):
@@ -174,7 +192,7 @@ def model_grads(net, hf_params, cfg, strategy):
 # -----------------------------------------------------------------------------
 # writing
 
-def write_state(path, st, strategy, ids, lengths, labels):
+def write_state(path, st, strategy, ids, types, lengths, labels):
     cfg, f = st["cfg"], prepro.float_bits
     B, T = ids.shape
     lora = strategy == "lora"
@@ -185,7 +203,7 @@ def write_state(path, st, strategy, ids, lengths, labels):
                         P.REF_NPARAMS: P.num_parameters(cfg), P.REF_NLORA: st["nlora"], P.REF_LR: f(LR),
                         P.REF_TOTAL_STEPS: TOTAL_STEPS, P.REF_WARMUP: WARMUP, P.REF_WEIGHT_DECAY: f(WEIGHT_DECAY),
                         P.REF_MAX_NORM: f(MAX_NORM)})
-    chunks = [h, ids.astype("<i4"), lengths.astype("<i4"), labels.astype("<i4")]
+    chunks = [h] + [x.astype("<i4") for x in (ids, types, lengths, labels)]
     if lora:
         chunks += [t.astype("<f4") for t in st["lora_init"]]
     chunks += [st["logits"].astype("<f4"), np.array([st["loss"]], dtype="<f4")]
@@ -196,8 +214,17 @@ def write_state(path, st, strategy, ids, lengths, labels):
     prepro.write_atomic(path, chunks)
     # size check, as the C reader will do it
     nfloat = st["nlora"] * (2 if lora else 0) + B * cfg["NC"] + 1 + prepro.num_parameters(cfg) + NSTEPS
-    want = (prepro.HEADER_INTS + B * T + 2 * B + nfloat) * 4
+    want = (prepro.HEADER_INTS + 2 * B * T + 2 * B + nfloat) * 4
     assert os.path.getsize(path) == want, f"{path}: size {os.path.getsize(path)}, want {want}"
+
+
+def write_pair_split(path, split, pad_id):
+    """the first 64 training examples as 32 pairs, a split file with token types and label names"""
+    ids, types, lengths, labels, _ = make_batch(split, list(range(64)), pad_id, pairs=True)
+    real = np.arange(ids.shape[1])[None, :] < lengths[:, None]
+    prepro.write_split(path, lengths, labels, ids[real], split["V"], split["max_len"], types[real],
+                       prepro.LABELS)
+    print(f"{path}: {len(lengths)} sentence pairs, version {prepro.SPLIT_VERSION}")
 
 
 def main():
@@ -215,19 +242,21 @@ def main():
     if split["V"] > cfg["V"]:
         raise SystemExit(f"reference: split vocabulary ({split['V']}) larger than the model's ({cfg['V']})")
 
-    jobs = [(s, "default") for s in args.strategies.split(",")]
     if args.name == "tiny":
-        jobs += [("full", "b1"), ("full", "pad")]
+        write_pair_split(os.path.join(args.data, "ref_tiny_pairs_split.bin"), split, cfg["pad_id"])
+    jobs = [(s, "default") for s in args.strategies.split(",")] + [("full", "pairs")]
+    if args.name == "tiny":
+        jobs += [("full", "b1"), ("full", "pad"), ("lora", "pairs")]
     for strategy, which in jobs:
         if strategy not in STRATEGIES:
             raise SystemExit(f"reference: unknown strategy {strategy!r}")
         idx = pick_batch(split, which)
-        ids, lengths, labels, mask = make_batch(split, idx, cfg["pad_id"])
+        ids, types, lengths, labels, mask = make_batch(split, idx, cfg["pad_id"], which == "pairs")
         tag = f"{args.name}_{strategy}" + ("" if which == "default" else "_" + which)
         path = os.path.join(args.data, f"ref_{tag}.bin")
         print(f"{tag}: train examples {idx}, lengths {lengths.tolist()}, labels {labels.tolist()}")
-        st = compute_state(args.model_bin, strategy, ids, lengths, labels, mask, args.seed)
-        write_state(path, st, strategy, ids, lengths, labels)
+        st = compute_state(args.model_bin, strategy, ids, types, lengths, labels, mask, args.seed)
+        write_state(path, st, strategy, ids, types, lengths, labels)
         gnorm = np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in st["grads"].values())
                         + sum(float((g.astype(np.float64) ** 2).sum()) for g in (st["lora_grads"] or [])))
         print(f"  loss {st['loss']:.6f} | logits[0] {np.array2string(st['logits'][0], precision=5)} | "

@@ -19,11 +19,19 @@ BertTokenizerFast(vocab_file=...) silently ignores vocab_file and builds a
 5-token vocab; the vocab must be passed as vocab=. We check the vocab size and
 cross-check every case against the bare `tokenizers` BertWordPieceTokenizer.
 
+Then sentence pairs, [CLS] a [SEP] b [SEP] with token types: the emotion texts
+two by two at max_length 512, then again at max_length 3..40 (longest-first
+truncation at every split of the room), the awkward inputs each with the next,
+and the invalid byte strings each with an awkward input.
+
 File format, little-endian int32 unless said:
-    header: 256 int32: [0] magic 20261130, [1] version 1, [2] N cases,
-            [3] max_length used (512), [4] do_lower_case (1), [5] V, rest 0
+    header: 256 int32: [0] magic 20261130, [1] version 2, [2] N cases,
+            [3] max_length used (512), [4] do_lower_case (1), [5] V,
+            [6] NP pair cases, rest 0
     N times: nbytes, then nbytes of text (UTF-8, or not, no terminator),
              nids, then nids int32 ids ([CLS] ... [SEP])
+    NP times: max_length, nbytes and bytes of a, nbytes and bytes of b, nids,
+              then nids ids and nids token types
 """
 
 import argparse
@@ -147,16 +155,40 @@ def main():
     for text, ids in zip(texts, all_ids):
         assert bare.encode(text).ids == ids, f"transformers and tokenizers disagree on {text!r}"
 
+    emotion = cases[:n_emotion]
+    awkward = [t.encode("utf-8") for t in AWKWARD]
+    pairs = [(MAX_LEN, a, b) for a, b in zip(emotion[0::2], emotion[1::2])]
+    pairs += [(3 + i % 38, a, b)
+              for i, (a, b) in enumerate(zip(emotion[0:4000:2], emotion[1:4000:2]))]
+    pairs += [(MAX_LEN, a, b) for a, b in zip(awkward, awkward[1:] + awkward[:1])]
+    pairs += [(MAX_LEN, a, b) for a, b in zip(INVALID, awkward)]
+    pairs += [(MAX_LEN, b, a) for a, b in zip(INVALID, awkward)]
+    # lists, as prepro calls it: tok(a, "") alone encodes one text (an empty pair is falsy there)
+    pair_enc = [None] * len(pairs)
+    for max_len in sorted({m for m, _, _ in pairs}):
+        idx = [i for i, (m, _, _) in enumerate(pairs) if m == max_len]
+        ta = [pairs[i][1].decode("utf-8", "replace") for i in idx]
+        tb = [pairs[i][2].decode("utf-8", "replace") for i in idx]
+        e = tok(ta, tb, truncation=True, max_length=max_len)
+        bare.enable_truncation(max_len)
+        for k, i in enumerate(idx):
+            assert bare.encode(ta[k], tb[k]).ids == e["input_ids"][k], \
+                f"transformers and tokenizers disagree on {ta[k]!r}, {tb[k]!r}"
+            pair_enc[i] = (e["input_ids"][k], e["token_type_ids"][k])
+
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "wb") as f:
         header = [0] * 256
-        header[0:6] = [MAGIC, VERSION, len(cases), MAX_LEN, 1, len(vocab)]
+        header[0:7] = [MAGIC, VERSION, len(cases), MAX_LEN, 1, len(vocab), len(pairs)]
         f.write(struct.pack("<256i", *header))
         for b, ids in zip(cases, all_ids):
             f.write(struct.pack("<i", len(b)) + b)
             f.write(struct.pack(f"<i{len(ids)}i", len(ids), *ids))
+        for (max_len, a, b), (ids, types) in zip(pairs, pair_enc):
+            f.write(struct.pack("<ii", max_len, len(a)) + a + struct.pack("<i", len(b)) + b)
+            f.write(struct.pack(f"<i{2 * len(ids)}i", len(ids), *ids, *types))
     print(f"wrote {args.out}: {len(cases)} cases ({n_emotion} emotion, {len(AWKWARD)} awkward, {args.fuzz} fuzz, "
-          f"{len(INVALID)} invalid UTF-8), {sum(map(len, all_ids))} ids")
+          f"{len(INVALID)} invalid UTF-8), {sum(map(len, all_ids))} ids; {len(pairs)} pairs")
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,9 @@
 """
 Tests for prepro_emotion.py: the splits it writes (row and label counts, token
 ids equal to the Hugging Face tokenizer's), the model file (equal to the
-checkpoint, tensor for tensor), the readers' checks, and atomic writes.
+checkpoint, tensor for tensor), the readers' checks, and atomic writes; then
+datasets of your own (CSV, TSV, JSON Lines; single texts and pairs) and every
+kind of bad input file.
 
 Uses the offline data in ../shared/data (relative to the repo root) and writes
 only into pytest's tmp dirs. Run: python -m pytest -q tests/test_prepro.py
@@ -213,7 +215,7 @@ def test_split_reader_rejects(tiny_dir, tmp_path):
     expect_rejected(r, corrupt(src, tmp_path / "a.bin", truncate=size - 4), "bad file size", "truncated")
     expect_rejected(r, corrupt(src, tmp_path / "b.bin", truncate=100), "too short")
     expect_rejected(r, corrupt(src, tmp_path / "c.bin", 0, 20261127), "bad magic", "20261127", "20261128")
-    expect_rejected(r, corrupt(src, tmp_path / "d.bin", 4, 2), "bad version", "got 2, want 1")
+    expect_rejected(r, corrupt(src, tmp_path / "d.bin", 4, 3), "bad version", "got 3, want 1..2")
     expect_rejected(r, corrupt(src, tmp_path / "e.bin", hdr + 8 * N + 40, 30522), "id 30522", "V = 30522")
     expect_rejected(r, corrupt(src, tmp_path / "f.bin", hdr + 8 * N + 40, -1), "id -1")
     expect_rejected(r, corrupt(src, tmp_path / "g.bin", hdr + 4 * N + 12, 6), "example 3", "label 6")
@@ -254,3 +256,194 @@ def test_failed_write_keeps_old_file(tmp_path):
         prepro.write_atomic(path, chunks())
     assert open(path, "rb").read() == b"old"
     assert os.listdir(tmp_path) == ["x.bin"]
+
+
+# -----------------------------------------------------------------------------
+# your own dataset: CSV, TSV, JSON Lines; single texts and sentence pairs
+
+def emotion_rows(n, split="train"):
+    texts, labels = raw_split(split)
+    return [(texts[i], prepro.LABELS[labels[i]]) for i in range(n)]
+
+
+def write_csv(path, header, rows, delimiter=","):
+    import csv
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(rows)
+    return str(path)
+
+
+def own(tmp_path, *args):
+    out = tmp_path / "out"
+    prepro.main(list(args) + ["--random-init", "tiny", "--out-dir", str(out)])
+    splits = {s: prepro.read_split(str(out / f"emotion_{s}.bin")) for s in prepro.SPLITS}
+    return splits, str(out)
+
+
+def hf_tok():
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(prepro.minilm_dir())
+
+
+def examples(s):
+    off = np.concatenate([[0], np.cumsum(s["lengths"])])
+    return ([s["ids"][off[i]:off[i + 1]].tolist() for i in range(s["N"])],
+            [s["types"][off[i]:off[i + 1]].tolist() for i in range(s["N"])])
+
+
+def test_emotion_splits_stay_version_1(tiny_dir):
+    path = os.path.join(tiny_dir, "emotion_test.bin")
+    h = np.fromfile(path, dtype="<i4", count=prepro.HEADER_INTS)
+    assert h[prepro.H_VERSION] == 1 and not h[prepro.SPLIT_LABEL_BYTES:].any()
+    cfg, _ = prepro.read_model(os.path.join(tiny_dir, "model.bin"))
+    assert cfg["label_names"] is None
+    assert not prepro.read_split(os.path.join(tiny_dir, "emotion_test.bin"))["types"].any()
+
+
+def test_pairs_from_three_csv_files(tmp_path):
+    """[CLS] a [SEP] b [SEP], types 1 on b, truncated longest first: the HF tokenizer's ids"""
+    rows = emotion_rows(120)
+    files = []
+    for k, split in enumerate(prepro.SPLITS):
+        part = rows[k * 40:(k + 1) * 40]
+        pairs = [(a[0], b[0], "same" if a[1] == b[1] else "different")
+                 for a, b in zip(part[0::2], part[1::2])]
+        files.append(write_csv(tmp_path / f"{split}.csv", ["s1", "s2", "y"], pairs))
+    got, out = own(tmp_path, "--csv", *files, "--text-col", "s1", "--text-pair-col", "s2",
+                   "--label-col", "y", "--max-len", "24")
+    tok = hf_tok()
+    for split, path in zip(prepro.SPLITS, files):
+        table, _ = prepro.read_table(path, "csv")
+        a = [r["s1"] for _, r in table]
+        b = [r["s2"] for _, r in table]
+        want = tok(a, b, truncation=True, max_length=24)
+        ids, types = examples(got[split])
+        assert ids == want["input_ids"] and types == want["token_type_ids"]
+        assert any(len(x) == 24 for x in ids)  # some were truncated
+        assert got[split]["label_names"] == ["different", "same"] and got[split]["NC"] == 2
+        assert got[split]["labels"].tolist() == [int(r["y"] == "same") for _, r in table]
+    cfg, params = prepro.read_model(os.path.join(out, "model.bin"))
+    assert cfg["NC"] == 2 and cfg["label_names"] == ["different", "same"]
+    assert params["clsw"].shape == (2, 64)
+
+
+def test_one_file_with_a_split_column_tsv(tmp_path):
+    rows = emotion_rows(60)
+    table = [(t, y, ["train", "dev", "test"][i % 3]) for i, (t, y) in enumerate(rows)]
+    path = write_csv(tmp_path / "all.tsv", ["text", "label", "part"], table, delimiter="\t")
+    got, _ = own(tmp_path, "--tsv", path, "--split-col", "part")
+    tok = hf_tok()
+    for k, split in enumerate(prepro.SPLITS):
+        texts = [t for i, (t, _) in enumerate(rows) if i % 3 == k]
+        ids, types = examples(got[split])
+        assert ids == tok(texts, truncation=True, max_length=512)["input_ids"]
+        assert not any(map(any, types))
+    names = sorted({y for _, y in rows})
+    assert got["train"]["label_names"] == names  # string labels: sorted
+
+
+def test_fractions_and_integer_labels_jsonl(tmp_path):
+    import json
+    rows = emotion_rows(100)
+    path = tmp_path / "d.jsonl"
+    with open(path, "w") as f:
+        for t, y in rows:
+            f.write(json.dumps({"sentence": t, "y": 10 if y == "joy" else 2}) + "\n")
+    got, _ = own(tmp_path, "--jsonl", str(path), "--text-col", "sentence", "--label-col", "y",
+                 "--val-fraction", "0.2", "--test-fraction", "0.1")
+    assert [got[s]["N"] for s in prepro.SPLITS] == [70, 20, 10]
+    assert got["train"]["label_names"] == ["2", "10"]  # integers: by value
+    again, _ = own(tmp_path / "again", "--jsonl", str(path), "--text-col", "sentence",
+                   "--label-col", "y", "--val-fraction", "0.2", "--test-fraction", "0.1")
+    for s in prepro.SPLITS:  # a fixed seed: the same draw
+        assert np.array_equal(got[s]["ids"], again[s]["ids"])
+    # every row is in exactly one split
+    tok = hf_tok()
+    want = tok([t for t, _ in rows], truncation=True, max_length=512)["input_ids"]
+    want = sorted(map(tuple, want))
+    assert sorted(tuple(x) for s in prepro.SPLITS for x in examples(got[s])[0]) == want
+
+
+def bad_input(tmp_path, name, content, *args, words=()):
+    """prepro refuses the file with one message naming the file and the words; nothing is written"""
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    out = tmp_path / "out"
+    fmt = name.rsplit(".", 1)[1]
+    with pytest.raises(SystemExit) as e:
+        prepro.main([f"--{fmt}", str(path)] + list(args)
+                    + ["--random-init", "tiny", "--out-dir", str(out)])
+    msg = str(e.value)
+    assert str(path) in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+    assert not out.exists()
+    return msg
+
+
+GOOD = "text,label\n" + "".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(40))
+
+
+def test_bad_input_files(tmp_path):
+    bad_input(tmp_path, "a.csv", GOOD, "--label-col", "y",
+              words=["no label column 'y'", "text, label"])
+    bad_input(tmp_path, "b.csv", GOOD + "  ,a\n", words=["line 42", "column 'text'", "empty text"])
+    bad_input(tmp_path, "c.csv", GOOD + "one,two,a\n",
+              words=["line 42", "3 fields", "header has 2"])
+    bad_input(tmp_path, "d.csv", GOOD + '"say "hi" now",a\n', words=["line 42", "bad CSV"])
+    bad_input(tmp_path, "e.csv", GOOD + '"unclosed,a\n', words=["line 42", "bad CSV"])
+    bad_input(tmp_path, "f.csv", GOOD.encode() + b"caf\xe9 au lait,a\n",
+              words=["line 42", "not UTF-8", "0xe9"])
+    bad_input(tmp_path, "g.csv", GOOD.replace(",b", ",a"),
+              words=["only one label", "'a'", "column 'label'"])
+    bad_input(tmp_path, "h.jsonl", '{"text": "x", "label": 1}\n{"text": "y"}\n',
+              words=["line 2", "no label column"])
+    bad_input(tmp_path, "i.jsonl", '{"text": "x", "label": 1}\n{"text": "y", "label": 2.5}\n',
+              words=["line 2", "2.5"])
+    bad_input(tmp_path, "j.jsonl", '{"text": "x", "label": 1}\n{"text": "y", \n',
+              words=["line 2", "not JSON"])
+    split = GOOD.replace("\n", ",train\n").replace("label,train", "label,part") + "odd one,c,test\n"
+    bad_input(tmp_path, "k.csv", split, "--split-col", "part",
+              words=["line 42", "label 'c' is not in the training split", "a, b"])
+    bad_input(tmp_path, "l.csv", GOOD, "--text-pair-col", "second",
+              words=["no text-pair column 'second'"])
+    long_names = "text,label\n" + "".join(f"t {i},{'x' * 30}{i}\n" for i in range(30))
+    bad_input(tmp_path, "m.csv", long_names, words=["label names take", "640"])
+
+
+def test_bad_label_in_validation_file(tmp_path):
+    rows = [(f"t {i}", "ab"[i % 2]) for i in range(20)]
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    val = write_csv(tmp_path / "val.csv", ["text", "label"], [("fine", "a"), ("odd", "z")])
+    with pytest.raises(SystemExit) as e:
+        prepro.main(["--csv", train, val, "--random-init", "tiny", "--out-dir",
+                     str(tmp_path / "out")])
+    assert f"{val}: line 3: column 'label': label 'z' is not in the training split" in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_hf_dataset_path_offline(tmp_path, monkeypatch):
+    """--hf-dataset through a stand-in for datasets.load_dataset (the hub is not reachable here): a
+    ClassLabel keeps its order, and a test split without labels (-1, as GLUE's) comes from train"""
+    import datasets
+    rows = emotion_rows(80)
+    names = ["not_equivalent", "equivalent"]
+    feats = datasets.Features({"s1": datasets.Value("string"), "s2": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=names)})
+
+    def part(rs, labelled=True):
+        return datasets.Dataset.from_dict(
+            {"s1": [a for a, _ in rs], "s2": [a[::-1] for a, _ in rs],
+             "label": [int(y == "joy") if labelled else -1 for _, y in rs]}, features=feats)
+
+    ds = datasets.DatasetDict(train=part(rows[:60]), validation=part(rows[60:70]),
+                              test=part(rows[70:], labelled=False))
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: ds)
+    got, _ = own(tmp_path, "--hf-dataset", "glue", "--hf-config", "mrpc", "--text-col", "s1",
+                 "--text-pair-col", "s2", "--test-fraction", "0.2")
+    assert got["train"]["label_names"] == names
+    assert [got[s]["N"] for s in prepro.SPLITS] == [48, 10, 12]
+    assert got["validation"]["labels"].tolist() == [int(y == "joy") for _, y in rows[60:70]]
+    assert got["train"]["types"].max() == 1

@@ -1,6 +1,7 @@
 /*
-The embedding backward (train_bert.c's embedding_backward): dwte[id] += dout, dwpe[t] += dout, dwtt[0] += dout
-over the batch's real tokens, in the CPU's order.
+The embedding backward (train_bert.c's embedding_backward): dwte[id] += dout, dwpe[t] += dout,
+dwtt[type] += dout over the batch's real tokens, in the CPU's order (the batches here are sentence
+pairs: types 0 then 1).
 
 Versions:
   1: a thread per (column, table) walks every token in order: deterministic, but 3 C threads doing B T sequential
@@ -28,12 +29,14 @@ int main(int argc, char** argv) {
         int B = cfgs[k][0], T = cfgs[k][1], C = cfgs[k][2];
         size_t BT = (size_t)B * T;
         int* ids = (int*)mallocCheck(BT * sizeof(int));
+        int* types = (int*)mallocCheck(BT * sizeof(int));
         int* lengths = (int*)mallocCheck(B * sizeof(int));
         // real-looking batches: lengths 2..T (one of T), frequent ids repeat ([CLS], "i", "feel" ...), pad 0
         for (int b = 0; b < B; b++) { lengths[b] = b == 0 ? T : 2 + (int)((rand_uniform_() + 1.0f) * 0.5f * (T - 2)); }
         for (size_t i = 0; i < BT; i++) {
             float u = (rand_uniform_() + 1.0f) * 0.5f;
             ids[i] = u < 0.3f ? 101 + (int)(u * 20) : (int)(u * (V - 1));
+            types[i] = (int)(i % T) >= lengths[i / T] / 2; // a sequence's second half is text b
         }
         float* dout = make_random(BT * C, 1.0f);
         float* dwte = (float*)callocCheck((size_t)V * C, sizeof(float));
@@ -47,15 +50,17 @@ int main(int argc, char** argv) {
         for (int n = 0; n < N; n++) {
             memcpy(dout_packed + (size_t)n * C, dout + (size_t)rows[n] * C, C * sizeof(float));
         }
-        embedding_backward(dwte, dwpe, dwtt, dout_packed, ids, rows, N, T, C);
+        embedding_backward(dwte, dwpe, dwtt, dout_packed, ids, types, rows, N, T, C);
         free(rows); free(starts); free(dout_packed);
-        int *d_ids, *d_lengths, *d_tokens, *d_runs, *d_run_ids;
+        int *d_ids, *d_types, *d_lengths, *d_tokens, *d_runs, *d_run_ids;
         cudaCheck(cudaMalloc(&d_ids, BT * sizeof(int)));
+        cudaCheck(cudaMalloc(&d_types, BT * sizeof(int)));
         cudaCheck(cudaMalloc(&d_lengths, B * sizeof(int)));
         cudaCheck(cudaMalloc(&d_tokens, BT * sizeof(int)));
         cudaCheck(cudaMalloc(&d_runs, (BT + 1) * sizeof(int)));
         cudaCheck(cudaMalloc(&d_run_ids, BT * sizeof(int)));
         cudaCheck(cudaMemcpy(d_ids, ids, BT * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(d_types, types, BT * sizeof(int), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(d_lengths, lengths, B * sizeof(int), cudaMemcpyHostToDevice));
         float *d_dout = to_device(dout, BT * C), *d_dwte, *d_dwpe, *d_dwtt;
         cudaCheck(cudaMalloc(&d_dwte, (size_t)V * C * 4));
@@ -64,7 +69,8 @@ int main(int argc, char** argv) {
         int* sort_host = (int*)mallocCheck((3 * BT + 1) * sizeof(int));
         auto run = [&]() {
             if (version == 1) {
-                cu::embedding_backward(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_lengths, B, T, C);
+                cu::embedding_backward(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_types, d_lengths,
+                                       B, T, C);
                 return;
             }
             int ntok, *tokens = sort_host, *runs = tokens + BT, *run_ids = runs + BT + 1;
@@ -72,8 +78,8 @@ int main(int argc, char** argv) {
             cudaCheck(cudaMemcpy(d_tokens, tokens, ntok * sizeof(int), cudaMemcpyHostToDevice));
             cudaCheck(cudaMemcpy(d_runs, runs, (nruns + 1) * sizeof(int), cudaMemcpyHostToDevice));
             cudaCheck(cudaMemcpy(d_run_ids, run_ids, nruns * sizeof(int), cudaMemcpyHostToDevice));
-            cu::embedding_backward_sorted(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_lengths, d_tokens, d_runs, d_run_ids,
-                                          nruns, B, T, C);
+            cu::embedding_backward_sorted(d_dwte, d_dwpe, d_dwtt, d_dout, d_ids, d_types, d_lengths,
+                                          d_tokens, d_runs, d_run_ids, nruns, B, T, C);
         };
         cudaCheck(cudaMemset(d_dwte, 0, (size_t)V * C * 4));
         cudaCheck(cudaMemset(d_dwpe, 0, (size_t)P * C * 4));
@@ -94,7 +100,9 @@ int main(int argc, char** argv) {
         }
         float ms = time_ms(run);
         printf("  %.4f ms (the host's sort and copies included in v2)\n", ms);
+        free(types);
         free(ids); free(lengths); free(dout); free(dwte); free(dwpe); free(dwtt); free(got); free(sort_host);
+        cudaCheck(cudaFree(d_types));
         cudaCheck(cudaFree(d_ids)); cudaCheck(cudaFree(d_lengths)); cudaCheck(cudaFree(d_tokens));
         cudaCheck(cudaFree(d_runs)); cudaCheck(cudaFree(d_run_ids)); cudaCheck(cudaFree(d_dout));
         cudaCheck(cudaFree(d_dwte)); cudaCheck(cudaFree(d_dwpe)); cudaCheck(cudaFree(d_dwtt));

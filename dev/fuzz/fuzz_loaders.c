@@ -63,13 +63,20 @@ static void fuzz_one_(uint8_t selector, const uint8_t* data, size_t size) {
         loader_init(&loader, &ds, 4, 42);
         loader_start_epoch(&loader, 1, 1);
         int* ids = (int*)mallocCheck((size_t)4 * ds.T_max * sizeof(int));
+        int* types = (int*)mallocCheck((size_t)4 * ds.T_max * sizeof(int));
         int lengths[4], labels[4], B, T, seen = 0;
-        while (loader_next_batch(&loader, ids, lengths, labels, MICRO.pad_id, &B, &T)) {
+        while (loader_next_batch_types(&loader, ids, types, lengths, labels, MICRO.pad_id, &B,
+                                       &T)) {
             for (int i = 0; i < B * T; i++) { require_(ids[i] >= 0 && ids[i] < MICRO.V); }
+            for (int i = 0; i < B * T; i++) { require_(types[i] == 0 || types[i] == 1); }
             seen += B;
         }
         require_(seen == ds.N);
+        for (int k = 0; ds.label_names != NULL && k < ds.NC; k++) {
+            require_(ds.label_names[k][0] != '\0');
+        }
         free(ids);
+        free(types);
         loader_free(&loader);
         dataset_free(&ds);
     } else if (selector == 3) {
@@ -82,7 +89,8 @@ static void fuzz_one_(uint8_t selector, const uint8_t* data, size_t size) {
         for (int n = 0; n < MICRO_N; n++) {
             lengths_[n] = 2; labels_[n] = 0; ids_[2 * n] = 2; ids_[2 * n + 1] = 3; starts_[n] = 2 * n;
         }
-        Dataset ds = {MICRO_N, 2, MICRO.NC, MICRO.V, lengths_, labels_, ids_, starts_};
+        Dataset ds = {.N = MICRO_N, .T_max = 2, .NC = MICRO.NC, .V = MICRO.V, .lengths = lengths_,
+                      .labels = labels_, .ids = ids_, .starts = starts_};
         DataLoader loader;
         loader_init(&loader, &ds, 4, 42);
         loader_start_epoch(&loader, pr.epoch, 1);

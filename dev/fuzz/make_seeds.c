@@ -10,6 +10,19 @@ with history) and a few texts for the tokenizer, each prefixed by the byte that 
 #include "micro.h"
 
 // dir/name = selector byte + the bytes of src
+// a split of MICRO_N examples: the header, lengths, labels, ids and (version 2) types
+static void write_split_(const char* path, const int32_t* h, const int* lengths, const int* labels,
+                         const int* ids, const int* types, int ntok) {
+    FILE* fp;
+    fopenCheck(&fp, path, "wb");
+    fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, path);
+    fwriteCheck(lengths, sizeof(int), MICRO_N, fp, path);
+    fwriteCheck(labels, sizeof(int), MICRO_N, fp, path);
+    fwriteCheck(ids, sizeof(int), ntok, fp, path);
+    if (types != NULL) { fwriteCheck(types, sizeof(int), ntok, fp, path); }
+    fcloseCheck(fp, path);
+}
+
 static void seed_(const char* dir, const char* name, uint8_t selector, const char* src) {
     char path[4200];
     path_join(path, sizeof(path), dir, name);
@@ -61,16 +74,25 @@ int main(int argc, char** argv) {
         labels[n] = n % MICRO.NC;
         for (int t = 0; t < lengths[n]; t++) { ids[ntok++] = t == 0 ? 2 : 3 + (n + t) % 29; }
     }
-    h[H_MAGIC] = SPLIT_MAGIC; h[H_VERSION] = SPLIT_VERSION; h[SPLIT_N] = MICRO_N; h[SPLIT_T_MAX] = 6;
+    h[H_MAGIC] = SPLIT_MAGIC; h[H_VERSION] = 1; h[SPLIT_N] = MICRO_N; h[SPLIT_T_MAX] = 6;
     h[SPLIT_NC] = MICRO.NC; h[SPLIT_V] = MICRO.V; h[SPLIT_NTOK] = ntok; h[SPLIT_MAX_LEN] = 16;
-    FILE* fp;
-    fopenCheck(&fp, tmp, "wb");
-    fwriteCheck(h, sizeof(int32_t), HEADER_INTS, fp, tmp);
-    fwriteCheck(lengths, sizeof(int), MICRO_N, fp, tmp);
-    fwriteCheck(labels, sizeof(int), MICRO_N, fp, tmp);
-    fwriteCheck(ids, sizeof(int), ntok, fp, tmp);
-    fcloseCheck(fp, tmp);
+    write_split_(tmp, h, lengths, labels, ids, NULL, ntok);
     seed_(dir, "split", 2, tmp);
+    // the same as sentence pairs (version 2): token types after the ids, label names in the header
+    int types[64];
+    for (int n = 0, i = 0; n < MICRO_N; n++) {
+        for (int t = 0; t < lengths[n]; t++, i++) { types[i] = t >= lengths[n] / 2; }
+    }
+    h[H_VERSION] = SPLIT_VERSION;
+    char names[H_LABEL_NAMES_INTS * 4] = {0};
+    int nbytes = 0;
+    for (int k = 0; k < MICRO.NC; k++) {
+        nbytes += snprintf(names + nbytes, 16, "label %d", k) + 1;
+    }
+    h[SPLIT_LABEL_BYTES] = nbytes;
+    memcpy(&h[H_LABEL_NAMES], names, sizeof(names));
+    write_split_(tmp, h, lengths, labels, ids, types, ntok);
+    seed_(dir, "split_pairs", 2, tmp);
     // a training state: 2 epochs done, 1 step into the third, best at epoch 1
     m.step = 7;
     TrainProgress pr = {3, 4, 1, 0.5, 1.0, 3.0, 0};
