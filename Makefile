@@ -54,7 +54,7 @@ endif
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
 .PHONY: all setup deps data reference test test-python test-c test-sanitize test-emu test-emu-skipped fuzz fuzz-ci bench-step \
-	cuda-check compare bench clean gpu-carry gpu-programs gpu-dry-run
+	cuda-check compare bench clean gpu-carry gpu-programs gpu-dry-run test-mpi
 all: $(CPU_TARGETS) $(if $(HAS_NVCC),$(GPU_TARGETS),)
 
 # ---------------------------------------------------------------------------
@@ -69,6 +69,23 @@ test_bert: test_bert.c train_bert.c $(HEADERS)
 
 test_tokenizer: test_tokenizer.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# MPI (USE_MPI=1): train_bert built with mpicc splits each batch across the ranks of `mpirun -np K`
+# (bertc/dist.h); the default build has no MPI. Debian: apt-get install libopenmpi-dev openmpi-bin.
+# train_bert_mpi: that build beside the plain one, for tests/test_mpi.py (built wherever mpicc is)
+MPICC ?= mpicc
+ifeq ($(USE_MPI), 1)
+  CC = $(MPICC)
+  CFLAGS += -DUSE_MPI
+  $(info ✓ MPI (USE_MPI=1): mpirun -np K ./train_bert splits each batch across K ranks)
+endif
+MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi,)
+train_bert_mpi: train_bert.c $(HEADERS)
+	$(MPICC) $(CFLAGS) -DUSE_MPI $(OMP_FLAGS) -o $@ $< $(LDLIBS)
+dev/bench_allreduce: dev/bench_allreduce.c $(HEADERS)
+	$(MPICC) $(CFLAGS) -DUSE_MPI -o $@ $< $(LDLIBS)
+test-mpi: train_bert train_bert_mpi data/ref_tiny_model.bin
+	$(PYTHON) -m pytest -q -rs tests/test_mpi.py
 
 # ---------------------------------------------------------------------------
 # the GPU programs: one build path (nvcc, cuBLAS and cuBLASLt) for the trainer, its tests, the debug builds
@@ -127,6 +144,9 @@ deps:
 		$(CLANG) -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1; then \
 		echo "installing clang and its runtime (libFuzzer, for make fuzz)"; \
 		apt-get update -qq && apt-get install -y -qq clang libclang-rt-dev; fi
+	@if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then \
+		echo "installing Open MPI (make USE_MPI=1, tests/test_mpi.py)"; \
+		apt-get update -qq && apt-get install -y -qq libopenmpi-dev openmpi-bin; fi
 	$(PYTHON) -m pip install -q -r requirements.txt
 
 setup: deps
@@ -163,7 +183,7 @@ test-emu-skipped:
 
 # pytest: prepro, the file formats, text in / models out, reliability (each trainer test also
 # runs ./train_bertcu where a GPU is present, and says it skipped elsewhere)
-test-python: data train_bert data/ref_tiny_model.bin
+test-python: data train_bert data/ref_tiny_model.bin $(MPI_BIN)
 	$(PYTHON) -m pytest -q -rs tests
 
 test-c: $(CPU_TARGETS) reference
@@ -257,6 +277,7 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 
 clean:
 	rm -rf build
+	rm -f train_bert_mpi dev/bench_allreduce
 	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step dev/bench_epoch dev/bench_matmul \
 		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out
 

@@ -615,11 +615,15 @@ float crossentropy_forward(float* losses, float* probs, const float* logits, con
     return mean / B;
 }
 
-// backward of the mean loss: dlogits (B, NC) = (probs - onehot(label)) / B
-void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NC) {
+// backward of the mean loss over B_mean examples, B of them here:
+// dlogits (B, NC) = (probs - onehot(label)) / B_mean. B_mean is B but where the batch is a rank's
+// slice of a global batch of B_mean (the ranks' gradients then sum).
+void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int B_mean,
+                           int NC) {
     for (int b = 0; b < B; b++) {
         for (int c = 0; c < NC; c++) {
-            dlogits[(size_t)b * NC + c] = (probs[(size_t)b * NC + c] - (c == labels[b] ? 1.0f : 0.0f)) / B;
+            float onehot = c == labels[b] ? 1.0f : 0.0f;
+            dlogits[(size_t)b * NC + c] = (probs[(size_t)b * NC + c] - onehot) / B_mean;
         }
     }
 }
@@ -982,6 +986,8 @@ void bert_alloc_batch(Bert* model, int B_max, int T_max) {
     model->labels = (int*)mallocCheck((size_t)B_max * sizeof(int));
     model->rows = (int*)mallocCheck(size_mul((size_t)B_max, (size_t)T_max, "batch") * sizeof(int));
     model->starts = (int*)mallocCheck((size_t)B_max * sizeof(int));
+    model->b0 = 0;
+    model->B_global = 0;
 }
 
 // Row k of LINEAR_WEIGHTS: its row of PARAMETER_SPECS, and its (layers, OC, C), the last two
@@ -1083,10 +1089,15 @@ void bert_pack_weights(Bert* model) {
     }
 }
 
-// the batch a forward pass is about to run: it must fit the allocation (both back ends call this)
+// the batch a forward pass is about to run: it must fit the allocation (both back ends call this),
+// and a slice of a global batch (model->b0, B_global) must lie inside it
 void bert_set_batch(Bert* model, int B, int T) {
     if (B < 1 || T < 1 || B > model->B_max || T > model->T_max) {
         error_exit("batch (%d, %d) is outside the allocated (%d, %d)", B, T, model->B_max, model->T_max);
+    }
+    if (model->B_global != 0 && (model->b0 < 0 || model->b0 + B > model->B_global)) {
+        error_exit("batch slice %d..%d is outside the global batch of %d", model->b0,
+                   model->b0 + B, model->B_global);
     }
     model->B = B;
     model->T = T;
@@ -1103,6 +1114,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     int N = model->N = batch_pack(model->rows, model->starts, model->lengths, B, T);
     const int* rows = model->rows;
     const int* starts = model->starts;
+    // the masks of a token's, an attention row's and the classifier's elements (bert_slice_stream)
+    uint64_t tok = (uint64_t)T * C, att = (uint64_t)NH * T * T, cls = C;
     float p = train ? model->dropout : 0.0f;
     float plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
@@ -1119,7 +1132,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[0]))
     embedding_forward(a.encoded, model->ids, model->types, w.wte, w.wpe, w.wtt, rows, N, T, C);
     layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps);
-    dropout_forward(a.hs, a.hs, NULL, rows, N, C, p, bert_stream(model, -1, 0));
+    dropout_forward(a.hs, a.hs, NULL, rows, N, C, p, bert_slice_stream(model, -1, 0, tok));
     // BertLayer, L times (post-LN): x -> LN1(x + dropout(attention(x))) -> LN2(. + dropout(FFN(.)))
     for (int l = 0; l < L; l++) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
@@ -1130,14 +1143,15 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_forward(la.qkv + j * C, 3 * C, a.lora_u + lj * BT * r, s.xd, la.x, model->lora.lora_a + lj * r * C,
                              model->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
-                             bert_stream(model, l, SITE_LORA_Q + j), rows);
+                             bert_slice_stream(model, l, SITE_LORA_Q + j, tok), rows);
             }
         }
         attention_forward(la.atty, la.att, la.qkv, model->lengths, starts, B, T, C, NH, p,
-                          bert_stream(model, l, SITE_ATT));
+                          bert_slice_stream(model, l, SITE_ATT, att));
         matmul_forward_packed(s.tmp, la.atty, LAYER_(wp.attprojw, l, att_p),
                               LAYER_(w.attprojb, l, C), N, C, C);
-        dropout_forward(la.r1, s.tmp, la.x, rows, N, C, p, bert_stream(model, l, SITE_ATTPROJ));
+        dropout_forward(la.r1, s.tmp, la.x, rows, N, C, p,
+                        bert_slice_stream(model, l, SITE_ATTPROJ, tok));
         layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C),
                           LAYER_(w.ln1b, l, C), N, C, cfg->eps);
         matmul_forward_packed(la.fch, la.ln1, LAYER_(wp.fcw, l, fc_p), LAYER_(w.fcb, l, FF),
@@ -1145,17 +1159,23 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         gelu_forward(la.fch_gelu, la.fch, (size_t)N * FF);
         matmul_forward_packed(s.tmp, la.fch_gelu, LAYER_(wp.fcprojw, l, fcproj_p),
                               LAYER_(w.fcprojb, l, C), N, FF, C);
-        dropout_forward(la.r2, s.tmp, la.ln1, rows, N, C, p, bert_stream(model, l, SITE_FCPROJ));
+        dropout_forward(la.r2, s.tmp, la.ln1, rows, N, C, p,
+                        bert_slice_stream(model, l, SITE_FCPROJ, tok));
         layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
                           LAYER_(w.ln2b, l, C), N, C, cfg->eps);
     }
     // BertPooler, then the classifier on dropout(pooled)
     pooler_forward(a.pooled, a.cls, a.hs + L * BTC, wp.poolw, w.poolb, starts, B, T, C);
-    dropout_forward(a.pooled_d, a.pooled, NULL, NULL, B, C, p, bert_stream(model, L, 0));
+    dropout_forward(a.pooled_d, a.pooled, NULL, NULL, B, C, p, bert_slice_stream(model, L, 0, cls));
     matmul_forward_packed(a.logits, a.pooled_d, wp.clsw, w.clsb, B, C, NC);
     if (labels != NULL) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
         model->mean_loss = crossentropy_forward(a.losses, a.probs, a.logits, labels, B, NC);
+        if (model->B_global != 0 && model->B_global != B) { // a rank's share of the global mean
+            double sum = 0.0;
+            for (int b = 0; b < B; b++) { sum += a.losses[b]; }
+            model->mean_loss = (float)(sum / model->B_global);
+        }
     }
 }
 
@@ -1179,6 +1199,8 @@ void bert_backward(Bert* model) {
     const int* starts = model->starts;
     int C = cfg->C, L = cfg->L, NH = cfg->NH, FF = cfg->FF, NC = cfg->NC, BT = B * T;
     int r = model->lora_r;
+    uint64_t tok = (uint64_t)T * C, att = (uint64_t)NH * T * T, cls = C; // as bert_forward's
+    int B_mean = model->B_global != 0 ? model->B_global : B;
     float p = model->dropout, plora = model->lora_dropout;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
     ParameterTensors w = model->params, g = model->grads;
@@ -1187,7 +1209,7 @@ void bert_backward(Bert* model) {
     size_t NC_ = (size_t)N * C; // the rows a per-token gradient uses
 
     // loss = crossentropy(logits), logits = pooled_d @ clsw^T + clsb
-    crossentropy_backward(s.dlogits, a.probs, model->labels, B, NC);
+    crossentropy_backward(s.dlogits, a.probs, model->labels, B, B_mean, NC);
     if (model->strategy == STRATEGY_FROZEN) {
         matmul_backward(NULL, g.clsw, g.clsb, s.dlogits, a.pooled_d, w.clsw, B, C, NC);
         return;
@@ -1197,7 +1219,7 @@ void bert_backward(Bert* model) {
     memset(s.dsmall, 0, 2 * (size_t)B * C * sizeof(float));
     matmul_backward(dpooled_d, g.clsw, g.clsb, s.dlogits, a.pooled_d, w.clsw, B, C, NC);
     // pooled_d = dropout(pooled), pooled = tanh(hs[L][:, 0] @ poolw^T + poolb)
-    dropout_backward(dpooled, dpooled_d, NULL, B, C, p, bert_stream(model, L, 0));
+    dropout_backward(dpooled, dpooled_d, NULL, B, C, p, bert_slice_stream(model, L, 0, cls));
     memset(s.dh, 0, NC_ * sizeof(float));
     pooler_backward(s.dh, g.poolw, g.poolb, s.dsmall + 2 * (size_t)B * C, s.dsmall + 3 * (size_t)B * C, dpooled,
                     a.pooled, a.cls, w.poolw, starts, B, T, C);
@@ -1211,7 +1233,7 @@ void bert_backward(Bert* model) {
         // mask
         memcpy(s.dln1, s.dr, NC_ * sizeof(float));
         memset(s.tmp, 0, NC_ * sizeof(float));
-        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_stream(model, l, SITE_FCPROJ));
+        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_slice_stream(model, l, SITE_FCPROJ, tok));
         memset(s.dfch, 0, (size_t)N * FF * sizeof(float));
         matmul_backward(s.dfch, LAYER_(g.fcprojw, l, C * FF), LAYER_(g.fcprojb, l, C), s.tmp, la.fch_gelu,
                         LAYER_(w.fcprojw, l, C * FF), N, FF, C);
@@ -1226,14 +1248,15 @@ void bert_backward(Bert* model) {
         // r1 = dropout(atty @ attprojw^T + attprojb) + x: dh now collects d(x)
         memcpy(s.dh, s.dr, NC_ * sizeof(float));
         memset(s.tmp, 0, NC_ * sizeof(float));
-        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_stream(model, l, SITE_ATTPROJ));
+        dropout_backward(s.tmp, s.dr, rows, N, C, p,
+                         bert_slice_stream(model, l, SITE_ATTPROJ, tok));
         memset(s.datty, 0, NC_ * sizeof(float));
         matmul_backward(s.datty, LAYER_(g.attprojw, l, C * C), LAYER_(g.attprojb, l, C), s.tmp, la.atty,
                         LAYER_(w.attprojw, l, C * C), N, C, C);
         // atty = attention(qkv)
         memset(s.dqkv, 0, NC_ * 3 * sizeof(float));
         attention_backward(s.dqkv, s.datty, la.qkv, la.att, model->lengths, starts, B, T, C, NH, p,
-                           bert_stream(model, l, SITE_ATT));
+                           bert_slice_stream(model, l, SITE_ATT, att));
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
         float* dx = (l > 0 || model->strategy == STRATEGY_FULL) ? s.dh : NULL;
         matmul_backward(dx, LAYER_(g.qkvw, l, 3 * C * C), LAYER_(g.qkvb, l, 3 * C), s.dqkv, la.x,
@@ -1244,14 +1267,15 @@ void bert_backward(Bert* model) {
                 lora_backward(dx, model->lora_grads.lora_a + lj * r * C, model->lora_grads.lora_b + lj * C * r, s.du,
                               s.xd, s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x,
                               model->lora.lora_a + lj * r * C, model->lora.lora_b + lj * C * r, N, C, C, r,
-                              lora_scale, plora, bert_stream(model, l, SITE_LORA_Q + j), rows);
+                              lora_scale, plora, bert_slice_stream(model, l, SITE_LORA_Q + j, tok),
+                              rows);
             }
         }
     }
     if (model->strategy != STRATEGY_FULL) { return; }
     // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[0]
     memset(s.dr, 0, NC_ * sizeof(float));
-    dropout_backward(s.dr, s.dh, rows, N, C, p, bert_stream(model, -1, 0));
+    dropout_backward(s.dr, s.dh, rows, N, C, p, bert_slice_stream(model, -1, 0, tok));
     memset(s.tmp, 0, NC_ * sizeof(float));
     layernorm_backward(s.tmp, g.embln_w, g.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
     embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, model->ids, model->types, rows, N, T, C);
@@ -1443,6 +1467,10 @@ static void cpu_update_(Bert* model, float lr, float weight_decay, float max_nor
     if (cpu_.nsteps == STEPS_MAX) {
         error_exit("%d training steps were not read back (read_steps)", STEPS_MAX);
     }
+    // with ranks, each gradient is its slice's share (the loss is the global batch's mean): their
+    // sum is the global batch's gradient, the same on every rank, before the norm and clipping
+    dist_sum_floats(model->grads_memory, bert_num_trainable(model) - model->num_lora_parameters);
+    dist_sum_floats(model->lora_grads_memory, model->num_lora_parameters);
     cpu_.norm[cpu_.nsteps] = bert_update(model, lr, weight_decay, max_norm);
     cpu_.loss[cpu_.nsteps] = model->mean_loss;
     cpu_.nsteps++;

@@ -5,7 +5,8 @@ struct, the metrics, AdamW's constants, and the functions train_bert.c defines f
 build, forward, backward, update, metrics. train_bert.c implements all of it; trainer.h (the
 program: flags, loop, evaluation, checkpoints, classify mode) and train_bert.cu use it.
 
-Defines: BertConfig, the tensor tables and structs, Bert, Metrics, bert_stream, argmax.
+Defines: BertConfig, the tensor tables and structs, Bert, Metrics, bert_stream, bert_slice_stream,
+argmax.
 Declares: train_bert.c's functions that trainer.h and train_bert.cu call.
 */
 #pragma once
@@ -281,7 +282,11 @@ typedef struct {
     int N;        // the batch's real tokens: the rows of each per-token tensor (the CPU packs)
     int* rows;    // (B_max * T_max) packed row n is padded row rows[n] (batch_pack)
     int* starts;  // (B_max) sequence b starts at packed row starts[b]
-    float mean_loss;
+    // this batch as a slice of a global batch split across ranks (bertc/dist.h): its first
+    // example's place there, which keys its dropout masks (bert_slice_stream), and the global
+    // batch's size, which the loss is the mean over. 0 and 0: the whole batch (one process)
+    int b0, B_global;
+    float mean_loss; // with ranks, this slice's share of the global mean (the shares sum to it)
     // training settings and state
     float dropout;  // hidden, attention and classifier dropout (0.1 in BERT)
     uint64_t seed;
@@ -297,6 +302,15 @@ enum {
 static inline uint64_t bert_stream(const Bert* model, int layer, int site) {
     uint64_t where = (uint64_t)(layer + 1) * SITES_PER_LAYER + site;
     return dropout_stream(model->seed, (uint64_t)model->step, where);
+}
+// A site's stream for this batch's slice of the global batch: a mask element is keyed by its index
+// in the global batch's padded layout, per_example elements to an example (T * C for a token's,
+// NH * T * T for attention's). dropout_uniform hashes stream + index, so the slice's offset, b0
+// examples, is an offset of the stream: a rank draws exactly the masks one process draws for the
+// same examples.
+static inline uint64_t bert_slice_stream(const Bert* model, int layer, int site,
+                                         uint64_t per_example) {
+    return bert_stream(model, layer, site) + (uint64_t)model->b0 * per_example;
 }
 
 
@@ -353,7 +367,8 @@ void dropout_forward(float* out, const float* inp, const float* residual, const 
                      size_t C, float p, uint64_t stream);
 float crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels,
                            int B, int NC);
-void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NC);
+void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int B_mean,
+                           int NC);
 // the metrics, from predictions or from a confusion matrix; the report names the NC classes
 // by `names`
 void metrics_init(Metrics* m, int NC);

@@ -35,6 +35,7 @@ main), the tests.
 #include "bertc/dataloader.h" // defines: Dataset, dataset_load, DataLoader, loader_next_batch
 #include "bertc/schedule.h"   // defines: lr_at_step, EarlyStopping
 #include "bertc/logger.h"     // defines: EpochResult, TensorBoard events, log.tsv
+#include "bertc/dist.h"       // defines: dist_rank, dist_size, dist_sum_*, dist_agree (ranks, MPI)
 #include "tokenizer.h"        // defines: tokenizer_init, tokenizer_encode_bytes, tokenizer_free
                               // (classify mode)
 
@@ -419,6 +420,10 @@ static inline void settings_print_(const Settings* s, const Bert* model, const B
                    s->lora_dropout);
     }
     table_add_(&rows, "back end", "%s", device);
+    if (dist_size() > 1) {
+        table_add_(&rows, "ranks (MPI)", "%d, each a slice of every batch; rank 0 writes",
+                   dist_size());
+    }
     table_add_(&rows, "-", " ");
     table_add_(&rows, "V, P, C, L, NH, FF, NC", "%d, %d, %d, %d, %d, %d, %d", cfg->V, cfg->P,
                cfg->C, cfg->L, cfg->NH, cfg->FF, cfg->NC);
@@ -791,20 +796,26 @@ static inline EpochResult* train_state_load(const char* path, Bert* model, const
 // evaluation
 
 // Evaluate on a whole split in order, dropout off: loss, accuracy, weighted precision / recall /
-// F1.
+// F1. With ranks, each forwards its slice of every batch and the confusion matrices and loss sums
+// are summed.
 static inline void evaluate_(const Backend* be, Bert* model, const Dataset* ds, int B, Metrics* m) {
     DataLoader loader;
     loader_init(&loader, ds, B, 0);
+    loader_split(&loader, dist_rank(), dist_size());
     loader_start_epoch(&loader, 0, 0);
     int Bb, T, n = 0;
     double loss = 0.0;
     while (loader_next_batch_types(&loader, model->ids, model->types, model->lengths, model->labels,
                              model->config.pad_id, &Bb, &T)) {
+        model->b0 = loader.b0;
+        model->B_global = 0; // the slice's own mean loss, for eval_add's sum
         be->forward(model, Bb, T, model->labels, 0);
         be->eval_add(model, Bb, n == 0);
         n += Bb;
     }
     be->eval_read(model, m->confusion, &loss);
+    dist_sum_ints(m->confusion, (size_t)m->NC * m->NC);
+    dist_sum_doubles(&loss, 1);
     metrics_from_confusion(m, ds->N);
     m->loss = (float)(loss / ds->N);
     loader_free(&loader);
@@ -898,7 +909,7 @@ static inline float probe_step_(Probe* pr, Bert* model, const int* rows, int Bb,
                                 float lr, const Settings* s) {
     int C = model->config.C, NC = model->config.NC;
     model->mean_loss = probe_forward_(pr, model, 0, rows, Bb, labels, 1);
-    crossentropy_backward(pr->dlogits, pr->probs, labels, Bb, NC);
+    crossentropy_backward(pr->dlogits, pr->probs, labels, Bb, Bb, NC);
     bert_zero_grad(model);
     matmul_backward(NULL, model->grads.clsw, model->grads.clsb, pr->dlogits, pr->x,
                     model->params.clsw, Bb, C, NC);
@@ -1023,7 +1034,8 @@ typedef struct {
     int saving;              // 1: save_thread is writing save
     pthread_t save_thread;
     SaveJob save;
-    int lock_fd;             // holds the output directory's lock (output_dir_lock_)
+    int lock_fd;             // holds the output directory's lock (output_dir_lock_); -1: not here
+    int writes;              // this process writes the output directory: rank 0 of the ranks
 } Run;
 
 // a copy of the back end's weights and moments on the host, unless the host copy is the truth (the
@@ -1084,6 +1096,7 @@ static inline void save_sync_(Run* run) {
 static inline void save_start_(Run* run, const char* last_path, const char* best_path,
                                const char* state_path, int epoch, const TrainProgress* pr) {
     save_wait_(run);
+    if (!run->writes) { return; } // the other ranks hold the same weights, and rank 0 saves them
     SaveJob* j = &run->save;
     memset(j, 0, sizeof(*j));
     j->model = run->model;
@@ -1149,6 +1162,14 @@ static inline void stop_handlers_install_(void) {
     }
 }
 
+// Whether to stop at this step boundary: with ranks, all stop at the same one, if a signal reached
+// any (mpirun passes SIGINT and SIGTERM on to every rank, but not at the same instant).
+static inline int stop_requested_(void) {
+    int sig = dist_max_int(stop_signal_);
+    if (sig != 0) { stop_signal_ = sig; }
+    return sig != 0;
+}
+
 // an argument as a POSIX shell reads it back: bare where that is safe, else in single quotes
 static inline void shell_quote_print_(FILE* out, const char* a) {
     int bare = a[0] != '\0';
@@ -1169,6 +1190,7 @@ static inline void shell_quote_print_(FILE* out, const char* a) {
 
 // this run's command line with -R 1 (without its own -R or -O: a resume needs no -O)
 static inline void resume_command_print_(FILE* out, const Settings* s) {
+    if (dist_size() > 1) { fprintf(out, " mpirun -np %d", dist_size()); } // any count would do
     for (int i = 0; i < s->argc; i++) {
         const char* a = s->argv[i];
         if (i % 2 == 1 && (strcmp(a, "-R") == 0 || strcmp(a, "-O") == 0)) {
@@ -1190,7 +1212,9 @@ static inline void run_stop_(Run* run, const TrainProgress* now) {
         save_start_(run, NULL, NULL, run->state_path, 0, now);
     }
     save_wait_(run);
+    dist_barrier(); // rank 0's state is complete before any rank's exit can end the job
     int sig = stop_signal_;
+    if (!run->writes) { exit(128 + sig); }
     printf("%s", run->tty ? "\r\033[K" : "");
     fflush(stdout);
     fprintf(stderr, "stopped by %s after step %d: ", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -1230,6 +1254,47 @@ static inline void split_check_model_(const Dataset* ds, const char* path, const
     }
 }
 
+// a checksum of the weights and AdamW moments, which every rank must hold alike
+static inline uint64_t weights_checksum_(const Bert* model) {
+    uint64_t h = dist_checksum(DIST_CHECKSUM_START, &model->step, sizeof(model->step));
+    h = dist_checksum(h, model->params_memory, model->num_parameters * sizeof(float));
+    h = dist_checksum(h, model->lora_memory, model->num_lora_parameters * sizeof(float));
+    size_t ntrain = bert_num_trainable(model);
+    h = dist_checksum(h, model->m_memory, ntrain * sizeof(float));
+    return dist_checksum(h, model->v_memory, ntrain * sizeof(float));
+}
+
+// With ranks (bertc/dist.h): every rank must have the same flags, model and splits (checksums, or a
+// rank would train on something else), and every batch at least one example a rank, so that each
+// rank has a slice to compute (the global batch, the epoch's last and every evaluation batch).
+static inline void ranks_check_(const Run* run) {
+    const Settings* s = run->s;
+    int K = dist_size();
+    uint64_t h = DIST_CHECKSUM_START;
+    for (int i = 1; i < s->argc; i++) { h = dist_checksum(h, s->argv[i], strlen(s->argv[i]) + 1); }
+    dist_agree(h, "command line (the flags)");
+    h = dist_checksum(weights_checksum_(&run->model), &run->model.config, sizeof(BertConfig));
+    dist_agree(h, "model file (its config, label names and weights, or LoRA's start)");
+    h = DIST_CHECKSUM_START;
+    for (int k = 0; k < 3; k++) {
+        const Dataset* ds = &run->splits[k];
+        h = dist_checksum(h, ds->lengths, ds->N * sizeof(int));
+        h = dist_checksum(h, ds->labels, ds->N * sizeof(int));
+        size_t ntok = ds->starts[ds->N - 1] + (size_t)ds->lengths[ds->N - 1];
+        h = dist_checksum(h, ds->ids, ntok * sizeof(int));
+        h = dist_checksum(h, ds->types, ntok * sizeof(int));
+    }
+    dist_agree(h, "data splits");
+    for (int k = 0; k < 3; k++) {
+        int N = run->splits[k].N, last = N % s->B == 0 ? s->B : N % s->B;
+        if (s->B < K || last < K) {
+            error_exit("%d ranks need at least %d examples in every batch; -b %d on %d examples "
+                       "leaves %d in the last\n---> HINT: use fewer ranks or another -b",
+                       K, K, s->B, N, N < s->B ? N : last);
+        }
+    }
+}
+
 // The model from the model file with the strategy's training state, the three splits checked
 // against it, the output directory claimed, the settings table, then (with -R 1) the state of an
 // interrupted run.
@@ -1265,10 +1330,12 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
         split_check_model_(&run->splits[k], path, cfg, s->model_path);
         if (run->splits[k].T_max > run->T_max) { run->T_max = run->splits[k].T_max; }
     }
+    if (dist_size() > 1) { ranks_check_(run); }
     // one allocation for the largest batch, on the host and in the back end
     bert_alloc_batch(model, s->B, run->T_max);
     be->setup(model, s->B, run->T_max);
-    run->lock_fd = output_dir_claim_(s->out_dir, s->resume, s->overwrite);
+    run->writes = dist_rank() == 0;
+    run->lock_fd = run->writes ? output_dir_claim_(s->out_dir, s->resume, s->overwrite) : -1;
     run->steps_per_epoch = (run->splits[0].N + s->B - 1) / s->B;
     if ((long long)s->epochs * run->steps_per_epoch > INT_MAX / 2) {
         error_exit("-e %d epochs of %d steps is too many steps", s->epochs, run->steps_per_epoch);
@@ -1280,6 +1347,7 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
     path_join(run->state_path, sizeof(run->state_path), s->out_dir, "state.bin");
     path_join(run->log_path, sizeof(run->log_path), s->out_dir, "log.tsv");
     loader_init(&run->loader, &run->splits[0], s->B, (uint64_t)s->seed);
+    loader_split(&run->loader, dist_rank(), dist_size());
     run->es.patience = s->patience;
     run->pr.epoch = 1;
     int lora = s->strategy_id == STRATEGY_LORA;
@@ -1293,6 +1361,9 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
                       "start without -R 1 (the interrupted run saved no state yet), or fix -o");
         run->history =
             train_state_load(run->state_path, model, run->state_settings, &run->pr, &run->es);
+        if (dist_size() > 1) {
+            dist_agree(weights_checksum_(model), "training state (weights and moments)");
+        }
         be->from_host(model);
         printf("resumed from %s: step %d, epoch %d, %d examples into it%s\n", run->state_path,
                model->step, run->pr.epoch, run->pr.pos,
@@ -1300,12 +1371,14 @@ static inline void run_init_(Run* run, const Settings* s, const Backend* be) {
     }
     run->done = run->pr.done;
     if (s->probe) { probe_init_(&run->probe, be, model, run->splits, s->B); }
-    // log.tsv is rewritten from the history, so a resumed run's log equals an uninterrupted one's
-    run->log = log_open(run->log_path, run->history, (int)arrlen(run->history));
-    // TensorBoard, with the Trainer's tags. A resumed run starts a new file that tells TensorBoard
-    // to drop what the interrupted run logged after the state.
-    events_open(&run->events, s->out_dir);
-    if (s->resume) { events_add_restart(&run->events, model->step + 1); }
+    if (run->writes) {
+        // log.tsv is rewritten from the history, so a resumed run's log is an uninterrupted one's
+        run->log = log_open(run->log_path, run->history, (int)arrlen(run->history));
+        // TensorBoard, with the Trainer's tags. A resumed run starts a new file that tells
+        // TensorBoard to drop what the interrupted run logged after the state.
+        events_open(&run->events, s->out_dir);
+        if (s->resume) { events_add_restart(&run->events, model->step + 1); }
+    }
     run->tty = isatty(fileno(stdout));
     run->start = now_seconds();
 }
@@ -1323,6 +1396,7 @@ static inline void flush_steps_(Run* run, int epoch) {
     if (!s->probe) { // the probe's steps ran on the host: their numbers are in pending already
         float loss[STEPS_MAX], norm[STEPS_MAX];
         run->be->read_steps(model, n, loss, norm);
+        dist_sum_floats(loss, n); // each rank's share of the global batch's mean loss
         for (int i = 0; i < n; i++) {
             run->pending[i].loss = loss[i];
             run->pending[i].norm = norm[i];
@@ -1336,9 +1410,11 @@ static inline void flush_steps_(Run* run, int epoch) {
         if (!isfinite(loss)) { diverged_(run, "training loss", loss, step); }
         if (!isfinite(norm)) { diverged_(run, "gradient norm", norm, step); }
         run->pr.loss_sum += loss;
-        events_add_scalar(&run->events, "train/loss", step, loss);
-        events_add_scalar(&run->events, "train/learning_rate", step, run->pending[i].lr);
-        events_add_scalar(&run->events, "train/grad_norm", step, norm);
+        if (run->writes) {
+            events_add_scalar(&run->events, "train/loss", step, loss);
+            events_add_scalar(&run->events, "train/learning_rate", step, run->pending[i].lr);
+            events_add_scalar(&run->events, "train/grad_norm", step, norm);
+        }
         if (step % s->print_every == 0) {
             double now = now_seconds();
             printf("%sstep %d/%d | epoch %d | loss %.4f | norm %.4f | lr %.2e | %.1f ms\n",
@@ -1381,6 +1457,8 @@ static inline void run_epoch_(Run* run, int epoch) {
             norm = probe_step_(&run->probe, model, run->loader.order + run->loader.pos - Bb, Bb,
                                model->labels, step_lr, s);
         } else {
+            model->b0 = run->loader.b0; // this rank's slice of the global batch (one process: all)
+            model->B_global = run->loader.batch;
             run->be->forward(model, Bb, T, model->labels, 1);
             run->be->zero_grad(model);
             run->be->backward(model);
@@ -1414,12 +1492,13 @@ static inline void run_epoch_(Run* run, int epoch) {
         if (model->step == s->exit_after) { // tests only (-X): as if killed right after this step
                                             // (and its save)
             save_wait_(run);
+            dist_barrier(); // rank 0's save is complete before any rank's exit ends the job
             printf("%sexiting after step %d (-X)\n", run->tty ? "\r\033[K" : "", model->step);
             fflush(stdout);
             _exit(3);
         }
-        if (stop_signal_) { // SIGINT or SIGTERM (now's loss sum is complete: -S and -X flushed, or
-                            // this does)
+        // SIGINT or SIGTERM (now's loss sum is complete: -S and -X flushed, or this does)
+        if (stop_requested_()) {
             flush_steps_(run, epoch);
             now.loss_sum = run->pr.loss_sum;
             run_stop_(run, &now);
@@ -1452,13 +1531,19 @@ static inline void run_epoch_end_(Run* run, int epoch) {
            " | F1 (weighted) %.4f | %.1f s%s\n",
            epoch, rec.train_loss, rec.val_loss, rec.accuracy, rec.precision, rec.recall, rec.f1,
            rec.seconds, rec.best ? " | best" : "");
-    log_epoch(run->log, run->log_path, &rec);
     const char* tags[] = {"train/epoch_loss", "eval/loss", "eval/accuracy", "eval/precision",
                           "eval/recall",      "eval/f1",   "train/epoch"};
     float values[] = {rec.train_loss, rec.val_loss, rec.accuracy, rec.precision,
                       rec.recall,     rec.f1,       (float)epoch};
-    for (int i = 0; i < 7; i++) {
-        events_add_scalar(&run->events, tags[i], model->step, values[i]);
+    if (run->writes) {
+        log_epoch(run->log, run->log_path, &rec);
+        for (int i = 0; i < 7; i++) {
+            events_add_scalar(&run->events, tags[i], model->step, values[i]);
+        }
+    }
+    // the ranks' weights stay equal only if every all-reduce gave every rank the same sums
+    if (dist_size() > 1) {
+        dist_agree(weights_checksum_(model), "weights and moments at the epoch's end");
     }
     arrput(run->history, rec);
     if (early_stopping_should_stop(&run->es)) {
@@ -1486,6 +1571,7 @@ static inline void run_test_(Run* run) {
     if (!run->es.has_best || best < 1 || best > (int)arrlen(run->history)) {
         error_exit("no epoch was scored, so %s has no best checkpoint to test", s->out_dir);
     }
+    dist_barrier(); // rank 0 has written the best checkpoint that every rank now reads
     bert_load_checkpoint(model, run->best_path, best, run->history[best - 1].step);
     if (!s->probe) { run->be->from_host(model); }
     printf("loaded the best checkpoint (epoch %d, validation F1 %.4f) from %s\n",
@@ -1495,12 +1581,14 @@ static inline void run_test_(Run* run) {
     if (s->probe) { probe_evaluate_(&run->probe, model, &run->splits[2], 2, s->B, &test); }
     else { evaluate_(run->be, model, &run->splits[2], s->B, &test); }
     metrics_print_report(&test, "test", label_names_(&model->config));
-    log_test(run->log, run->log_path, run->es.best_epoch, model->step, test.loss, test.accuracy,
-             test.precision, test.recall, test.f1, train_seconds);
     const char* tags[] = {"test/loss", "test/accuracy", "test/precision", "test/recall", "test/f1"};
     float values[] = {test.loss, test.accuracy, test.precision, test.recall, test.f1};
-    for (int i = 0; i < 5; i++) {
-        events_add_scalar(&run->events, tags[i], model->step, values[i]);
+    if (run->writes) {
+        log_test(run->log, run->log_path, run->es.best_epoch, model->step, test.loss,
+                 test.accuracy, test.precision, test.recall, test.f1, train_seconds);
+        for (int i = 0; i < 5; i++) {
+            events_add_scalar(&run->events, tags[i], model->step, values[i]);
+        }
     }
     printf(
         "summary | strategy %s | trainable %zu | epochs %d | best epoch %d | train runtime %.1f s"
@@ -1516,15 +1604,17 @@ static inline void run_free_(Run* run) {
     save_wait_(run);
     error_exit_hook_ = NULL;
     live_run_ = NULL;
-    fcloseCheck(run->log, run->log_path);
-    events_close(&run->events);
+    if (run->writes) {
+        fcloseCheck(run->log, run->log_path);
+        events_close(&run->events);
+    }
     arrfree(run->history);
     if (run->s->probe) { probe_free_(&run->probe); }
     loader_free(&run->loader);
     for (int k = 0; k < 3; k++) { dataset_free(&run->splits[k]); }
     run->be->free(&run->model);
     bert_free(&run->model);
-    close(run->lock_fd); // the output directory is free for the next run
+    if (run->lock_fd >= 0) { close(run->lock_fd); } // the output directory is free for the next run
 }
 
 // the whole run: epochs of steps until the last epoch or early stopping, then the test split
@@ -1538,8 +1628,8 @@ static inline int train_main_(const Settings* s, const Backend* be) {
     for (int epoch = run.pr.epoch; epoch <= s->epochs && !run.done; epoch++) {
         run_epoch_(&run, epoch);
         run_epoch_end_(&run, epoch);
-        if (stop_signal_) { run_stop_(&run, NULL); } // the state just saved resumes with the next
-                                                     // epoch
+        // the state just saved resumes with the next epoch
+        if (stop_requested_()) { run_stop_(&run, NULL); }
     }
     run_test_(&run);
     run_free_(&run);
@@ -1749,11 +1839,23 @@ static inline int classify_main_(const Settings* s, const Backend* be) {
 
 // The program: parse and check the flags, then classify or train. stdout is line-buffered, so
 // `./train_bert | tee log` shows the settings table and step lines as they happen.
+// Under mpirun (bertc/dist.h) every rank runs this; rank 0 alone prints (the others' stdout goes to
+// /dev/null: they compute the same lines) and writes the output directory.
 static inline int trainer_main(int argc, char** argv, const Backend* be) {
+    dist_init(&argc, &argv);
+    if (dist_rank() > 0 && freopen("/dev/null", "w", stdout) == NULL) {
+        error_exit("could not send rank %d's standard output to /dev/null", dist_rank());
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     Settings s;
     settings_parse(&s, argc, argv, be);
+    if (dist_size() > 1 && (s.classify_path != NULL || s.probe || be->on_gpu)) {
+        error_exit("%d ranks: only CPU training splits its batches across ranks; classify mode, "
+                   "the probe (-F 1) and train_bertcu run in one process\n"
+                   "---> HINT: run it without mpirun", dist_size());
+    }
     be->init(&s);
-    if (s.classify_path != NULL) { return classify_main_(&s, be); }
-    return train_main_(&s, be);
+    int rc = s.classify_path != NULL ? classify_main_(&s, be) : train_main_(&s, be);
+    dist_finalize();
+    return rc;
 }

@@ -129,6 +129,11 @@ typedef struct {
     int* order;     // (N) the visiting order of this epoch
     int pos;        // next position in order, 0..N
     uint64_t seed;
+    // data-parallel ranks (bertc/dist.h): this process takes slice `part` of `parts` contiguous
+    // slices of each batch, padded to the whole batch's longest example (loader_split)
+    int part, parts;
+    int b0;         // the last batch's slice: its first example's place in the batch
+    int batch;      // the last batch's size (B, or fewer at the epoch's end); the slice's is B_out
 } DataLoader;
 
 static inline void loader_init(DataLoader* loader, const Dataset* ds, int B, uint64_t seed) {
@@ -138,6 +143,15 @@ static inline void loader_init(DataLoader* loader, const Dataset* ds, int B, uin
     loader->order = (int*)mallocCheck(ds->N * sizeof(int));
     for (int n = 0; n < ds->N; n++) { loader->order[n] = n; }
     loader->pos = 0;
+    loader->part = 0;
+    loader->parts = 1;
+}
+
+// From now on each batch is cut into `parts` contiguous slices (sizes B * k / parts apart) and
+// loader_next_batch_types fills slice `part` alone; every part reads the same order.
+static inline void loader_split(DataLoader* loader, int part, int parts) {
+    loader->part = part;
+    loader->parts = parts;
 }
 
 // Start an epoch: in order (shuffle == 0, evaluation) or in a Fisher-Yates shuffle that depends
@@ -157,7 +171,8 @@ static inline void loader_start_epoch(DataLoader* loader, int epoch, int shuffle
 }
 
 // Fill the next batch, padded to its own longest example: ids (B, T) with the pad id, types
-// (B, T) with 0 past the end (types NULL: not filled), lengths (B), labels (B). Returns 0 when the
+// (B, T) with 0 past the end (types NULL: not filled), lengths (B), labels (B); split
+// (loader_split): this part's slice of it, padded to the whole batch's longest. Returns 0 when the
 // epoch is over.
 static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* types, int* lengths,
                                           int* labels, int pad_id, int* B_out, int* T_out) {
@@ -169,8 +184,14 @@ static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* typ
         int n = loader->order[loader->pos + b];
         if (ds->lengths[n] > T) { T = ds->lengths[n]; }
     }
+    int lo = (int)((long)B * loader->part / loader->parts);
+    int hi = (int)((long)B * (loader->part + 1) / loader->parts);
+    loader->b0 = lo;
+    loader->batch = B;
+    int first = loader->pos + lo; // the slice's first example, in order
+    B = hi - lo;
     for (int b = 0; b < B; b++) {
-        int n = loader->order[loader->pos + b];
+        int n = loader->order[first + b];
         lengths[b] = ds->lengths[n];
         labels[b] = ds->labels[n];
         for (int t = 0; t < T; t++) { ids[b * T + t] = t < ds->lengths[n] ? ds->ids[ds->starts[n] + t] : pad_id; }
@@ -178,7 +199,7 @@ static inline int loader_next_batch_types(DataLoader* loader, int* ids, int* typ
             types[b * T + t] = t < ds->lengths[n] ? ds->types[ds->starts[n] + t] : 0;
         }
     }
-    loader->pos += B;
+    loader->pos += loader->batch;
     *B_out = B;
     *T_out = T;
     return 1;

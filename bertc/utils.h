@@ -3,9 +3,10 @@ bertc/utils.h: checked I/O and allocation, atomic file writes, overflow-checked 
 Every failure prints one message naming the file (and the source line for I/O), removes a
 half-written temp file, and exits non-zero.
 
-Defines: error_exit, ErrorTrap, error_trap_, error_exit_hook_, fopenCheck, freadCheck, fwriteCheck, fflushCheck,
-fcloseCheck, mallocCheck, callocCheck, reallocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul,
-size_add, check_finite, now_seconds.
+Defines: error_exit, ErrorTrap, error_trap_, error_exit_hook_, error_who_, error_exit_end_,
+fopenCheck, freadCheck, fwriteCheck, fflushCheck, fcloseCheck, mallocCheck, callocCheck,
+reallocCheck, file_size, path_join, atomic_open, atomic_commit, size_mul, size_add, check_finite,
+now_seconds.
 Used by: every other bertc/ header, train_bert.c, train_bert.cu, the tests and dev/fuzz.
 
 Fuzz builds (-DFUZZING, dev/fuzz/) turn error exits into a longjmp back to the harness,
@@ -53,6 +54,11 @@ static __thread ErrorTrap* error_trap_;
 
 // Called once before error_exit ends the process (the trainer joins a save still in flight, see above).
 static void (*error_exit_hook_)(void);
+// Where several processes share one stderr, who speaks (dist.h: " (rank 1 of 4)"), and what
+// ends the process in place of exit(1) (dist.h: MPI_Abort, which ends every rank). One process:
+// "" and exit.
+static char error_who_[64];
+static void (*error_exit_end_)(void);
 
 // the message of a printf-style format into buf, inside a variadic function whose last named argument is fmt
 #define FORMAT_MESSAGE(buf, fmt) do { va_list ap_; va_start(ap_, fmt); vsnprintf(buf, sizeof(buf), fmt, ap_); \
@@ -81,7 +87,7 @@ static inline void error_exit(const char* fmt, ...) {
     }
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "Error: ");
+    fprintf(stderr, "Error%s: ", error_who_);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
@@ -89,6 +95,7 @@ static inline void error_exit(const char* fmt, ...) {
     void (*hook)(void) = error_exit_hook_;
     error_exit_hook_ = NULL; // an error inside the hook must not call it again
     if (hook != NULL) { hook(); }
+    if (error_exit_end_ != NULL) { error_exit_end_(); }
     exit_failure_();
 }
 

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
         float* probs = (float*)mallocCheck(n * 4);
         float* dlogits = (float*)mallocCheck(n * 4);
         float mean = crossentropy_forward(losses, probs, logits, labels, B, NC);
-        crossentropy_backward(dlogits, probs, labels, B, NC);
+        crossentropy_backward(dlogits, probs, labels, B, B, NC);
         // evaluation over two batches of this one, as evaluate_ adds them
         int* confusion = (int*)callocCheck((size_t)NC * NC, sizeof(int));
         for (int b = 0; b < B; b++) { confusion[labels[b] * NC + argmax(logits + (size_t)b * NC, NC)] += 2; }
