@@ -23,7 +23,7 @@ notebooks      2  40 make -C dev/cuda check: every version of every kernel noteb
 pytest_gpu     2  55 the trainer tests (tests/, -k gpu) against ./train_bertcu
 trainer_bench  2  55 dev/bench_trainer.py: the Hugging Face Trainer, same model and batches, fp32 and bf16
 "
-# The dry run (`--dry-run`, part of make test) does here everything but touch the device: the carry and its size,
+# The dry run (`--dry-run`, part of make test-all) does here everything but touch the device: the carry and its size,
 # the build and link through make, the data from the carried files alone (no ../shared, no hub: the modules that
 # would fetch are made to fail on import), every Python module the device stages import checked against the lent
 # machine's list (dev/gpu_packages.txt), the plan; its last line names the first stage that needs the device.

@@ -15,7 +15,7 @@
 #   trainer        rest   dev/parity.py --sides trainer: the Hugging Face Trainer, the same strategies
 # Resumable within one lease (the machine keeps build/ while warm): a second call goes on where the first
 # stopped (train_bert -R 1 from its state; the Trainer from its epoch checkpoint) and skips what finished.
-# The dry run (make test) builds and links through make, expands the model, checks the Python modules these
+# The dry run (make test-all) builds and links through make, expands the model, checks the Python modules these
 # stages import against the lent machine's list, and prints the plan; it touches no device.
 set -u
 cd "$(dirname "$0")/.." || exit 1

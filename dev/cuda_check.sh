@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# make cuda-check: every GPU program (make gpu-programs) compiled and linked for Hopper (sm_90)
+# and Ampere (sm_80) into build/cuda-check/ARCH/, with warnings on, even where no GPU runs (a
+# compile alone would not see a missing library). Any line nvcc or the linker prints fails it.
+cd "$(dirname "$0")/.." || exit 1
+for arch in sm_90 sm_80; do
+    echo "cuda-check: every GPU program for $arch (build/cuda-check/$arch)"
+    # make's ✓/✗ lines and the rules' one-line "nvcc -arch=..." notes are expected, nothing else
+    out=$(make -s -B -j2 --no-print-directory NVCC_ARCH=$arch GPU_OUT=build/cuda-check/$arch/ \
+        gpu-programs 2>&1 | grep -v -e '^✓' -e '^✗' -e '^nvcc -arch')
+    if [ -n "$out" ] || [ ! -x build/cuda-check/$arch/train_bertcu ]; then
+        echo "$out"
+        echo "✗ cuda-check ($arch): nvcc or the linker printed warnings or errors"; exit 1
+    fi
+done
+rm -rf build/cuda-check; echo "cuda-check: all GPU programs compiled and linked for sm_90 and sm_80"
