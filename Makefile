@@ -1,6 +1,6 @@
 # bert.c: BERT fine-tuning in C and CUDA.
-#   make setup        install what is missing (apt: libstb-dev, clang; pip: requirements.txt),
-#                     then make data
+#   make setup        install what is missing (apt: libstb-dev, clang, Open MPI; pip:
+#                     requirements.txt), then make data
 #   make              the CPU programs, and the GPU ones where nvcc is found (NO_OMP=1: no OpenMP)
 #   make test         the quick tests: pytest, the tokenizer, the C tests on the tiny model,
 #                     test_bertcu on the CUDA emulator in one thread order
@@ -8,6 +8,7 @@
 #                     the other emulator orders, a fuzz run, cuda-check, check-headers, gpu-dry-run
 #   make train_bert   the CPU trainer            ./train_bert -h
 #   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
+#   make train_bert USE_MPI=1   with MPI: mpirun -np K ./train_bert splits each batch across K
 # Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found.
 
 CC ?= gcc
