@@ -1015,8 +1015,9 @@ static int linear_weight_(int k, const BertConfig* cfg, size_t* layers, int* OC,
 void bert_alloc_activations(Bert* model, int B_max, int T_max) {
     int r = model->strategy == STRATEGY_LORA ? model->lora_r : 0;
     size_t a[NUM_ACTIVATION_TENSORS], s[NUM_SCRATCH_TENSORS], p[NUM_PARAMETER_TENSORS] = {0};
-    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, &model->config, B_max, T_max, r);
-    fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, &model->config, B_max, T_max, r);
+    const BertConfig* cfg = &model->config;
+    fill_in_buffer_sizes(a, ACTIVATION_SPECS, NUM_ACTIVATION_TENSORS, cfg, B_max, T_max, r);
+    fill_in_buffer_sizes(s, SCRATCH_SPECS, NUM_SCRATCH_TENSORS, cfg, B_max, T_max, r);
     model->acts_memory = malloc_and_point((float**)&model->acts, a, NUM_ACTIVATION_TENSORS);
     model->scratch_memory = malloc_and_point((float**)&model->scratch, s, NUM_SCRATCH_TENSORS);
     for (int k = 0; k < NUM_LINEAR_WEIGHTS; k++) {
@@ -1514,14 +1515,16 @@ static void cpu_describe_(const Bert* model, char* out, size_t n) {
 #ifdef OMP
     threads = omp_get_max_threads();
 #endif
-    snprintf(out, n, "CPU, %d thread%s, fp32%s", threads, threads == 1 ? "" : "s", model->precision == 0 ? "" : "(?)");
+    snprintf(out, n, "CPU, %d thread%s, fp32%s", threads, threads == 1 ? "" : "s",
+             model->precision == 0 ? "" : "(?)");
 }
 
 static const Backend CPU_BACKEND = {
     .name = "cpu", .on_gpu = 0, .init = cpu_init_, .setup = cpu_setup_, .forward = bert_forward,
-    .zero_grad = bert_zero_grad, .backward = bert_backward, .update = cpu_update_, .read_steps = cpu_read_steps_,
-    .logits = cpu_logits_, .pooled = cpu_pooled_, .eval_add = cpu_eval_add_, .eval_read = cpu_eval_read_,
-    .to_host = cpu_host_, .from_host = cpu_host_, .free = cpu_free_, .describe = cpu_describe_,
+    .zero_grad = bert_zero_grad, .backward = bert_backward, .update = cpu_update_,
+    .read_steps = cpu_read_steps_, .logits = cpu_logits_, .pooled = cpu_pooled_,
+    .eval_add = cpu_eval_add_, .eval_read = cpu_eval_read_, .to_host = cpu_host_,
+    .from_host = cpu_host_, .free = cpu_free_, .describe = cpu_describe_,
 };
 
 // ----------------------------------------------------------------------------

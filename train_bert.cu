@@ -127,7 +127,9 @@ static int kernel_set = 1;
 static struct { const Bert* host; BertGPU* gpu; } gpu_models_[GPU_MODELS_MAX];
 
 static BertGPU* gpu_find_(const Bert* model) { // NULL: not set up
-    for (int i = 0; i < GPU_MODELS_MAX; i++) { if (gpu_models_[i].host == model) { return gpu_models_[i].gpu; } }
+    for (int i = 0; i < GPU_MODELS_MAX; i++) {
+        if (gpu_models_[i].host == model) { return gpu_models_[i].gpu; }
+    }
     return NULL;
 }
 
@@ -201,7 +203,9 @@ void bert_to_host(Bert* model) {
 // up to (B_max, T_max) from train_bert.c's buffer tables, the batch, and cuBLAS at
 // model->precision.
 void bert_setup(Bert* model, int B_max, int T_max) {
-    if (gpu_find_(model) != NULL) { error_exit("cu::bert_setup: the model is set up already (cu::bert_free first)"); }
+    if (gpu_find_(model) != NULL) {
+        error_exit("cu::bert_setup: the model is set up already (cu::bert_free first)");
+    }
     BertGPU* g = (BertGPU*)callocCheck(1, sizeof(BertGPU));
     gpu_register_(model, g);
     g->kernels = kernel_set;
@@ -258,7 +262,8 @@ void bert_setup(Bert* model, int B_max, int T_max) {
     // cuBLAS; for bf16 the weight copies and the scratch for the largest operand that is not a
     // weight: (B*T, max(FF, 3C)), dqkv read with stride 3C
     size_t wide = cfg->FF > 3 * cfg->C ? cfg->FF : 3 * cfg->C;
-    matmul_init(&g->mm, model->precision, g->kernels, (size_t)B_max * T_max * wide, (size_t)B_max * T_max, wide);
+    matmul_init(&g->mm, model->precision, g->kernels, (size_t)B_max * T_max * wide,
+                (size_t)B_max * T_max, wide);
     size_t BT_max = (size_t)B_max * T_max;
     cudaCheck(cudaMalloc(&g->loss, sizeof(float)));
     cudaCheck(cudaMalloc(&g->confusion, (size_t)cfg->NC * cfg->NC * sizeof(int)));
@@ -389,8 +394,8 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
             }
         }
         if (la.att == NULL) { // kernel set 2: only the rows' max and sum are kept
-            attention_forward2(la.atty, LAYER_(g->att_stats, l, BNT2), la.qkv, g->lengths, B, T, C, NH, p,
-                               bert_stream(model, l, SITE_ATT), starts);
+            attention_forward2(la.atty, LAYER_(g->att_stats, l, BNT2), la.qkv, g->lengths, B, T, C,
+                               NH, p, bert_stream(model, l, SITE_ATT), starts);
         } else {
             attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p, bert_stream(model, l, SITE_ATT));
         }
@@ -521,8 +526,8 @@ void bert_backward(Bert* model) {
         // atty = attention(qkv); kernel set 1's score gradients go through s.datt, kernel set 2 recomputes
         cudaCheck(cudaMemset(s.dqkv, 0, NC_ * 3 * sizeof(float)));
         if (la.att == NULL) {
-            attention_backward2(s.dqkv, s.datty, la.qkv, LAYER_(g->att_stats, l, BNT2), g->lengths, B, T, C, NH, p,
-                                bert_stream(model, l, SITE_ATT), starts);
+            attention_backward2(s.dqkv, s.datty, la.qkv, LAYER_(g->att_stats, l, BNT2), g->lengths,
+                                B, T, C, NH, p, bert_stream(model, l, SITE_ATT), starts);
         } else {
             attention_backward(s.dqkv, g->datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH, p,
                                bert_stream(model, l, SITE_ATT));
@@ -586,9 +591,10 @@ void bert_update(Bert* model, float lr, float weight_decay, float max_norm) {
     }
     if (g->kernels >= 2) { // one pass, the clip coefficient on the device
         adamw_fused(&g->adamw, g->grads_memory, g->m_memory, g->v_memory, g->num_trainable,
-                    g->step_sumsq + g->nsteps, g->norm_partials, max_norm, lr, beta1, beta2, eps, weight_decay,
-                    (float)(lr / bc1), (float)sqrt(bc2));
-        cudaCheck(cudaMemcpy(g->step_loss + g->nsteps, g->loss, sizeof(float), cudaMemcpyDeviceToDevice));
+                    g->step_sumsq + g->nsteps, g->norm_partials, max_norm, lr, beta1, beta2, eps,
+                    weight_decay, (float)(lr / bc1), (float)sqrt(bc2));
+        cudaCheck(cudaMemcpy(g->step_loss + g->nsteps, g->loss, sizeof(float),
+                             cudaMemcpyDeviceToDevice));
         g->nsteps++;
         return;
     }
@@ -779,11 +785,12 @@ void bert_describe(const Bert* model, char* out, size_t n) {
 } // namespace cu
 
 static const Backend CUDA_BACKEND = {
-    .name = "cuda", .on_gpu = 1, .init = cu::bert_init, .setup = cu::bert_setup, .forward = cu::bert_forward,
-    .zero_grad = cu::bert_zero_grad, .backward = cu::bert_backward, .update = cu::bert_update,
-    .read_steps = cu::bert_read_steps, .logits = cu::bert_logits, .pooled = cu::bert_pooled,
-    .eval_add = cu::bert_eval_add, .eval_read = cu::bert_eval_read, .to_host = cu::bert_to_host,
-    .from_host = cu::bert_from_host, .free = cu::bert_free, .describe = cu::bert_describe,
+    .name = "cuda", .on_gpu = 1, .init = cu::bert_init, .setup = cu::bert_setup,
+    .forward = cu::bert_forward, .zero_grad = cu::bert_zero_grad, .backward = cu::bert_backward,
+    .update = cu::bert_update, .read_steps = cu::bert_read_steps, .logits = cu::bert_logits,
+    .pooled = cu::bert_pooled, .eval_add = cu::bert_eval_add, .eval_read = cu::bert_eval_read,
+    .to_host = cu::bert_to_host, .from_host = cu::bert_from_host, .free = cu::bert_free,
+    .describe = cu::bert_describe,
 };
 
 // ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 /*
 Softmax cross-entropy forward (probs, per-example losses, the batch mean) and backward (dlogits), as train_bert.c's
-crossentropy_forward / crossentropy_backward, and evaluation's argmax and loss sum (trainer.h's evaluate_).
-B rows of NC = 6: launch-bound.
+crossentropy_forward / crossentropy_backward, and evaluation's argmax and loss sum (trainer.h's
+evaluate_). B rows of NC = 6: launch-bound.
 
 Versions:
   1: one thread per row forward, one per element backward; the mean taken on the host after a copy of the
