@@ -14,10 +14,6 @@
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
 CFLAGS += -Wall -Wextra
-# on x86 with AVX-512, let gcc use 512-bit vectors (it prefers 256 by default on some CPUs)
-ifeq ($(shell $(CC) -mprefer-vector-width=512 -x c -E /dev/null >/dev/null 2>&1 && echo ok),ok)
-  CFLAGS += -mprefer-vector-width=512
-endif
 LDLIBS = -lm
 PYTHON ?= python3
 SHARED ?= ../shared
@@ -26,35 +22,7 @@ CLANG ?= clang
 # the emotion splits shipped in shared/ (offline); without them prepro fetches dair-ai/emotion
 DATA_FLAGS := $(if $(wildcard $(SHARED)/data/emotion),--data-dir $(SHARED)/data/emotion,)
 
-# ---------------------------------------------------------------------------
-# what this machine has
-
-OMP_TEST = echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null
-ifeq ($(NO_OMP), 1)
-  $(info ✗ OpenMP: off (NO_OMP=1), the trainers' CPU loops run on one thread)
-else ifeq ($(shell $(OMP_TEST) && echo ok),ok)
-  HAS_OMP = 1
-  $(info ✓ OpenMP found: the CPU trainer uses every core (set OMP_NUM_THREADS to change))
-else
-  $(info ✗ OpenMP not found: one thread only. Debian: apt-get install libgomp1 (gcc), libomp-dev)
-endif
-OMP_FLAGS = $(if $(HAS_OMP),-fopenmp -DOMP,-Wno-unknown-pragmas)
-NVCC_HOST = -Wall,-Wextra,$(if $(HAS_OMP),-fopenmp -DOMP,-Wno-unknown-pragmas)
-STB_TEST = echo '\#include <stb/stb_ds.h>' | $(CC) $(STB_INC) -E -x c - >/dev/null 2>&1
-ifeq ($(shell $(STB_TEST) && echo ok),ok)
-  $(info ✓ stb_ds found)
-else
-  $(info ✗ stb_ds not found: nothing will build. Debian: apt-get install libstb-dev)
-endif
-ifneq ($(shell command -v $(NVCC) 2>/dev/null),)
-  HAS_NVCC = 1
-  $(info ✓ nvcc found: make builds train_bertcu and test_bertcu too)
-else
-  $(info ✗ nvcc not found: the GPU trainer is skipped. Install the CUDA toolkit to build it)
-endif
-# dev/emu's fiber switch is x86-64 assembly: elsewhere its programs are not built, and
-# dev/emu/run_tests.sh says it skipped
-HAS_EMU := $(filter x86_64,$(shell uname -m))
+include dev/detect.mk # what this machine has: OpenMP, stb_ds, nvcc, the emulator
 
 CPU_TARGETS = train_bert test_bert test_tokenizer
 GPU_TARGETS = train_bertcu test_bertcu
@@ -190,24 +158,9 @@ test-sanitize: train_bert_asan test_bert_asan test_tokenizer_asan reference data
 		tests/test_reliability.py tests/test_text_in_models_out.py \
 		-k "not gpu and not export and not plot"
 
-# The GPU code without a GPU: the .cu files, unmodified but for the launch syntax (cu2cpp.py),
-# built as C++ against dev/emu's CPU emulation of CUDA and cuBLAS; dev/emu/run_tests.sh runs them.
-# -fsanitize=alignment: a misaligned float4 load stops the run, as it stops a card (x86 would not)
-EMU_FLAGS = -std=c++17 -g -Wall -Wextra -Wno-unknown-pragmas -Idev/emu -fsanitize=alignment \
-	-fno-sanitize-recover=alignment
-EMU_SOURCES = test_bert.cu train_bert.cu $(wildcard cuda/*.cuh) train_bert.c $(HEADERS)
-EMU_PROGRAMS = test_bertcu_emu test_bertcu_emu_asan train_bertcu_emu train_bertcu_emu_asan
-build/emu/.stamp: $(EMU_SOURCES) dev/emu/cu2cpp.py
-	$(PYTHON) dev/emu/cu2cpp.py build/emu $(EMU_SOURCES)
-	@touch $@
-test_bertcu_emu test_bertcu_emu_asan: EMU_MAIN = test_bert.cu
-train_bertcu_emu train_bertcu_emu_asan: EMU_MAIN = train_bert.cu
-%_emu_asan: EMU_SAN = $(SAN_FLAGS)
-$(EMU_PROGRAMS): build/emu/.stamp $(wildcard dev/emu/*.h)
-	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -O2 -x c++ build/emu/$(EMU_MAIN) -o $@ -lm
-dev/emu/test_emu: dev/emu/test_emu.cu $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
-	$(PYTHON) dev/emu/cu2cpp.py build/emu dev/emu/test_emu.cu
-	$(CXX) $(EMU_FLAGS) -O1 -x c++ build/emu/dev/emu/test_emu.cu -o $@
+# The GPU code without a GPU: the .cu files built as C++ against dev/emu's CPU emulation of CUDA
+# and cuBLAS (dev/emu/emu.mk); dev/emu/run_tests.sh runs them.
+include dev/emu/emu.mk # EMU_PROGRAMS (test_bertcu_emu, train_bertcu_emu, their ASan builds)
 test-emu: $(if $(HAS_EMU),dev/emu/test_emu $(EMU_PROGRAMS)) data reference data/ref_tiny_model.bin
 	bash dev/emu/run_tests.sh
 
@@ -215,19 +168,15 @@ test-emu: $(if $(HAS_EMU),dev/emu/test_emu $(EMU_PROGRAMS)) data reference data/
 # tokenizer, from a seed corpus of valid files (dev/fuzz/make_seeds.c). fuzz-ci runs FUZZ_SECONDS
 # (CI: 60); `make fuzz FUZZ_SECONDS=3600` runs longer and keeps its corpus in out/fuzz_corpus.
 FUZZ_SECONDS ?= 60
-dev/fuzz/fuzz_loaders: dev/fuzz/fuzz_loaders.c train_bert.c $(HEADERS)
-	$(CLANG) -g -O1 -DFUZZING -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-Wno-unknown-pragmas -o $@ $< -lm
-dev/fuzz/make_seeds: dev/fuzz/make_seeds.c train_bert.c $(HEADERS)
-	$(CC) -O1 -Wall -Wextra -Wno-unknown-pragmas -o $@ $< -lm
+include dev/fuzz/fuzz.mk # dev/fuzz/fuzz_loaders (clang, libFuzzer) and make_seeds
 fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 	bash dev/fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build
-	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step \
-		dev/bench_epoch dev/bench_matmul dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out train_bert_mpi \
-		dev/bench_allreduce
+	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) $(EMU_PROGRAMS) dev/emu/test_emu *_asan *.out \
+		train_bert_mpi $(addprefix dev/bench_,step epoch matmul allreduce) \
+		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds
 
 # ---------------------------------------------------------------------------
 # benchmarks and the experiment (dev/): numbers, not tests
