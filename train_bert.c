@@ -117,22 +117,37 @@ static void mm_pack_b_(float* bp, const float* b, int N, int k0, int kc, int j0,
     }
 }
 
-// c (MR, NR, row stride ldc) += a (MR, kc) @ bp (kc, NR), with a[i, k] = ap[i * ap_rs + k * ap_cs]: a's rows in
-// place, or a packed panel. The sums stay in registers for the whole K block.
-static void mm_tile_(float* c, size_t ldc, const float* ap, size_t ap_rs, size_t ap_cs, const float* bp, int kc) {
+// c (mr, NR, row stride ldc) += a (mr, kc) @ bp (kc, NR), with a[i, k] = ap[i * ap_rs + k * ap_cs]: a's rows in
+// place, or a packed panel. The sums stay in registers for the whole K block. Inlined with mr a constant: MR for the
+// full tiles, MR / 2 and MR / 4 for a ragged last tile of few rows (one text's tokens), which would otherwise spend
+// most of a full tile's work on rows it does not store. Each output's sum is the same in every variant.
+static inline __attribute__((always_inline)) void mm_tile_rows_(float* c, size_t ldc, const float* ap,
+                                                                 size_t ap_rs, size_t ap_cs, const float* bp,
+                                                                 int kc, int mr) {
     float acc[MM_MR][MM_NR];
-    for (int i = 0; i < MM_MR; i++) {
+    for (int i = 0; i < mr; i++) {
         for (int j = 0; j < MM_NR; j++) { acc[i][j] = c[i * ldc + j]; }
     }
     for (int k = 0; k < kc; k++) {
-        for (int i = 0; i < MM_MR; i++) {
+        for (int i = 0; i < mr; i++) {
             float aik = ap[i * ap_rs + k * ap_cs];
             for (int j = 0; j < MM_NR; j++) { acc[i][j] += aik * bp[k * MM_NR + j]; }
         }
     }
-    for (int i = 0; i < MM_MR; i++) {
+    for (int i = 0; i < mr; i++) {
         for (int j = 0; j < MM_NR; j++) { c[i * ldc + j] = acc[i][j]; }
     }
+}
+static void mm_tile_(float* c, size_t ldc, const float* ap, size_t ap_rs, size_t ap_cs, const float* bp, int kc) {
+    mm_tile_rows_(c, ldc, ap, ap_rs, ap_cs, bp, kc, MM_MR);
+}
+static void mm_tile_half_(float* c, size_t ldc, const float* ap, size_t ap_rs, size_t ap_cs, const float* bp,
+                          int kc) {
+    mm_tile_rows_(c, ldc, ap, ap_rs, ap_cs, bp, kc, MM_MR / 2);
+}
+static void mm_tile_quarter_(float* c, size_t ldc, const float* ap, size_t ap_rs, size_t ap_cs, const float* bp,
+                             int kc) {
+    mm_tile_rows_(c, ldc, ap, ap_rs, ap_cs, bp, kc, MM_MR / 4);
 }
 
 // b_packed: b is already cut into NR-wide panels over all of K (matmul_pack_weight's layout)
@@ -146,19 +161,18 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
     // (1700 tokens in blocks of 256 would leave one thread 4 blocks and the other 3)
     int mtiles = (M + MM_MR - 1) / MM_MR, nblocks = (N + MM_NC - 1) / MM_NC;
     int mblocks = (M + MM_MC - 1) / MM_MC;
-    int ntiles = (N + MM_NR - 1) / MM_NR, nc_max = MM_NC;
-    // rows for one block only (one text's tokens): the columns are cut among the threads instead,
-    // in whole panels (22 rows in blocks of 16 and 6 leave one thread 2 tiles, the other 1)
-    if (mblocks == 1 && nblocks % threads != 0 && ntiles >= threads) {
-        nblocks = (nblocks + threads - 1) / threads * threads;
-        nc_max = (ntiles + nblocks - 1) / nblocks * MM_NR;
-        nblocks = (N + nc_max - 1) / nc_max;
-    }
+    int ntiles = (N + MM_NR - 1) / MM_NR;
+    // rows for one block only (one text's tokens): the columns are cut among the threads instead
+    // (22 rows in blocks of 16 and 6 leave one thread 2 tiles, the other 1)
+    if (mblocks == 1 && ntiles >= threads) { nblocks = (nblocks + threads - 1) / threads * threads; }
+    // column blocks of equal width in whole panels: 1536 columns in blocks of at most 480 are 4 of
+    // 384, not 480, 480, 480 and 96, which would leave one of 2 threads 960 columns, the other 576
+    int nc_max = (ntiles + nblocks - 1) / nblocks * MM_NR;
+    nblocks = (N + nc_max - 1) / nc_max;
     while ((mblocks * nblocks) % threads != 0 && mblocks < mtiles) { mblocks++; }
     int mc_max = (mtiles + mblocks - 1) / mblocks * MM_MR;
     mblocks = (M + mc_max - 1) / mc_max;
     int kc_max = K < MM_KC ? K : MM_KC;
-    if (N < nc_max) { nc_max = ntiles * MM_NR; }
     #pragma omp parallel
     {
         // this thread's packed blocks: b's (malloc keeps a freed block of this size for the next call), a's
@@ -197,7 +211,13 @@ static void matmul_(float* out, const float* a, size_t a_rs, size_t a_cs, const 
                             float t[MM_MR * MM_NR] = {0};
                             size_t row_bytes = cols * sizeof(float);
                             for (int i = 0; i < rows; i++) { memcpy(t + i * MM_NR, c + (size_t)i * N, row_bytes); }
-                            mm_tile_(t, MM_NR, at, at_rs, at_cs, bpp, kc);
+                            if (rows <= MM_MR / 4) {
+                                mm_tile_quarter_(t, MM_NR, at, at_rs, at_cs, bpp, kc);
+                            } else if (rows <= MM_MR / 2) {
+                                mm_tile_half_(t, MM_NR, at, at_rs, at_cs, bpp, kc);
+                            } else {
+                                mm_tile_(t, MM_NR, at, at_rs, at_cs, bpp, kc);
+                            }
                             for (int i = 0; i < rows; i++) { memcpy(c + (size_t)i * N, t + i * MM_NR, row_bytes); }
                         }
                     }
@@ -427,42 +447,78 @@ void attention_forward(float* out, float* att, const float* qkv, const int* leng
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float pscale = 1.0f / (1.0f - p);
-    #pragma omp parallel for collapse(3) schedule(dynamic, 16)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            for (int t = 0; t < T; t++) {
+    int T16 = (T + 15) / 16 * 16;
+    #pragma omp parallel
+    {
+        // One (b, h)'s keys, transposed: kt[i * T16 + t2] = k[t2][i], zero past the last key. A
+        // query row's scores are then summed 16 keys at a time in a register (acc), and its output 16
+        // columns at a time: sums that live in memory would wait on their own last store each step.
+        float* kt = (float*)mallocCheck((size_t)hs * T16 * sizeof(float));
+        float* w = (float*)mallocCheck((size_t)T * sizeof(float)); // a row after dropout
+        #pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
                 int len = lengths[b];
-                if (starts != NULL && t >= len) { continue; } // packed: the real query rows only
-                size_t base = seq_start(b, T, starts);          // the sequence's first row in qkv and out
-                const float* q = qkv + (base + t) * 3 * C + h * hs;
-                float* a = att + (((size_t)b * NH + h) * T + t) * T;
-                // a[t2] = q . k[t2] * scale for the real keys t2 < len
-                float maxval = -INFINITY;
-                for (int t2 = 0; t2 < len; t2++) {
-                    const float* k = qkv + (base + t2) * 3 * C + C + h * hs;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) { s += q[i] * k[i]; }
-                    s *= scale;
-                    a[t2] = s;
-                    if (s > maxval) { maxval = s; }
+                int nq = starts != NULL ? len : T; // packed: the real query rows only
+                size_t base = seq_start(b, T, starts); // the sequence's first row in qkv and out
+                int len16 = (len + 15) / 16 * 16;
+                for (int i = 0; i < hs; i++) {
+                    float* kr = kt + (size_t)i * T16;
+                    for (int t2 = 0; t2 < len16; t2++) {
+                        kr[t2] = t2 < len ? qkv[(base + t2) * 3 * C + C + h * hs + i] : 0.0f;
+                    }
                 }
-                // softmax over them; padded keys get exactly 0
-                float sum = 0.0f;
-                for (int t2 = 0; t2 < len; t2++) { a[t2] = expf(a[t2] - maxval); sum += a[t2]; }
-                for (int t2 = 0; t2 < len; t2++) { a[t2] /= sum; }
-                for (int t2 = len; t2 < T; t2++) { a[t2] = 0.0f; }
-                // o = dropout(a) @ v; the mask index is the position in att
-                float* o = out + (base + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) { o[i] = 0.0f; }
-                size_t row = (((size_t)b * NH + h) * T + t) * T;
-                for (int t2 = 0; t2 < len; t2++) {
-                    float w = a[t2];
-                    if (p > 0.0f) { w = dropout_uniform(stream, row + t2) >= p ? w * pscale : 0.0f; }
-                    const float* v = qkv + (base + t2) * 3 * C + 2 * C + h * hs;
-                    for (int i = 0; i < hs; i++) { o[i] += w * v[i]; }
+                for (int t = 0; t < nq; t++) {
+                    const float* q = qkv + (base + t) * 3 * C + h * hs;
+                    float* a = att + (((size_t)b * NH + h) * T + t) * T;
+                    // a[t2] = q . k[t2] * scale for the real keys t2 < len
+                    float maxval = -INFINITY;
+                    for (int t0 = 0; t0 < len; t0 += 16) {
+                        float acc[16] = {0};
+                        for (int i = 0; i < hs; i++) {
+                            const float* kr = kt + (size_t)i * T16 + t0;
+                            for (int j = 0; j < 16; j++) { acc[j] += q[i] * kr[j]; }
+                        }
+                        for (int j = 0; j < 16 && t0 + j < len; j++) {
+                            a[t0 + j] = acc[j] * scale;
+                            if (a[t0 + j] > maxval) { maxval = a[t0 + j]; }
+                        }
+                    }
+                    // softmax over them; padded keys get exactly 0
+                    float sum = 0.0f;
+                    for (int t2 = 0; t2 < len; t2++) { a[t2] = expf(a[t2] - maxval); sum += a[t2]; }
+                    for (int t2 = 0; t2 < len; t2++) { a[t2] /= sum; }
+                    for (int t2 = len; t2 < T; t2++) { a[t2] = 0.0f; }
+                    // o = dropout(a) @ v; the mask index is the position in att
+                    size_t row = (((size_t)b * NH + h) * T + t) * T;
+                    for (int t2 = 0; t2 < len; t2++) {
+                        w[t2] = a[t2];
+                        if (p > 0.0f) {
+                            w[t2] = dropout_uniform(stream, row + t2) >= p ? a[t2] * pscale : 0.0f;
+                        }
+                    }
+                    float* o = out + (base + t) * C + h * hs;
+                    int i0 = 0;
+                    for (; i0 + 16 <= hs; i0 += 16) {
+                        float acc[16] = {0};
+                        for (int t2 = 0; t2 < len; t2++) {
+                            const float* v = qkv + (base + t2) * 3 * C + 2 * C + h * hs + i0;
+                            for (int j = 0; j < 16; j++) { acc[j] += w[t2] * v[j]; }
+                        }
+                        for (int j = 0; j < 16; j++) { o[i0 + j] = acc[j]; }
+                    }
+                    for (int i = i0; i < hs; i++) { // a head size not a multiple of 16
+                        float acc = 0.0f;
+                        for (int t2 = 0; t2 < len; t2++) {
+                            acc += w[t2] * qkv[(base + t2) * 3 * C + 2 * C + h * hs + i];
+                        }
+                        o[i] = acc;
+                    }
                 }
             }
         }
+        free(w);
+        free(kt);
     }
 }
 
@@ -476,29 +532,46 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     float pscale = 1.0f / (1.0f - p);
     #pragma omp parallel
     {
-        float* datt = (float*)mallocCheck((size_t)T * sizeof(float)); // one row of d(softmax)
+        int T16 = (T + 15) / 16 * 16;
+        float* datt = (float*)mallocCheck((size_t)T16 * sizeof(float)); // one row of d(softmax)
+        // one (b, h)'s values, transposed as the forward's keys: vt[i * T16 + t2] = v[t2][i]
+        float* vt = (float*)mallocCheck((size_t)hs * T16 * sizeof(float));
         #pragma omp for collapse(2)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < NH; h++) {
                 int len = lengths[b];
                 int nq = starts != NULL ? len : T; // the query rows the forward computed
                 size_t base = seq_start(b, T, starts);
+                int len16 = (len + 15) / 16 * 16;
+                for (int i = 0; i < hs; i++) {
+                    float* vr = vt + (size_t)i * T16;
+                    for (int t2 = 0; t2 < len16; t2++) {
+                        vr[t2] = t2 < len ? qkv[(base + t2) * 3 * C + 2 * C + h * hs + i] : 0.0f;
+                    }
+                }
                 for (int t = 0; t < nq; t++) {
                     const float* a = att + (((size_t)b * NH + h) * T + t) * T;
                     const float* d = dout + (base + t) * C + h * hs;
                     const float* q = qkv + (base + t) * 3 * C + h * hs;
                     float* dq = dqkv + (base + t) * 3 * C + h * hs;
                     size_t row = (((size_t)b * NH + h) * T + t) * T;
-                    // o = sum_t2 dropout(a)[t2] * v[t2]: dv[t2] += dropout(a)[t2] * do, datt[t2] = mask * (do . v[t2])
+                    // o = sum_t2 dropout(a)[t2] * v[t2]: datt[t2] = mask * (do . v[t2]), summed for
+                    // all keys at once as the forward's scores, then dv[t2] += dropout(a)[t2] * do
+                    for (int t0 = 0; t0 < len; t0 += 16) {
+                        float acc[16] = {0};
+                        for (int i = 0; i < hs; i++) {
+                            const float* vr = vt + (size_t)i * T16 + t0;
+                            for (int j = 0; j < 16; j++) { acc[j] += d[i] * vr[j]; }
+                        }
+                        for (int j = 0; j < 16; j++) { datt[t0 + j] = acc[j]; }
+                    }
                     float dot = 0.0f;
                     for (int t2 = 0; t2 < len; t2++) {
                         float m = 1.0f;
                         if (p > 0.0f) { m = dropout_uniform(stream, row + t2) >= p ? pscale : 0.0f; }
-                        const float* v = qkv + (base + t2) * 3 * C + 2 * C + h * hs;
                         float* dv = dqkv + (base + t2) * 3 * C + 2 * C + h * hs;
-                        float dw = 0.0f;
-                        for (int i = 0; i < hs; i++) { dw += d[i] * v[i]; dv[i] += a[t2] * m * d[i]; }
-                        datt[t2] = dw * m;
+                        for (int i = 0; i < hs; i++) { dv[i] += a[t2] * m * d[i]; }
+                        datt[t2] = datt[t2] * m;
                         dot += datt[t2] * a[t2];
                     }
                     // a = softmax(s): ds = a * (datt - sum(datt * a)); s = q . k * scale
@@ -511,6 +584,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                 }
             }
         }
+        free(vt);
         free(datt);
     }
 }
