@@ -9,6 +9,7 @@
 #   make train_bert   the CPU trainer            ./train_bert -h
 #   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
 #   make train_bert USE_MPI=1   with MPI: mpirun -np K ./train_bert splits each batch across K
+#   make train_bertcu USE_MPI=1 the same on K GPUs, one a rank, the gradients summed by NCCL
 # Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found.
 
 CC ?= gcc
@@ -72,19 +73,22 @@ $(CPU_TARGETS) dev/bench_step dev/bench_epoch dev/bench_matmul: %: %.c train_ber
 
 # MPI (USE_MPI=1): train_bert built with mpicc splits each batch across the ranks of `mpirun -np K`
 # (bertc/dist.h); the default build has no MPI. Debian: apt-get install libopenmpi-dev openmpi-bin.
-# train_bert_mpi: that build beside the plain one, for tests/test_mpi.py (built wherever mpicc is)
+# train_bert_mpi: that build beside the plain one, for tests/test_mpi.py (built wherever mpicc is,
+# with train_bertcu_emu_mpi, the GPU trainer's ranks on the CUDA emulator)
 MPICC ?= mpicc
 ifeq ($(USE_MPI), 1)
   CC = $(MPICC)
   CFLAGS += -DUSE_MPI
+  NVCC_EXTRA = $(NVCC_NCCL)
   $(info ✓ MPI (USE_MPI=1): mpirun -np K ./train_bert splits each batch across K ranks)
 endif
-MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi,)
+MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi \
+	$(if $(HAS_EMU),train_bertcu_emu_mpi),)
 train_bert_mpi: train_bert.c $(HEADERS)
 	$(MPICC) $(CFLAGS) -DUSE_MPI $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 dev/bench_allreduce: dev/bench_allreduce.c $(HEADERS)
 	$(MPICC) $(CFLAGS) -DUSE_MPI -o $@ $< $(LDLIBS)
-test-mpi: train_bert train_bert_mpi data/ref_tiny_model.bin
+test-mpi: train_bert $(MPI_BIN) data/ref_tiny_model.bin
 	$(PYTHON) -m pytest -q -rs tests/test_mpi.py
 
 # ---------------------------------------------------------------------------
@@ -103,8 +107,17 @@ gpu-programs: $(GPU_PROGRAMS)
 # debug builds for compute-sanitizer: a device synchronise and check after every kernel, line info
 %_debug: NVCC_DEBUG = -DCUDA_DEBUG -lineinfo
 NVCC_BUILD = @mkdir -p $(@D) && echo "nvcc -arch=$(NVCC_ARCH) $< -> $@" && $(NVCC) $(NVCCFLAGS) \
-	-arch=$(NVCC_ARCH) $(NVCC_DEBUG) $< -o $@ -lcublas -lcublasLt -lm
-$(GPU_OUT)train_bertcu $(GPU_OUT)train_bertcu_debug: train_bert.cu $(CU_DEPS)
+	-arch=$(NVCC_ARCH) $(NVCC_DEBUG) $< -o $@ -lcublas -lcublasLt -lm $(NVCC_EXTRA)
+# NCCL (USE_MPI=1, or train_bertcu_mpi beside the plain one): one GPU a rank of mpirun, gradients
+# summed by NCCL (cuda/dist.cuh). NCCL_HOME: nccl.h and libnccl outside the CUDA install;
+# NCCL_DIST=-DUSE_NCCL: one rank and no MPI (dev/gpu_check.sh, where the machine has no MPI)
+MPI_SHOW = $(shell $(MPICC) --showme:$(1))
+NCCL_DIST ?= -DUSE_MPI $(addprefix -I,$(call MPI_SHOW,incdirs)) \
+	$(addprefix -L,$(call MPI_SHOW,libdirs)) $(addprefix -l,$(call MPI_SHOW,libs))
+NVCC_NCCL = $(NCCL_DIST) $(if $(NCCL_HOME),-I$(NCCL_HOME)/include -L$(NCCL_HOME)/lib \
+	-Xlinker -rpath=$(NCCL_HOME)/lib) -lnccl
+$(GPU_OUT)train_bertcu_mpi: NVCC_EXTRA = $(NVCC_NCCL)
+$(addprefix $(GPU_OUT),train_bertcu train_bertcu_debug train_bertcu_mpi): train_bert.cu $(CU_DEPS)
 	$(NVCC_BUILD)
 $(GPU_OUT)test_bertcu $(GPU_OUT)test_bertcu_debug: test_bert.cu $(CU_DEPS)
 	$(NVCC_BUILD)
@@ -205,6 +218,10 @@ train_bertcu_emu train_bertcu_emu_asan: EMU_MAIN = train_bert.cu
 %_emu_asan: EMU_SAN = $(SAN_FLAGS)
 $(EMU_PROGRAMS): build/emu/.stamp $(wildcard dev/emu/*.h)
 	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -O2 -x c++ build/emu/$(EMU_MAIN) -o $@ -lm
+# train_bertcu's ranks on the emulator (tests/test_mpi.py): dev/emu/nccl.h sums over MPI
+MPICXX ?= mpicxx
+train_bertcu_emu_mpi: build/emu/.stamp $(wildcard dev/emu/*.h)
+	$(MPICXX) $(EMU_FLAGS) -DUSE_MPI -O2 -x c++ build/emu/train_bert.cu -o $@ -lm
 dev/emu/test_emu: dev/emu/test_emu.cu $(wildcard dev/emu/*.h) dev/emu/cu2cpp.py
 	$(PYTHON) dev/emu/cu2cpp.py build/emu dev/emu/test_emu.cu
 	$(CXX) $(EMU_FLAGS) -O1 -x c++ build/emu/dev/emu/test_emu.cu -o $@
@@ -227,7 +244,7 @@ clean:
 	rm -rf build
 	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) *_emu dev/emu/test_emu *_asan dev/bench_step \
 		dev/bench_epoch dev/bench_matmul dev/fuzz/fuzz_loaders dev/fuzz/make_seeds *.out train_bert_mpi \
-		dev/bench_allreduce
+		dev/bench_allreduce train_bertcu_mpi train_bertcu_emu_mpi
 
 # ---------------------------------------------------------------------------
 # benchmarks and the experiment (dev/): numbers, not tests

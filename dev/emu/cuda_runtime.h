@@ -738,18 +738,31 @@ static inline cudaError_t cudaDeviceSynchronize(void) {
     emu::host_waited(emu::async_seq());
     return cudaSuccess;
 }
+// One device, or EMU_DEVICES of them (alike, and each this process's memory), so that emulated
+// ranks on one machine each find a GPU of their own (cuda/dist.cuh picks one per rank)
+namespace emu {
+static inline int device_count() {
+    const char* n = getenv("EMU_DEVICES");
+    return n != NULL && atoi(n) > 0 ? atoi(n) : 1;
+}
+static inline int& current_device() { static int d = 0; return d; }
+}
 static inline cudaError_t cudaGetDeviceCount(int* n) {
-    *n = 1;
+    *n = emu::device_count();
     return cudaSuccess;
 }
 static inline cudaError_t cudaGetDevice(int* d) {
-    *d = 0;
+    *d = emu::current_device();
     return cudaSuccess;
 }
-static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+static inline cudaError_t cudaSetDevice(int d) {
+    if (d < 0 || d >= emu::device_count()) { return cudaErrorInvalidValue; }
+    emu::current_device() = d;
+    return cudaSuccess;
+}
 
 static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-    if (device != 0) { return cudaErrorInvalidValue; }
+    if (device < 0 || device >= emu::device_count()) { return cudaErrorInvalidValue; }
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "CPU emulation of an H100 (dev/emu)");
     p->major = 9;
@@ -762,7 +775,10 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device)
 }
 
 static inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int device) {
-    if (device != 0 || attr != cudaDevAttrMaxSharedMemoryPerBlockOptin) { return cudaErrorInvalidValue; }
+    bool known = attr == cudaDevAttrMaxSharedMemoryPerBlockOptin;
+    if (device < 0 || device >= emu::device_count() || !known) {
+        return cudaErrorInvalidValue;
+    }
     *v = emu::SMEM_OPTIN;
     return cudaSuccess;
 }
