@@ -105,6 +105,10 @@ def log_rows(out):
     return [r.split("\t")[:9] for r in rows]  # without the seconds
 
 
+def log_numbers(rows):
+    return [[float(x or 0) for x in r[3:]] for r in rows]
+
+
 @pytest.mark.parametrize("strategy", ["full", "frozen", "lora"])
 def test_ranks_compute_what_one_process_computes(mpirun, small_data, tmp_path, strategy):
     flags = FLAGS + ["-d", small_data, "-s", strategy]
@@ -126,8 +130,8 @@ def test_ranks_compute_what_one_process_computes(mpirun, small_data, tmp_path, s
             assert (w == want_w).all() and (loss == want_loss).all()
         got, want = log_rows(out), log_rows(one)
         assert len(got) == len(want) and [g[:3] for g in got] == [w[:3] for w in want]
-        num = lambda rows: [[float(x or 0) for x in r[3:]] for r in rows]
-        assert np.allclose(num(got), num(want), rtol=1e-5, atol=1e-6), (k, got, want)
+        assert np.allclose(log_numbers(got), log_numbers(want), rtol=1e-5, atol=1e-6), \
+            (k, got, want)
         # rank 0 alone writes: one event file, the same files as one process
         files = lambda d: sorted(f.split(".")[0] for f in os.listdir(d))
         assert files(out) == files(one), (files(out), files(one))
@@ -303,12 +307,16 @@ def test_gpu_ranks_compute_what_one_gpu_computes(mpirun_gpu, small_data, tmp_pat
         cmd = [mpirun_gpu, "--oversubscribe", "-np", str(k), GPU_EMU_EXE] + flags + ["-o", out]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
         assert r.returncode == 0 and "summary |" in r.stdout, r.stdout + r.stderr
-        got[k] = (np.array([v for _, v in read_scalars(out)["train/loss"]]), weights(out))
-    (loss1, w1), (loss2, w2) = got[1], got[2]
+        got[k] = (np.array([v for _, v in read_scalars(out)["train/loss"]]), weights(out),
+                  log_rows(out))
+    (loss1, w1, rows1), (loss2, w2, rows2) = got[1], got[2]
     assert len(loss1) == 20
     assert np.allclose(loss2, loss1, rtol=1e-5, atol=0), loss2 - loss1
     diff = np.abs(w2 - w1)
     assert (diff <= 1e-6 + 1e-6 * np.abs(w1)).all(), diff.max()
+    # the evaluation, split across the ranks and summed: log.tsv's losses and metrics
+    assert [r[:3] for r in rows2] == [r[:3] for r in rows1]
+    assert np.allclose(log_numbers(rows2), log_numbers(rows1), rtol=1e-5, atol=1e-6), (rows2, rows1)
     if os.path.exists(GPU_EMU_PLAIN):
         out = str(tmp_path / "plain")
         run(GPU_EMU_PLAIN, flags + ["-o", out])
