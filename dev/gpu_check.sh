@@ -153,11 +153,15 @@ CARD=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohe
 row card "${CARD:-unknown} (call $CALL)"
 
 build() { # the GPU programs and the data at once: nvcc and PyTorch on the CPU cores side by side;
-    # with them train_bertcu_mpi where NCCL is found (nccl_one_rank says so where not)
+    # with them train_bertcu_mpi where NCCL is found, whose failure fails nccl_one_rank alone
     gpu_data > "$WORK/logs/data.log" 2>&1 & local data=$!
-    local nccl=()
-    nccl_setup > "$WORK/logs/nccl_setup.log" 2>&1 && nccl=("${NCCL_MAKE[@]}" train_bertcu_mpi)
-    gpu_build gpu-programs "${nccl[@]}" || return 1
+    local nccl=""
+    rm -f train_bertcu_mpi # a failed build leaves none
+    if nccl_setup > "$WORK/logs/nccl_setup.log" 2>&1; then
+        gpu_build "${NCCL_MAKE[@]}" train_bertcu_mpi > "$WORK/logs/nccl_build.log" 2>&1 & nccl=$!
+    fi
+    gpu_build gpu-programs || return 1
+    [ -z "$nccl" ] || wait "$nccl" || echo "train_bertcu_mpi: build FAILED (logs/nccl_build.log)"
     wait $data || { tail -n 5 "$WORK/logs/data.log"; echo "data: FAILED (logs/data.log)"; return 1; }
 }
 train_200() { # -s full for 200 steps, then the epoch's evaluation, checkpoints and test report; the four kernel
@@ -177,7 +181,12 @@ nccl_one_rank() { # the NCCL build, one rank, beside the plain one: 20 steps of 
     # sets 1 and 2 on the tiny model. One rank's all-reduce leaves the gradients as they are, so the
     # step lines and the weights must be the same bits. Without NCCL here: one line saying so.
     cat "$WORK/logs/nccl_setup.log"
-    if [ ! -x train_bertcu_mpi ]; then echo "skipped: no NCCL on the device machine"; return 0; fi
+    if ! grep -q "^NCCL: " "$WORK/logs/nccl_setup.log"; then
+        echo "skipped: no NCCL on the device machine"; return 0
+    fi
+    if [ ! -x train_bertcu_mpi ]; then
+        tail -n 5 "$WORK/logs/nccl_build.log"; echo "build FAILED"; return 1
+    fi
     local run=() # through mpirun where the build has MPI (nccl_setup's choice)
     grep -q "through mpirun" "$WORK/logs/nccl_setup.log" && run=(mpirun --allow-run-as-root -np 1)
     local k rc=0 a b flags=(-m "$DATA/ref_tiny_model.bin" -d "$DATA" -s full -b 16 -e 1 -x 20 -f 1

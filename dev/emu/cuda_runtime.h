@@ -28,6 +28,8 @@ What it models, and checks (a check that fails prints the kernel or call and exi
   blocking cudaMemcpy to or from pageable memory. A host access in between is a race on the GPU (the copy
   may not have run yet) and stops the run here, with the address. This project's rule, stricter than
   CUDA's: cudaMemcpyAsync's host side must be pinned (from pageable memory the copy is synchronous).
+- One device, or EMU_DEVICES alike (cudaSetDevice picks one; all share this process's memory), so that
+  emulated ranks each find a GPU of their own; nccl.h beside it sums their gradients over MPI.
 
 What it cannot tell: speed, the GPU's memory model between blocks (blocks run one after the other,
 so atomics and inter-block ordering are trivially correct here), the rounding of cuBLAS's own
