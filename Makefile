@@ -9,6 +9,7 @@
 #   make train_bert   the CPU trainer            ./train_bert -h
 #   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
 #   make train_bert USE_MPI=1   with MPI: mpirun -np K ./train_bert splits each batch across K
+#   make train_bertcu USE_MPI=1 the same on K GPUs, one a rank, the gradients summed by NCCL
 # Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found.
 
 CC ?= gcc
@@ -38,21 +39,10 @@ HEADERS = $(wildcard bertc/*.h) train_bert.h trainer.h tokenizer.h unicode_table
 $(CPU_TARGETS) dev/bench_step dev/bench_epoch dev/bench_matmul: %: %.c train_bert.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 
-# MPI (USE_MPI=1): train_bert built with mpicc splits each batch across the ranks of `mpirun -np K`
-# (bertc/dist.h); the default build has no MPI. Debian: apt-get install libopenmpi-dev openmpi-bin.
-# train_bert_mpi: that build beside the plain one, for tests/test_mpi.py (built wherever mpicc is)
-MPICC ?= mpicc
-ifeq ($(USE_MPI), 1)
-  CC = $(MPICC)
-  CFLAGS += -DUSE_MPI
-  $(info ✓ MPI (USE_MPI=1): mpirun -np K ./train_bert splits each batch across K ranks)
-endif
-MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi,)
-train_bert_mpi: train_bert.c $(HEADERS)
-	$(MPICC) $(CFLAGS) -DUSE_MPI $(OMP_FLAGS) -o $@ $< $(LDLIBS)
-dev/bench_allreduce: dev/bench_allreduce.c $(HEADERS)
-	$(MPICC) $(CFLAGS) -DUSE_MPI -o $@ $< $(LDLIBS)
-test-mpi: train_bert train_bert_mpi data/ref_tiny_model.bin
+include dev/mpi.mk # USE_MPI=1; train_bert_mpi, train_bertcu_mpi (NCCL): the builds for mpirun -np K
+MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi \
+	$(if $(HAS_EMU),train_bertcu_emu_mpi),)
+test-mpi: train_bert $(MPI_BIN) data/ref_tiny_model.bin
 	$(PYTHON) -m pytest -q -rs tests/test_mpi.py
 
 # ---------------------------------------------------------------------------
@@ -71,8 +61,9 @@ gpu-programs: $(GPU_PROGRAMS)
 # debug builds for compute-sanitizer: a device synchronise and check after every kernel, line info
 %_debug: NVCC_DEBUG = -DCUDA_DEBUG -lineinfo
 NVCC_BUILD = @mkdir -p $(@D) && echo "nvcc -arch=$(NVCC_ARCH) $< -> $@" && $(NVCC) $(NVCCFLAGS) \
-	-arch=$(NVCC_ARCH) $(NVCC_DEBUG) $< -o $@ -lcublas -lcublasLt -lm
-$(GPU_OUT)train_bertcu $(GPU_OUT)train_bertcu_debug: train_bert.cu $(CU_DEPS)
+	-arch=$(NVCC_ARCH) $(NVCC_DEBUG) $< -o $@ -lcublas -lcublasLt -lm $(NVCC_EXTRA)
+$(GPU_OUT)train_bertcu_mpi: NVCC_EXTRA = $(NVCC_NCCL)
+$(addprefix $(GPU_OUT),train_bertcu train_bertcu_debug train_bertcu_mpi): train_bert.cu $(CU_DEPS)
 	$(NVCC_BUILD)
 $(GPU_OUT)test_bertcu $(GPU_OUT)test_bertcu_debug: test_bert.cu $(CU_DEPS)
 	$(NVCC_BUILD)
@@ -175,8 +166,8 @@ fuzz fuzz-ci: dev/fuzz/fuzz_loaders dev/fuzz/make_seeds data/vocab.txt
 clean:
 	rm -rf build
 	rm -f $(CPU_TARGETS) $(GPU_PROGRAMS) $(EMU_PROGRAMS) dev/emu/test_emu *_asan *.out \
-		train_bert_mpi $(addprefix dev/bench_,step epoch matmul allreduce) \
-		dev/fuzz/fuzz_loaders dev/fuzz/make_seeds
+		train_bert_mpi train_bertcu_mpi train_bertcu_emu_mpi dev/fuzz/fuzz_loaders dev/fuzz/make_seeds \
+		$(addprefix dev/bench_,step epoch matmul allreduce)
 
 # ---------------------------------------------------------------------------
 # benchmarks and the experiment (dev/): numbers, not tests

@@ -1849,9 +1849,9 @@ static inline int trainer_main(int argc, char** argv, const Backend* be) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     Settings s;
     settings_parse(&s, argc, argv, be);
-    if (dist_size() > 1 && (s.classify_path != NULL || s.probe || be->on_gpu)) {
-        error_exit("%d ranks: only CPU training splits its batches across ranks; classify mode, "
-                   "the probe (-F 1) and train_bertcu run in one process\n"
+    if (dist_size() > 1 && (s.classify_path != NULL || s.probe)) {
+        error_exit("%d ranks: only training splits its batches across ranks; classify mode and "
+                   "the probe (-F 1) run in one process\n"
                    "---> HINT: run it without mpirun", dist_size());
     }
     be->init(&s);

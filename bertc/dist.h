@@ -15,7 +15,7 @@ files that differ across ranks are caught at the start by dist_agree on checksum
 Defines: dist_init, dist_rank, dist_size, dist_sum_floats, dist_sum_doubles, dist_sum_ints,
 dist_max_int, dist_barrier, dist_checksum, dist_agree, dist_finalize.
 Used by: trainer.h (the batch split, the gradient and evaluation sums, rank 0's files), train_bert.c
-(the CPU back end's gradient sum).
+(the CPU back end's gradient sum), cuda/dist.cuh (the GPU's: NCCL, its id sent through MPI).
 */
 #pragma once
 #include <stddef.h>
@@ -23,9 +23,11 @@ Used by: trainer.h (the batch split, the gradient and evaluation sums, rank 0's 
 #include <limits.h>
 #include "utils.h" // defines: error_exit (and its hooks, which name the rank and end the job)
 #ifdef USE_MPI
+// C++ (nvcc, the emulator): MPI's C interface alone, without Open MPI's C++ bindings and warnings
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #endif
 
 static int dist_rank_ = 0, dist_size_ = 1;
@@ -59,7 +61,8 @@ static inline void mpi_check(int err, const char* call, const char* file, int li
 // The watchdog: the collective in progress (its name, and when it began in ms; 0: none), checked
 // every second by a thread that makes no MPI call of its own. A timed-out rank ends with _exit,
 // which mpirun sees as a failed rank: MPI_Abort from this thread would need MPI_THREAD_MULTIPLE.
-static _Atomic long long dist_wait_since_ms_;
+// gcc's __atomic builtins, not C11's _Atomic: nvcc compiles this file as C++ (train_bertcu).
+static long long dist_wait_since_ms_;
 static const char* volatile dist_wait_what_;
 static int dist_timeout_s_ = 600;
 
@@ -68,7 +71,7 @@ static void* dist_watchdog_(void* arg) {
     (void)arg;
     for (;;) {
         sleep(1);
-        long long since = atomic_load(&dist_wait_since_ms_);
+        long long since = __atomic_load_n(&dist_wait_since_ms_, __ATOMIC_SEQ_CST);
         if (since != 0 && dist_now_ms_() - since > dist_timeout_s_ * 1000LL) {
             fprintf(stderr, "Error%s: %s waited more than %d s for the other ranks: one is stuck "
                     "or gone\n---> HINT: BERTC_DIST_TIMEOUT sets the limit in seconds\n",
@@ -80,9 +83,9 @@ static void* dist_watchdog_(void* arg) {
 }
 #define DIST_WAIT_(what, call) do { \
         dist_wait_what_ = what; \
-        atomic_store(&dist_wait_since_ms_, dist_now_ms_()); \
+        __atomic_store_n(&dist_wait_since_ms_, dist_now_ms_(), __ATOMIC_SEQ_CST); \
         mpiCheck(call); \
-        atomic_store(&dist_wait_since_ms_, 0); \
+        __atomic_store_n(&dist_wait_since_ms_, 0, __ATOMIC_SEQ_CST); \
     } while (0)
 
 // a collective on n elements, in pieces MPI's int counts can hold

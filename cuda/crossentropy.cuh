@@ -22,12 +22,14 @@ __global__ void crossentropy_forward_kernel(float* losses, float* probs, const f
     losses[b] = logf(sum) + maxval - z[labels[b]];
 }
 
-// dlogits = (probs - onehot(label)) / B
-__global__ void crossentropy_backward_kernel(float* dlogits, const float* probs, const int* labels, int B, int NC) {
+// dlogits = (probs - onehot(label)) / B_mean: B_mean is B, or the global batch's size where these
+// B rows are a rank's slice of it (the ranks' gradients then sum)
+__global__ void crossentropy_backward_kernel(float* dlogits, const float* probs, const int* labels,
+                                             int B, int B_mean, int NC) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B * NC) { return; }
     int b = i / NC, c = i % NC;
-    dlogits[i] = (probs[i] - (c == labels[b] ? 1.0f : 0.0f)) / B;
+    dlogits[i] = (probs[i] - (c == labels[b] ? 1.0f : 0.0f)) / B_mean;
 }
 
 void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NC) {
@@ -35,17 +37,26 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
     kernelCheck();
 }
 
-void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NC) {
-    crossentropy_backward_kernel<<<ceil_div((size_t)B * NC, 256), 256>>>(dlogits, probs, labels, B, NC);
+void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int B_mean,
+                           int NC) {
+    crossentropy_backward_kernel<<<ceil_div((size_t)B * NC, 256), 256>>>(dlogits, probs, labels, B,
+                                                                         B_mean, NC);
     kernelCheck();
 }
 
 // ----------------------------------------------------------------------------
 // kernel set 2: the mean loss and evaluation stay on the device; the host reads them when it needs them
 
-// *mean_out = mean of losses (B), summed in the CPU's order and precision (crossentropy_forward's)
-__global__ void mean_loss_kernel(float* mean_out, const float* losses, int B) {
+// *mean_out = the losses' (B) share of the mean over B_mean, summed in the CPU's order and
+// precision: crossentropy_forward's float sum, or bert_forward's double sum for a rank's slice
+__global__ void mean_loss_kernel(float* mean_out, const float* losses, int B, int B_mean) {
     if (blockIdx.x != 0 || threadIdx.x != 0) { return; }
+    if (B_mean != B) {
+        double sum = 0.0;
+        for (int b = 0; b < B; b++) { sum += losses[b]; }
+        *mean_out = (float)(sum / B_mean);
+        return;
+    }
     float mean = 0.0f;
     for (int b = 0; b < B; b++) { mean += losses[b]; }
     *mean_out = mean / B;
@@ -65,8 +76,8 @@ __global__ void eval_accumulate_kernel(int* confusion, double* loss_sum, const f
     if (b == 0) { *loss_sum += (double)(*mean) * B; }
 }
 
-void mean_loss(float* mean_out, const float* losses, int B) {
-    mean_loss_kernel<<<1, 32>>>(mean_out, losses, B);
+void mean_loss(float* mean_out, const float* losses, int B, int B_mean) {
+    mean_loss_kernel<<<1, 32>>>(mean_out, losses, B, B_mean);
     kernelCheck();
 }
 

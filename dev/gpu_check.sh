@@ -20,6 +20,7 @@ bench_ours     1  60 dev/bench_gpu: each strategy, precision and kernel set, ber
 memcheck       2  40 compute-sanitizer memcheck on test_bertcu_debug, tiny model (one line if the device refuses it)
 racecheck      2  40 compute-sanitizer racecheck, the same
 notebooks      2  40 make -C dev/cuda check: every version of every kernel notebook, validated, then timed
+nccl_one_rank  2  40 train_bertcu_mpi (NCCL): one rank, 20 steps, equal to train_bertcu
 pytest_gpu     2  55 the trainer tests (tests/, -k gpu) against ./train_bertcu
 trainer_bench  2  55 dev/bench_trainer.py: the Hugging Face Trainer, same model and batches, fp32 and bf16
 "
@@ -50,6 +51,47 @@ BENCH_STEPS=${BENCH_STEPS:-40}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PY MAKE_BIN STB
 declare -a ROWS=()
 
+# NCCL for train_bertcu_mpi (cuda/dist.cuh): nccl.h and libnccl where nvcc finds them (the CUDA
+# install, the system), else from pip's nvidia-nccl wheel (the lent machine lists nvidia-nccl-cu13),
+# linked through $WORK/nccl, which adds the libnccl.so a link needs; a probe built and run against
+# them says which NCCL. MPI where mpicc and mpirun are both there, else NCCL_DIST=-DUSE_NCCL: one
+# rank without MPI (no id to exchange, the same communicator and all-reduce), for whether the lent
+# machine has an MPI is not known (pip's mpi4py brings no compiler wrapper or mpirun). Sets
+# NCCL_MAKE (make's variables); fails, saying why, without NCCL.
+nccl_setup() {
+    NCCL_MAKE=()
+    local probe=$WORK/nccl_probe inc lib sp home=$PWD/$WORK/nccl
+    mkdir -p "$WORK"
+    cat > "$probe.cu" <<'CU'
+#include <stdio.h>
+#include <nccl.h>
+int main(void) { int v = 0; ncclGetVersion(&v); printf("NCCL %d\n", v); return 0; }
+CU
+    if nvcc "$probe.cu" -o "$probe" -lnccl 2>/dev/null && "$probe"; then
+        echo "NCCL: where nvcc looks ($(dirname "$(dirname "$(command -v nvcc)")"), or the system)"
+    else
+        sp=$($PY -c 'import site; print(*site.getsitepackages(), site.getusersitepackages())')
+        inc=$(find $sp -path '*nvidia*' -name nccl.h 2>/dev/null | head -n 1)
+        lib=$(find $sp -path '*nvidia*' -name 'libnccl.so*' 2>/dev/null | head -n 1)
+        if [ -z "$inc" ] || [ -z "$lib" ]; then
+            echo "no NCCL: not where nvcc looks, nor in pip's nvidia packages ($sp)"; return 1
+        fi
+        mkdir -p "$home/include" "$home/lib"
+        ln -sf "$inc" "$home/include/nccl.h"
+        ln -sf "$lib" "$home/lib/libnccl.so"; ln -sf "$lib" "$home/lib/libnccl.so.2"
+        nvcc -I"$home/include" "$probe.cu" -o "$probe" -L"$home/lib" -Xlinker -rpath="$home/lib" \
+            -lnccl && "$probe" || { echo "pip's NCCL does not work: $inc, $lib"; return 1; }
+        echo "NCCL: pip's, $inc and $lib"
+        NCCL_MAKE+=("NCCL_HOME=$home")
+    fi
+    if command -v "${MPICC:-mpicc}" >/dev/null && command -v mpirun >/dev/null; then
+        echo "MPI: $(command -v mpirun), one rank through mpirun"
+    else
+        echo "MPI: no mpicc and mpirun here, so -DUSE_NCCL: one rank without MPI"
+        NCCL_MAKE+=("NCCL_DIST=-DUSE_NCCL")
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # the dry run
 
@@ -64,13 +106,21 @@ if [ $DRY = 1 ]; then
     done
     if ! command -v nvcc >/dev/null; then echo "✗ nvcc not found: the dry run needs it to build; skipped"; exit 0; fi
     carry() { "$MAKE_BIN" --no-print-directory gpu-carry && check_carry gpu_carry; }
-    linked() { # every program built, and linked against cuBLASLt (what the first lent machine found missing)
-        gpu_build gpu-programs || return 1
+    linked() { # every program built, and linked against cuBLASLt (what the first lent machine found
+        # missing); train_bertcu_mpi as the device builds it (nccl_setup), and the one-rank build
+        # without MPI that the device makes where it finds none, both linked against libnccl
+        local solo=$WORK/nccl_only/train_bertcu_mpi
+        nccl_setup || return 1
+        gpu_build gpu-programs "${NCCL_MAKE[@]}" train_bertcu_mpi || return 1
+        gpu_build NCCL_DIST=-DUSE_NCCL GPU_OUT="$WORK/nccl_only/" "$solo" || return 1
         for p in train_bertcu test_bertcu test_bertcu_debug dev/bench_gpu dev/cuda/matmul; do
             ldd "$p" | grep -q libcublasLt || { echo "✗ $p is not linked against cuBLASLt"; return 1; }
         done
+        for p in train_bertcu_mpi "$solo"; do
+            ldd "$p" | grep -q "libnccl.*=> /" || { echo "✗ $p: no libnccl"; return 1; }
+        done
         echo "built and linked: $(echo train_bertcu test_bertcu train_bertcu_debug test_bertcu_debug dev/bench_gpu \
-            dev/cuda/*[a-z] | tr -s ' ')"
+            dev/cuda/*[a-z] train_bertcu_mpi "$solo" | tr -s ' ')"
     }
     offline_data() { PYTHONPATH="$PWD/$WORK/blocked" gpu_data && ls -l "$DATA" "$WORK/bench_bert_base.bin"; }
     stage carry 300 carry
@@ -102,9 +152,16 @@ nvidia-smi > "$WORK/logs/nvidia_smi.log" 2>&1
 CARD=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
 row card "${CARD:-unknown} (call $CALL)"
 
-build() { # the GPU programs and the data at once: nvcc and PyTorch on the CPU cores side by side
+build() { # the GPU programs and the data at once: nvcc and PyTorch on the CPU cores side by side;
+    # with them train_bertcu_mpi where NCCL is found, whose failure fails nccl_one_rank alone
     gpu_data > "$WORK/logs/data.log" 2>&1 & local data=$!
+    local nccl=""
+    rm -f train_bertcu_mpi # a failed build leaves none
+    if nccl_setup > "$WORK/logs/nccl_setup.log" 2>&1; then
+        gpu_build "${NCCL_MAKE[@]}" train_bertcu_mpi > "$WORK/logs/nccl_build.log" 2>&1 & nccl=$!
+    fi
     gpu_build gpu-programs || return 1
+    [ -z "$nccl" ] || wait "$nccl" || echo "train_bertcu_mpi: build FAILED (logs/nccl_build.log)"
     wait $data || { tail -n 5 "$WORK/logs/data.log"; echo "data: FAILED (logs/data.log)"; return 1; }
 }
 train_200() { # -s full for 200 steps, then the epoch's evaluation, checkpoints and test report; the four kernel
@@ -117,6 +174,38 @@ train_200() { # -s full for 200 steps, then the epoch's evaluation, checkpoints 
     for k in 1 2 3 4; do
         wait "${pids[$((k - 1))]}" || rc=1
         echo "======== kernel set $k"; cat "$WORK/train_K$k.log"
+    done
+    return $rc
+}
+nccl_one_rank() { # the NCCL build, one rank, beside the plain one: 20 steps of -s full at kernel
+    # sets 1 and 2 on the tiny model. One rank's all-reduce leaves the gradients as they are, so the
+    # step lines and the weights must be the same bits. Without NCCL here: one line saying so.
+    cat "$WORK/logs/nccl_setup.log"
+    if ! grep -q "^NCCL: " "$WORK/logs/nccl_setup.log"; then
+        echo "skipped: no NCCL on the device machine"; return 0
+    fi
+    if [ ! -x train_bertcu_mpi ]; then
+        tail -n 5 "$WORK/logs/nccl_build.log"; echo "build FAILED"; return 1
+    fi
+    local run=() # through mpirun where the build has MPI (nccl_setup's choice)
+    grep -q "through mpirun" "$WORK/logs/nccl_setup.log" && run=(mpirun --allow-run-as-root -np 1)
+    local k rc=0 a b flags=(-m "$DATA/ref_tiny_model.bin" -d "$DATA" -s full -b 16 -e 1 -x 20 -f 1
+                            -P 0 -O 1)
+    # mpirun may give the rank a terminal: a step line then follows the progress line's \r\033[K
+    local line="step [0-9]+/[0-9]+ \| epoch [0-9]+ \| loss [^ ]+ \| norm [^ ]+"
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    for k in 1 2; do
+        a=$WORK/nccl_K$k; b=$WORK/plain_K$k
+        "${run[@]}" ./train_bertcu_mpi "${flags[@]}" -K $k -o "$a" > "$a.log" 2>&1 ||
+            { tail -n 5 "$a.log"; rc=1; }
+        ./train_bertcu "${flags[@]}" -K $k -o "$b" > "$b.log" 2>&1 || { tail -n 5 "$b.log"; rc=1; }
+        grep -oE "$line" "$a.log" > "$a.steps"; grep -oE "$line" "$b.log" > "$b.steps"
+        echo "kernel set $k: $(grep -m1 "back end" "$a.log" | tr -s ' ')"
+        if [ "$(wc -l < "$a.steps")" -ne 20 ] || ! cmp -s "$a.steps" "$b.steps"; then
+            diff "$a.steps" "$b.steps" | head -n 6; echo "kernel set $k: losses differ"; rc=1
+        elif ! cmp -s "$a/checkpoint_last.bin" "$b/checkpoint_last.bin"; then
+            echo "kernel set $k: the final weights differ"; rc=1
+        else echo "kernel set $k: 20 losses and final weights are train_bertcu's, bit for bit"; fi
     done
     return $rc
 }
@@ -143,6 +232,7 @@ run_stage() { # NAME: the stage's command
         memcheck) stage memcheck "$2" sanitizer memcheck ;;
         racecheck) stage racecheck "$2" sanitizer racecheck ;;
         notebooks) stage notebooks "$2" gpu_build -C dev/cuda check ;;
+        nccl_one_rank) stage nccl_one_rank "$2" nccl_one_rank ;;
         pytest_gpu) stage pytest_gpu "$2" pytest_gpu ;;
         trainer_bench) stage trainer_bench "$2" $PY dev/bench_trainer.py --model-bin "$WORK/bench_bert_base.bin" \
             --data "$DATA" --batch 32 --steps "$BENCH_STEPS" --warmup 10 --out "$WORK" ;;
@@ -165,6 +255,8 @@ for t in memcheck racecheck; do
 done
 [ -f "$WORK/logs/test_bertcu.log" ] && row test_bertcu_result "$(tail -n 1 "$WORK/logs/test_bertcu.log")"
 [ -f "$WORK/logs/pytest_gpu.log" ] && row pytest_gpu_result "$(tail -n 1 "$WORK/logs/pytest_gpu.log")"
+[ -f "$WORK/logs/nccl_one_rank.log" ] && row nccl_one_rank_result "$(grep -E \
+    "^(skipped|kernel set [0-9]: [0-9a-z]+ )" "$WORK/logs/nccl_one_rank.log" | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------
 # the summary: every stage's verdict so far (both calls), then the tables; and one log with everything

@@ -12,8 +12,11 @@ uninterrupted one bit for bit; a state written by 2 ranks resumes on 4; flags or
 across ranks stop the job at the start, naming the rank; an error on one rank, one rank killed or
 one stuck ends the whole job.
 
-Skipped where mpirun or ./train_bert_mpi is missing; `make setup` installs Open MPI and
-`make test-python` builds train_bert_mpi wherever mpicc is, so CI runs these. One thread a rank.
+Then the same for the GPU trainer's ranks on the CUDA emulator (train_bertcu_emu_mpi, NCCL
+emulated over MPI): 2 ranks equal 1, at kernel sets 1, 2 and 4.
+
+Skipped where mpirun or ./train_bert_mpi (./train_bertcu_emu_mpi) is missing; `make setup` installs
+Open MPI and `make test-python` builds both wherever mpicc is, so CI runs these. One thread a rank.
 
     make test-mpi      (python -m pytest -q tests/test_mpi.py)
 """
@@ -38,14 +41,19 @@ MPI_ENV = dict(ENV, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
 FLAGS = ["-m", TINY, "-b", "4", "-e", "2", "-x", "20", "-P", "0", "-f", "100"]
 
 
-@pytest.fixture(scope="module")
-def mpirun():
+def need_mpirun(exe, build):
+    """mpirun's path, or the test skipped saying what is missing"""
     path = shutil.which("mpirun")
     if path is None:
         pytest.skip("mpirun not found (make setup installs Open MPI: openmpi-bin)")
-    if not os.path.exists(MPI_EXE):
-        pytest.skip(f"needs {MPI_EXE} (make train_bert_mpi)")
+    if not os.path.exists(exe):
+        pytest.skip(f"needs {exe} ({build})")
     return path
+
+
+@pytest.fixture(scope="module")
+def mpirun():
+    return need_mpirun(MPI_EXE, "make train_bert_mpi")
 
 
 def mpi_cmd(mpirun, k, args):
@@ -97,6 +105,10 @@ def log_rows(out):
     return [r.split("\t")[:9] for r in rows]  # without the seconds
 
 
+def log_numbers(rows):
+    return [[float(x or 0) for x in r[3:]] for r in rows]
+
+
 @pytest.mark.parametrize("strategy", ["full", "frozen", "lora"])
 def test_ranks_compute_what_one_process_computes(mpirun, small_data, tmp_path, strategy):
     flags = FLAGS + ["-d", small_data, "-s", strategy]
@@ -118,8 +130,8 @@ def test_ranks_compute_what_one_process_computes(mpirun, small_data, tmp_path, s
             assert (w == want_w).all() and (loss == want_loss).all()
         got, want = log_rows(out), log_rows(one)
         assert len(got) == len(want) and [g[:3] for g in got] == [w[:3] for w in want]
-        num = lambda rows: [[float(x or 0) for x in r[3:]] for r in rows]
-        assert np.allclose(num(got), num(want), rtol=1e-5, atol=1e-6), (k, got, want)
+        assert np.allclose(log_numbers(got), log_numbers(want), rtol=1e-5, atol=1e-6), \
+            (k, got, want)
         # rank 0 alone writes: one event file, the same files as one process
         files = lambda d: sorted(f.split(".")[0] for f in os.listdir(d))
         assert files(out) == files(one), (files(out), files(one))
@@ -262,3 +274,51 @@ def test_ranks_need_an_example_each_in_every_batch(mpirun, small_data, tmp_path)
                 check=False)
     want = "4 ranks need at least 4 examples in every batch"
     assert r.returncode != 0 and want in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------
+# train_bertcu's ranks (cuda/dist.cuh: one GPU a rank, the gradients summed by NCCL), on the CUDA
+# emulator: train_bertcu_emu_mpi is train_bert.cu built against dev/emu, whose nccl.h sums over MPI,
+# each rank on an emulated GPU of its own (EMU_DEVICES). What runs is the GPU code's side of it: the
+# batch slice, the dropout masks keyed by the global batch, the loss over the global batch, the
+# all-reduce before the norm. NCCL itself on several real GPUs is not tested here (no machine).
+
+GPU_EMU_EXE = os.environ.get("TRAIN_BERTCU_MPI", os.path.join(REPO, "train_bertcu_emu_mpi"))
+GPU_EMU_PLAIN = os.path.join(REPO, "train_bertcu_emu")  # the same without MPI and NCCL
+
+
+@pytest.fixture(scope="module")
+def mpirun_gpu():
+    return need_mpirun(GPU_EMU_EXE, "make train_bertcu_emu_mpi: x86-64, mpicxx")
+
+
+@pytest.mark.parametrize("strategy,kernels", [("full", 1), ("full", 2), ("lora", 2), ("frozen", 4)])
+def test_gpu_ranks_compute_what_one_gpu_computes(mpirun_gpu, small_data, tmp_path, strategy,
+                                                  kernels):
+    """-np 1 and -np 2 of the emulated train_bertcu: 20 steps, the same losses (1e-5 relative) and
+    final weights (test_bert's tolerance) as one rank, at kernel set 1 (the norm through the host)
+    and 2 (the norm inside the fused AdamW) and 4 (packed tokens, cuBLASLt); and one rank the same
+    bits as the build without MPI and NCCL, where it is built"""
+    flags = FLAGS + ["-d", small_data, "-s", strategy, "-K", str(kernels)]
+    env = dict(MPI_ENV, EMU_DEVICES="2")
+    got = {}
+    for k in (1, 2):
+        out = str(tmp_path / f"k{k}")
+        cmd = [mpirun_gpu, "--oversubscribe", "-np", str(k), GPU_EMU_EXE] + flags + ["-o", out]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert r.returncode == 0 and "summary |" in r.stdout, r.stdout + r.stderr
+        got[k] = (np.array([v for _, v in read_scalars(out)["train/loss"]]), weights(out),
+                  log_rows(out))
+    (loss1, w1, rows1), (loss2, w2, rows2) = got[1], got[2]
+    assert len(loss1) == 20
+    assert np.allclose(loss2, loss1, rtol=1e-5, atol=0), loss2 - loss1
+    diff = np.abs(w2 - w1)
+    assert (diff <= 1e-6 + 1e-6 * np.abs(w1)).all(), diff.max()
+    # the evaluation, split across the ranks and summed: log.tsv's losses and metrics
+    assert [r[:3] for r in rows2] == [r[:3] for r in rows1]
+    assert np.allclose(log_numbers(rows2), log_numbers(rows1), rtol=1e-5, atol=1e-6), (rows2, rows1)
+    if os.path.exists(GPU_EMU_PLAIN):
+        out = str(tmp_path / "plain")
+        run(GPU_EMU_PLAIN, flags + ["-o", out])
+        assert (weights(out) == w1).all()
+        assert (np.array([v for _, v in read_scalars(out)["train/loss"]]) == loss1).all()

@@ -50,13 +50,13 @@ int main(int argc, char** argv) {
         cudaCheck(cudaMemcpy(d_labels, labels, B * sizeof(int), cudaMemcpyHostToDevice));
         poison(d_losses, B); poison(d_probs, n); poison(d_dlogits, n); poison(d_mean, 1);
         cu::crossentropy_forward(d_losses, d_probs, d_logits, d_labels, B, NC);
-        cu::crossentropy_backward(d_dlogits, d_probs, d_labels, B, NC);
+        cu::crossentropy_backward(d_dlogits, d_probs, d_labels, B, B, NC);
         printf("B %d NC %d v%d\n", B, NC, version);
         EXPECT(validate("losses", d_losses, losses, B, 1e-6));
         EXPECT(validate("probs", d_probs, probs, n, 1e-6));
         EXPECT(validate("dlogits", d_dlogits, dlogits, n, 1e-6));
         if (version == 2) {
-            cu::mean_loss(d_mean, d_losses, B);
+            cu::mean_loss(d_mean, d_losses, B, B);
             cudaCheck(cudaMemset(d_confusion, 0, (size_t)NC * NC * sizeof(int)));
             cudaCheck(cudaMemset(d_loss_sum, 0, sizeof(double)));
             for (int rep = 0; rep < 2; rep++) {
@@ -80,13 +80,13 @@ int main(int argc, char** argv) {
         float ms = time_ms([&] {
             cu::crossentropy_forward(d_losses, d_probs, d_logits, d_labels, B, NC);
             if (version == 2) {
-                cu::mean_loss(d_mean, d_losses, B);
+                cu::mean_loss(d_mean, d_losses, B, B);
                 cu::eval_accumulate(d_confusion, d_loss_sum, d_mean, d_logits, d_labels, B, NC);
             } else {
                 cudaCheck(cudaMemcpy(losses, d_losses, B * 4, cudaMemcpyDeviceToHost)); // the host's mean and argmax
                 cudaCheck(cudaMemcpy(probs, d_logits, n * 4, cudaMemcpyDeviceToHost));
             }
-            cu::crossentropy_backward(d_dlogits, d_probs, d_labels, B, NC);
+            cu::crossentropy_backward(d_dlogits, d_probs, d_labels, B, B, NC);
         });
         printf("  forward + loss + evaluation's part + backward %.4f ms\n", ms);
         free(logits); free(labels); free(losses); free(probs); free(dlogits); free(confusion);

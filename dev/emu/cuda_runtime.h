@@ -28,6 +28,8 @@ What it models, and checks (a check that fails prints the kernel or call and exi
   blocking cudaMemcpy to or from pageable memory. A host access in between is a race on the GPU (the copy
   may not have run yet) and stops the run here, with the address. This project's rule, stricter than
   CUDA's: cudaMemcpyAsync's host side must be pinned (from pageable memory the copy is synchronous).
+- One device, or EMU_DEVICES alike (cudaSetDevice picks one; all share this process's memory), so that
+  emulated ranks each find a GPU of their own; nccl.h beside it sums their gradients over MPI.
 
 What it cannot tell: speed, the GPU's memory model between blocks (blocks run one after the other,
 so atomics and inter-block ordering are trivially correct here), the rounding of cuBLAS's own
@@ -738,18 +740,31 @@ static inline cudaError_t cudaDeviceSynchronize(void) {
     emu::host_waited(emu::async_seq());
     return cudaSuccess;
 }
+// One device, or EMU_DEVICES of them (alike, and each this process's memory), so that emulated
+// ranks on one machine each find a GPU of their own (cuda/dist.cuh picks one per rank)
+namespace emu {
+static inline int device_count() {
+    const char* n = getenv("EMU_DEVICES");
+    return n != NULL && atoi(n) > 0 ? atoi(n) : 1;
+}
+static inline int& current_device() { static int d = 0; return d; }
+}
 static inline cudaError_t cudaGetDeviceCount(int* n) {
-    *n = 1;
+    *n = emu::device_count();
     return cudaSuccess;
 }
 static inline cudaError_t cudaGetDevice(int* d) {
-    *d = 0;
+    *d = emu::current_device();
     return cudaSuccess;
 }
-static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+static inline cudaError_t cudaSetDevice(int d) {
+    if (d < 0 || d >= emu::device_count()) { return cudaErrorInvalidValue; }
+    emu::current_device() = d;
+    return cudaSuccess;
+}
 
 static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-    if (device != 0) { return cudaErrorInvalidValue; }
+    if (device < 0 || device >= emu::device_count()) { return cudaErrorInvalidValue; }
     memset(p, 0, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "CPU emulation of an H100 (dev/emu)");
     p->major = 9;
@@ -762,7 +777,10 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device)
 }
 
 static inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int device) {
-    if (device != 0 || attr != cudaDevAttrMaxSharedMemoryPerBlockOptin) { return cudaErrorInvalidValue; }
+    bool known = attr == cudaDevAttrMaxSharedMemoryPerBlockOptin;
+    if (device < 0 || device >= emu::device_count() || !known) {
+        return cudaErrorInvalidValue;
+    }
     *v = emu::SMEM_OPTIN;
     return cudaSuccess;
 }
