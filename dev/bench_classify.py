@@ -6,14 +6,18 @@ and tokenizer are loaded, on both sides), the ratios, each side's peak resident 
 the CPU.
 
     python dev/bench_classify.py out/checkpoint_best.bin [--texts ../shared/data/emotion/test.txt] [--limit 500]
+        [--repeat 5]
 
-Each side runs in a process of its own, so the peak memory is that side's. A benchmark, not a test: the numbers
+Each side runs in a process of its own, so the peak memory is that side's. The two sides take turns, --repeat
+times at each batch size, and the table gives the medians, with the lowest and highest ratio of a single turn
+beside them: one run of each on a shared 2-core machine varied by a third. A benchmark, not a test: the numbers
 depend on the machine and on what else runs on it.
 """
 import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +77,7 @@ def main():
                    help="one text per line; a trailing ';label' (the emotion files) is cut off")
     p.add_argument("--limit", type=int, default=0, help="the first LIMIT texts only")
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--repeat", type=int, default=5, help="turns of each side at each batch size (medians)")
     p.add_argument("--exe", default=os.path.join(REPO, "train_bert"))
     p.add_argument("--vocab", default=os.path.join(REPO, "data", "vocab.txt"))
     p.add_argument("--pipeline-worker", nargs=3, metavar=("MODEL_DIR", "BATCH", "TEXTS"), help=argparse.SUPPRESS)
@@ -93,20 +98,26 @@ def main():
                    check=True, capture_output=True)
     with open("/proc/cpuinfo") as f:
         cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
-    print(f"bench_classify: {cpu}, {args.threads} threads both sides, {len(texts)} texts, {args.checkpoint}")
-    print(f"{'batch':>5} {'ours texts/s':>12} {'pipeline texts/s':>16} {'ours / pipeline':>15} "
+    print(f"bench_classify: {cpu}, {args.threads} threads both sides, {len(texts)} texts, {args.checkpoint}, "
+          f"medians of {args.repeat} turns each")
+    print(f"{'batch':>5} {'ours texts/s':>12} {'pipeline texts/s':>16} {'ours / pipeline':>15} {'(range)':>11} "
           f"{'ours peak MiB':>13} {'pipeline peak MiB':>17}")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     for batch in (1, 32):
-        o = ours(args.exe, args.checkpoint, args.vocab, batch, texts_path, args.threads)
-        assert o["texts"] == len(texts), o
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        r = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--pipeline-worker", hf_dir,
-                            str(batch), texts_path], env=env, capture_output=True, text=True, check=True)
-        hf = json.loads(r.stdout.strip().splitlines()[-1])
-        ot, ht = o["texts"] / o["seconds"], hf["texts"] / hf["seconds"]
-        print(f"{batch:5d} {ot:12.1f} {ht:16.1f} {ot / ht:15.2f} {o['peak_mib']:13.0f} {hf['peak_mib']:17.0f}",
+        runs = []  # (ours, pipeline) of each turn
+        for _ in range(args.repeat):
+            o = ours(args.exe, args.checkpoint, args.vocab, batch, texts_path, args.threads)
+            assert o["texts"] == len(texts) and o["lines"] == len(texts), o
+            r = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--pipeline-worker",
+                                hf_dir, str(batch), texts_path], env=env, capture_output=True, text=True, check=True)
+            runs.append((o, json.loads(r.stdout.strip().splitlines()[-1])))
+        ot = statistics.median(o["texts"] / o["seconds"] for o, _ in runs)
+        ht = statistics.median(h["texts"] / h["seconds"] for _, h in runs)
+        ratios = [(o["texts"] / o["seconds"]) / (h["texts"] / h["seconds"]) for o, h in runs]
+        peak_o, peak_h = max(o["peak_mib"] for o, _ in runs), max(h["peak_mib"] for _, h in runs)
+        span = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        print(f"{batch:5d} {ot:12.1f} {ht:16.1f} {ot / ht:15.2f} {span:>11} {peak_o:13.0f} {peak_h:17.0f}",
               flush=True)
-
 
 if __name__ == "__main__":
     main()
