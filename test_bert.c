@@ -1021,6 +1021,110 @@ static void test_gelu_(void) {
     free(x); free(y); free(dy);
 }
 
+// attention_forward and _backward against the plain loops in double: head sizes that are and are not a
+// multiple of the 16 sums kept in a register, sequences shorter and longer than 16 keys, packed and padded,
+// with dropout and without
+static double attention_case_(int hs, int packed, float p) {
+    enum { B = 3, T = 37, NH = 2 };
+    int C = NH * hs, lengths[B] = {1, 17, T}, starts[B] = {0, 1, 18}; // packed rows: 1 + 17 + 37
+    int N = packed ? 55 : B * T;
+    const int* st = packed ? starts : NULL;
+    uint64_t stream = 7;
+    size_t nq = (size_t)N * 3 * C, na = (size_t)B * NH * T * T;
+    float* qkv = matmul_rand_(nq, 11); // in [-1, 1)
+    float* dout = matmul_rand_((size_t)N * C, 12);
+    float* out = (float*)mallocCheck((size_t)N * C * sizeof(float));
+    float* att = (float*)mallocCheck(na * sizeof(float));
+    float* dqkv = (float*)callocCheck(nq, sizeof(float));
+    double* ref_out = (double*)callocCheck((size_t)N * C, sizeof(double));
+    double* ref_dqkv = (double*)callocCheck(nq, sizeof(double));
+    double* s = (double*)mallocCheck(T * sizeof(double));
+    double* datt = (double*)mallocCheck(T * sizeof(double));
+    attention_forward(out, att, qkv, lengths, st, B, T, C, NH, p, stream);
+    attention_backward(dqkv, dout, qkv, att, lengths, st, B, T, C, NH, p, stream);
+    double scale = 1.0 / sqrt((double)hs), worst = 0.0;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            int len = lengths[b], nrows = packed ? len : T;
+            size_t base = seq_start(b, T, st);
+            for (int t = 0; t < nrows; t++) {
+                const float* q = qkv + (base + t) * 3 * C + h * hs;
+                double mx = -INFINITY, sum = 0.0, dot = 0.0;
+                for (int t2 = 0; t2 < len; t2++) {
+                    const float* k = qkv + (base + t2) * 3 * C + C + h * hs;
+                    s[t2] = 0.0;
+                    for (int i = 0; i < hs; i++) { s[t2] += (double)q[i] * k[i]; }
+                    s[t2] *= scale;
+                    mx = s[t2] > mx ? s[t2] : mx;
+                }
+                for (int t2 = 0; t2 < len; t2++) { s[t2] = exp(s[t2] - mx); sum += s[t2]; }
+                size_t row = (((size_t)b * NH + h) * T + t) * T;
+                const float* d = dout + (base + t) * C + h * hs;
+                for (int t2 = 0; t2 < len; t2++) {
+                    s[t2] /= sum;
+                    double m = p > 0.0f ? (dropout_uniform(stream, row + t2) >= p ? 1.0 / (1.0 - p) : 0.0)
+                                        : 1.0;
+                    const float* v = qkv + (base + t2) * 3 * C + 2 * C + h * hs;
+                    datt[t2] = 0.0;
+                    for (int i = 0; i < hs; i++) {
+                        ref_out[(base + t) * C + h * hs + i] += s[t2] * m * v[i];
+                        ref_dqkv[(base + t2) * 3 * C + 2 * C + h * hs + i] += s[t2] * m * d[i];
+                        datt[t2] += m * d[i] * v[i];
+                    }
+                    dot += datt[t2] * s[t2];
+                }
+                for (int t2 = 0; t2 < len; t2++) {
+                    double ds = s[t2] * (datt[t2] - dot) * scale;
+                    const float* k = qkv + (base + t2) * 3 * C + C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        ref_dqkv[(base + t) * 3 * C + h * hs + i] += ds * k[i];
+                        ref_dqkv[(base + t2) * 3 * C + C + h * hs + i] += ds * q[i];
+                    }
+                }
+            }
+        }
+    }
+    // the largest difference over the largest value, each of out and dqkv, on the rows attention computes
+    // (the real ones, all T when padded): single-precision sums of 37 keys land near 1e-7
+    double err[2] = {0.0, 0.0}, top[2] = {0.0, 0.0};
+    for (int b = 0; b < B; b++) {
+        int nrows = packed ? lengths[b] : T;
+        size_t base = seq_start(b, T, st);
+        for (size_t r = base; r < base + nrows; r++) {
+            for (int i = 0; i < 3 * C; i++) {
+                int o = i < C; // out has C columns, dqkv 3C
+                double got = o ? out[r * C + i] : 0.0, want = o ? ref_out[r * C + i] : 0.0;
+                err[0] = fmax(err[0], fabs(got - want));
+                top[0] = fmax(top[0], fabs(want));
+                err[1] = fmax(err[1], fabs(dqkv[r * 3 * C + i] - ref_dqkv[r * 3 * C + i]));
+                top[1] = fmax(top[1], fabs(ref_dqkv[r * 3 * C + i]));
+            }
+        }
+    }
+    worst = fmax(err[0] / top[0], err[1] / top[1]);
+    free(qkv); free(dout); free(out); free(att); free(dqkv); free(ref_out); free(ref_dqkv); free(s);
+    free(datt);
+    return worst;
+}
+
+static void test_attention_(void) {
+    printf("\n== attention forward and backward against plain loops in double\n");
+    int sizes[] = {8, 16, 20, 32, 64};
+    char what[160];
+    for (int k = 0; k < 5; k++) {
+        for (int packed = 0; packed < 2; packed++) {
+            for (int d = 0; d < 2; d++) {
+                float p = d ? 0.1f : 0.0f;
+                double worst = attention_case_(sizes[k], packed, p);
+                snprintf(what, sizeof(what), "attention head size %d, %s, dropout %.1f: out and dqkv within "
+                         "1e-6 of double (worst %.1e, of the largest |value|)", sizes[k],
+                         packed ? "packed" : "padded", p, worst);
+                check(worst <= 1e-6, what);
+            }
+        }
+    }
+}
+
 // ./test_bert [data dir] [tiny]: with "tiny", the MiniLM reference states are skipped (make test-sanitize);
 // ./test_bert data matmul runs the matmul checks alone
 int main(int argc, char** argv) {
@@ -1052,6 +1156,7 @@ int main(int argc, char** argv) {
     test_tables_();
     test_matmul_();
     test_gelu_();
+    test_attention_();
     test_dropout_();
     snprintf(model_path, sizeof(model_path), "%s/ref_tiny_model.bin", data);
     for (int s = 0; s < NUM_STRATEGIES; s++) { test_packed_ragged_(model_path, s); }
