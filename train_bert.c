@@ -574,12 +574,27 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                         datt[t2] = datt[t2] * m;
                         dot += datt[t2] * a[t2];
                     }
-                    // a = softmax(s): ds = a * (datt - sum(datt * a)); s = q . k * scale
+                    // a = softmax(s): ds = a * (datt - sum(datt * a)) (into datt); s = q . k * scale
                     for (int t2 = 0; t2 < len; t2++) {
-                        float ds = a[t2] * (datt[t2] - dot) * scale;
-                        const float* k = qkv + (base + t2) * 3 * C + C + h * hs;
+                        datt[t2] = a[t2] * (datt[t2] - dot) * scale;
                         float* dk = dqkv + (base + t2) * 3 * C + C + h * hs;
-                        for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
+                        for (int i = 0; i < hs; i++) { dk[i] += datt[t2] * q[i]; }
+                    }
+                    // dq += sum_t2 ds[t2] k[t2], 16 columns at a time in a register, keys in order
+                    int i0 = 0;
+                    for (; i0 + 16 <= hs; i0 += 16) {
+                        float acc[16];
+                        for (int j = 0; j < 16; j++) { acc[j] = dq[i0 + j]; }
+                        for (int t2 = 0; t2 < len; t2++) {
+                            const float* k = qkv + (base + t2) * 3 * C + C + h * hs + i0;
+                            for (int j = 0; j < 16; j++) { acc[j] += datt[t2] * k[j]; }
+                        }
+                        for (int j = 0; j < 16; j++) { dq[i0 + j] = acc[j]; }
+                    }
+                    for (int i = i0; i < hs; i++) { // a head size not a multiple of 16
+                        for (int t2 = 0; t2 < len; t2++) {
+                            dq[i] += datt[t2] * qkv[(base + t2) * 3 * C + C + h * hs + i];
+                        }
                     }
                 }
             }

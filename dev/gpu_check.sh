@@ -119,8 +119,10 @@ if [ $DRY = 1 ]; then
         for p in train_bertcu_mpi "$solo"; do
             ldd "$p" | grep -q "libnccl.*=> /" || { echo "✗ $p: no libnccl"; return 1; }
         done
-        echo "built and linked: $(echo train_bertcu test_bertcu train_bertcu_debug test_bertcu_debug dev/bench_gpu \
-            dev/cuda/*[a-z] train_bertcu_mpi "$solo" | tr -s ' ')"
+        local notebooks=() f # the kernel notebooks' programs: dev/cuda/X for each dev/cuda/X.cu
+        for f in dev/cuda/*.cu; do [ -x "${f%.cu}" ] && notebooks+=("${f%.cu}"); done
+        echo "built and linked: train_bertcu test_bertcu train_bertcu_debug test_bertcu_debug dev/bench_gpu" \
+            "${notebooks[*]} train_bertcu_mpi $solo"
     }
     offline_data() { PYTHONPATH="$PWD/$WORK/blocked" gpu_data && ls -l "$DATA" "$WORK/bench_bert_base.bin"; }
     stage carry 300 carry
