@@ -122,8 +122,8 @@ test: test-python $(CPU_TARGETS) $(QUICK_REFS) $(if $(HAS_EMU),test_bertcu_emu)
 	./test_bert data tiny
 	bash dev/emu/run_tests.sh forward
 	@echo "quick tests passed (make test-all runs every test)"
-test-all: test-python test-c test-sanitize test-emu fuzz-ci cuda-check gpu-dry-run \
-		check-headers
+test-all: $(if $(HAS_EMU),train_bertcu_emu) test-python test-c test-sanitize test-emu fuzz-ci \
+		cuda-check gpu-dry-run check-headers
 	@echo "all tests passed"
 
 # pytest: prepro, the file formats, text in / models out, reliability (each trainer test also

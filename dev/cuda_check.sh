@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.." || exit 1
 MPI=train_bertcu_mpi
 if ! command -v "${MPICC:-mpicc}" > /dev/null; then
     echo "✗ mpicc not found: train_bertcu_mpi (NCCL) not built (make setup installs it)"; MPI=""
+elif ! echo '#include <nccl.h>' | "${NVCC:-nvcc}" ${NCCL_HOME:+-I$NCCL_HOME/include} -E -x cu - \
+        > /dev/null 2>&1; then # NCCL is not part of the CUDA toolkit everywhere
+    echo "✗ nccl.h not found: train_bertcu_mpi (NCCL) not built (NCCL_HOME=dir where it is)"; MPI=""
 fi
 for arch in sm_90 sm_80; do
     echo "cuda-check: every GPU program for $arch (build/cuda-check/$arch)${MPI:+, and $MPI}"

@@ -10,7 +10,8 @@ MPICC ?= mpicc
 ifeq ($(USE_MPI), 1)
   CC = $(MPICC)
   CFLAGS += -DUSE_MPI
-  NVCC_EXTRA = $(NVCC_NCCL)
+  # the trainer alone: test_bertcu and dev/bench_gpu never start ranks (bert_init), so they stay plain
+  $(GPU_OUT)train_bertcu: NVCC_EXTRA = $(NVCC_NCCL)
   $(info ✓ MPI (USE_MPI=1): mpirun -np K ./train_bert splits each batch across K ranks)
 endif
 train_bert_mpi: train_bert.c $(HEADERS)
