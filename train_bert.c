@@ -435,6 +435,17 @@ void dropout_backward(float* dinp, const float* dout, const int* rows, size_t N,
     }
 }
 
+// one head's keys or values of one sequence, transposed for attention's register sums: dst[i * T16 + t2] =
+// src[t2 * 3C + i] for the len rows of qkv from src, zero from len up to the next multiple of 16
+static void head_transpose_(float* dst, const float* src, int len, int T16, int hs, int C) {
+    int len16 = (len + 15) / 16 * 16;
+    for (int i = 0; i < hs; i++) {
+        for (int t2 = 0; t2 < len16; t2++) {
+            dst[(size_t)i * T16 + t2] = t2 < len ? src[(size_t)t2 * 3 * C + i] : 0.0f;
+        }
+    }
+}
+
 // Bidirectional self-attention with a key padding mask, as BertSelfAttention (modeling_bert.py):
 // scores = q k^T / sqrt(hs) over the real keys, softmax, dropout, @ v; each sequence attends within itself.
 // qkv (N, 3C) holds q, k, v side by side, head h in columns h*hs..(h+1)*hs of each, sequence b's tokens
@@ -461,13 +472,7 @@ void attention_forward(float* out, float* att, const float* qkv, const int* leng
                 int len = lengths[b];
                 int nq = starts != NULL ? len : T; // packed: the real query rows only
                 size_t base = seq_start(b, T, starts); // the sequence's first row in qkv and out
-                int len16 = (len + 15) / 16 * 16;
-                for (int i = 0; i < hs; i++) {
-                    float* kr = kt + (size_t)i * T16;
-                    for (int t2 = 0; t2 < len16; t2++) {
-                        kr[t2] = t2 < len ? qkv[(base + t2) * 3 * C + C + h * hs + i] : 0.0f;
-                    }
-                }
+                head_transpose_(kt, qkv + base * 3 * C + C + h * hs, len, T16, hs, C);
                 for (int t = 0; t < nq; t++) {
                     const float* q = qkv + (base + t) * 3 * C + h * hs;
                     float* a = att + (((size_t)b * NH + h) * T + t) * T;
@@ -542,13 +547,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                 int len = lengths[b];
                 int nq = starts != NULL ? len : T; // the query rows the forward computed
                 size_t base = seq_start(b, T, starts);
-                int len16 = (len + 15) / 16 * 16;
-                for (int i = 0; i < hs; i++) {
-                    float* vr = vt + (size_t)i * T16;
-                    for (int t2 = 0; t2 < len16; t2++) {
-                        vr[t2] = t2 < len ? qkv[(base + t2) * 3 * C + 2 * C + h * hs + i] : 0.0f;
-                    }
-                }
+                head_transpose_(vt, qkv + base * 3 * C + 2 * C + h * hs, len, T16, hs, C);
                 for (int t = 0; t < nq; t++) {
                     const float* a = att + (((size_t)b * NH + h) * T + t) * T;
                     const float* d = dout + (base + t) * C + h * hs;
