@@ -1203,8 +1203,6 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     int N = model->N = batch_pack(model->rows, model->starts, model->lengths, B, T);
     const int* rows = model->rows;
     const int* starts = model->starts;
-    // the masks of a token's, an attention row's and the classifier's elements (bert_slice_stream)
-    uint64_t tok = (uint64_t)T * C, att = (uint64_t)NH * T * T, cls = C;
     float p = train ? model->dropout : 0.0f;
     float plora = train ? model->lora_dropout : 0.0f;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
@@ -1221,7 +1219,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     // BertEmbeddings: hs[0] = dropout(LayerNorm(wte[ids] + wpe[t] + wtt[0]))
     embedding_forward(a.encoded, model->ids, model->types, w.wte, w.wpe, w.wtt, rows, N, T, C);
     layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps);
-    dropout_forward(a.hs, a.hs, NULL, rows, N, C, p, bert_slice_stream(model, -1, 0, tok));
+    dropout_forward(a.hs, a.hs, NULL, rows, N, C, p, bert_slice_stream(model, -1, 0));
     // BertLayer, L times (post-LN): x -> LN1(x + dropout(attention(x))) -> LN2(. + dropout(FFN(.)))
     for (int l = 0; l < L; l++) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
@@ -1232,15 +1230,15 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_forward(la.qkv + j * C, 3 * C, a.lora_u + lj * BT * r, s.xd, la.x, model->lora.lora_a + lj * r * C,
                              model->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
-                             bert_slice_stream(model, l, SITE_LORA_Q + j, tok), rows);
+                             bert_slice_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
         attention_forward(la.atty, la.att, la.qkv, model->lengths, starts, B, T, C, NH, p,
-                          bert_slice_stream(model, l, SITE_ATT, att));
+                          bert_slice_stream(model, l, SITE_ATT));
         matmul_forward_packed(s.tmp, la.atty, LAYER_(wp.attprojw, l, att_p),
                               LAYER_(w.attprojb, l, C), N, C, C);
         dropout_forward(la.r1, s.tmp, la.x, rows, N, C, p,
-                        bert_slice_stream(model, l, SITE_ATTPROJ, tok));
+                        bert_slice_stream(model, l, SITE_ATTPROJ));
         layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C),
                           LAYER_(w.ln1b, l, C), N, C, cfg->eps);
         matmul_forward_packed(la.fch, la.ln1, LAYER_(wp.fcw, l, fc_p), LAYER_(w.fcb, l, FF),
@@ -1249,13 +1247,13 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         matmul_forward_packed(s.tmp, la.fch_gelu, LAYER_(wp.fcprojw, l, fcproj_p),
                               LAYER_(w.fcprojb, l, C), N, FF, C);
         dropout_forward(la.r2, s.tmp, la.ln1, rows, N, C, p,
-                        bert_slice_stream(model, l, SITE_FCPROJ, tok));
+                        bert_slice_stream(model, l, SITE_FCPROJ));
         layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
                           LAYER_(w.ln2b, l, C), N, C, cfg->eps);
     }
     // BertPooler, then the classifier on dropout(pooled)
     pooler_forward(a.pooled, a.cls, a.hs + L * BTC, wp.poolw, w.poolb, starts, B, T, C);
-    dropout_forward(a.pooled_d, a.pooled, NULL, NULL, B, C, p, bert_slice_stream(model, L, 0, cls));
+    dropout_forward(a.pooled_d, a.pooled, NULL, NULL, B, C, p, bert_slice_stream(model, L, 0));
     matmul_forward_packed(a.logits, a.pooled_d, wp.clsw, w.clsb, B, C, NC);
     if (labels != NULL) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
@@ -1288,7 +1286,6 @@ void bert_backward(Bert* model) {
     const int* starts = model->starts;
     int C = cfg->C, L = cfg->L, NH = cfg->NH, FF = cfg->FF, NC = cfg->NC, BT = B * T;
     int r = model->lora_r;
-    uint64_t tok = (uint64_t)T * C, att = (uint64_t)NH * T * T, cls = C; // as bert_forward's
     int B_mean = model->B_global != 0 ? model->B_global : B;
     float p = model->dropout, plora = model->lora_dropout;
     float lora_scale = model->strategy == STRATEGY_LORA ? model->lora_alpha / r : 0.0f;
@@ -1308,7 +1305,7 @@ void bert_backward(Bert* model) {
     memset(s.dsmall, 0, 2 * (size_t)B * C * sizeof(float));
     matmul_backward(dpooled_d, g.clsw, g.clsb, s.dlogits, a.pooled_d, w.clsw, B, C, NC);
     // pooled_d = dropout(pooled), pooled = tanh(hs[L][:, 0] @ poolw^T + poolb)
-    dropout_backward(dpooled, dpooled_d, NULL, B, C, p, bert_slice_stream(model, L, 0, cls));
+    dropout_backward(dpooled, dpooled_d, NULL, B, C, p, bert_slice_stream(model, L, 0));
     memset(s.dh, 0, NC_ * sizeof(float));
     pooler_backward(s.dh, g.poolw, g.poolb, s.dsmall + 2 * (size_t)B * C, s.dsmall + 3 * (size_t)B * C, dpooled,
                     a.pooled, a.cls, w.poolw, starts, B, T, C);
@@ -1322,7 +1319,7 @@ void bert_backward(Bert* model) {
         // mask
         memcpy(s.dln1, s.dr, NC_ * sizeof(float));
         memset(s.tmp, 0, NC_ * sizeof(float));
-        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_slice_stream(model, l, SITE_FCPROJ, tok));
+        dropout_backward(s.tmp, s.dr, rows, N, C, p, bert_slice_stream(model, l, SITE_FCPROJ));
         memset(s.dfch, 0, (size_t)N * FF * sizeof(float));
         matmul_backward(s.dfch, LAYER_(g.fcprojw, l, C * FF), LAYER_(g.fcprojb, l, C), s.tmp, la.fch_gelu,
                         LAYER_(w.fcprojw, l, C * FF), N, FF, C);
@@ -1338,14 +1335,14 @@ void bert_backward(Bert* model) {
         memcpy(s.dh, s.dr, NC_ * sizeof(float));
         memset(s.tmp, 0, NC_ * sizeof(float));
         dropout_backward(s.tmp, s.dr, rows, N, C, p,
-                         bert_slice_stream(model, l, SITE_ATTPROJ, tok));
+                         bert_slice_stream(model, l, SITE_ATTPROJ));
         memset(s.datty, 0, NC_ * sizeof(float));
         matmul_backward(s.datty, LAYER_(g.attprojw, l, C * C), LAYER_(g.attprojb, l, C), s.tmp, la.atty,
                         LAYER_(w.attprojw, l, C * C), N, C, C);
         // atty = attention(qkv)
         memset(s.dqkv, 0, NC_ * 3 * sizeof(float));
         attention_backward(s.dqkv, s.datty, la.qkv, la.att, model->lengths, starts, B, T, C, NH, p,
-                           bert_slice_stream(model, l, SITE_ATT, att));
+                           bert_slice_stream(model, l, SITE_ATT));
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
         float* dx = (l > 0 || model->strategy == STRATEGY_FULL) ? s.dh : NULL;
         matmul_backward(dx, LAYER_(g.qkvw, l, 3 * C * C), LAYER_(g.qkvb, l, 3 * C), s.dqkv, la.x,
@@ -1356,7 +1353,7 @@ void bert_backward(Bert* model) {
                 lora_backward(dx, model->lora_grads.lora_a + lj * r * C, model->lora_grads.lora_b + lj * C * r, s.du,
                               s.xd, s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x,
                               model->lora.lora_a + lj * r * C, model->lora.lora_b + lj * C * r, N, C, C, r,
-                              lora_scale, plora, bert_slice_stream(model, l, SITE_LORA_Q + j, tok),
+                              lora_scale, plora, bert_slice_stream(model, l, SITE_LORA_Q + j),
                               rows);
             }
         }
@@ -1364,7 +1361,7 @@ void bert_backward(Bert* model) {
     if (model->strategy != STRATEGY_FULL) { return; }
     // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[0]
     memset(s.dr, 0, NC_ * sizeof(float));
-    dropout_backward(s.dr, s.dh, rows, N, C, p, bert_slice_stream(model, -1, 0, tok));
+    dropout_backward(s.dr, s.dh, rows, N, C, p, bert_slice_stream(model, -1, 0));
     memset(s.tmp, 0, NC_ * sizeof(float));
     layernorm_backward(s.tmp, g.embln_w, g.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
     embedding_backward(g.wte, g.wpe, g.wtt, s.tmp, model->ids, model->types, rows, N, T, C);

@@ -335,17 +335,6 @@ static void weights16_refresh_(const Bert* model, BertGPU* g) {
 // ----------------------------------------------------------------------------
 // forward, backward, update: train_bert.c's, line for line, on the device
 
-// A dropout site's stream for this batch, a slice of the global batch with ranks: as the CPU's
-// bert_slice_stream, with a token's masks T * C elements an example, attention's NH * T * T and
-// the classifier's (layer L) C, so that each rank draws the masks one process draws.
-static uint64_t site_stream_(const Bert* model, int layer, int site) {
-    const BertConfig* cfg = &model->config;
-    uint64_t T = model->T, per = (uint64_t)T * cfg->C;
-    if (layer == cfg->L) { per = cfg->C; }
-    else if (layer >= 0 && site == SITE_ATT) { per = (uint64_t)cfg->NH * T * T; }
-    return bert_slice_stream(model, layer, site, per);
-}
-
 // Forward pass over the batch in model->ids / lengths (B, T), uploaded here. With labels (host),
 // also the mean cross-entropy in model->mean_loss. train = 1 turns dropout on.
 void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
@@ -394,7 +383,7 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
     // fused into the LayerNorm
     embedding_forward(a.encoded, g->ids, g->types, w.wte, w.wpe, w.wtt, B, T, C, rows, N);
     layernorm_forward(a.hs, a.emb_mean, a.emb_rstd, a.encoded, w.embln_w, w.embln_b, N, C, cfg->eps, p,
-                      site_stream_(model, -1, 0), rows);
+                      bert_slice_stream(model, -1, 0), rows);
     for (int l = 0; l < L; l++) {
         LayerActivations la = layer_activations(&a, l, B, T, C, NH, FF);
         matmul_forward(mm, la.qkv, la.x, LAYER_(w.qkvw, l, 3 * C * C), LAYER_(w.qkvb, l, 3 * C), N, C, 3 * C);
@@ -403,23 +392,23 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
                 size_t lj = (size_t)l * 3 + j;
                 lora_forward(mm, la.qkv + j * C, 3 * C, a.lora_u + lj * BT * r, s.xd, la.x, g->lora.lora_a + lj * r * C,
                              g->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
-                             site_stream_(model, l, SITE_LORA_Q + j), rows);
+                             bert_slice_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
         if (la.att == NULL) { // kernel set 2: only the rows' max and sum are kept
             attention_forward2(la.atty, LAYER_(g->att_stats, l, BNT2), la.qkv, g->lengths, B, T, C,
-                               NH, p, site_stream_(model, l, SITE_ATT), starts);
+                               NH, p, bert_slice_stream(model, l, SITE_ATT), starts);
         } else {
             attention_forward(la.atty, la.att, la.qkv, g->lengths, B, T, C, NH, p,
-                              site_stream_(model, l, SITE_ATT));
+                              bert_slice_stream(model, l, SITE_ATT));
         }
         matmul_forward(mm, s.tmp, la.atty, LAYER_(w.attprojw, l, C * C), LAYER_(w.attprojb, l, C), N, C, C);
         if (g->kernels >= 2) { // r1 = x + dropout(tmp), ln1 = LN1(r1) in one pass
             residual_layernorm_forward(la.ln1, la.r1, la.ln1_mean, la.ln1_rstd, s.tmp, la.x, LAYER_(w.ln1w, l, C),
                                        LAYER_(w.ln1b, l, C), N, C, cfg->eps, p,
-                                       site_stream_(model, l, SITE_ATTPROJ), rows);
+                                       bert_slice_stream(model, l, SITE_ATTPROJ), rows);
         } else {
-            dropout_forward(la.r1, s.tmp, la.x, BTC, p, site_stream_(model, l, SITE_ATTPROJ));
+            dropout_forward(la.r1, s.tmp, la.x, BTC, p, bert_slice_stream(model, l, SITE_ATTPROJ));
             layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.r1, LAYER_(w.ln1w, l, C), LAYER_(w.ln1b, l, C),
                               BT, C, cfg->eps, 0.0f, 0);
         }
@@ -429,15 +418,15 @@ void bert_forward(Bert* model, int B, int T, const int* labels, int train) {
         if (g->kernels >= 2) { // r2 = ln1 + dropout(tmp), hs[l+1] = LN2(r2)
             residual_layernorm_forward(la.x + BTC, la.r2, la.ln2_mean, la.ln2_rstd, s.tmp, la.ln1, LAYER_(w.ln2w, l, C),
                                        LAYER_(w.ln2b, l, C), N, C, cfg->eps, p,
-                                       site_stream_(model, l, SITE_FCPROJ), rows);
+                                       bert_slice_stream(model, l, SITE_FCPROJ), rows);
         } else {
-            dropout_forward(la.r2, s.tmp, la.ln1, BTC, p, site_stream_(model, l, SITE_FCPROJ));
+            dropout_forward(la.r2, s.tmp, la.ln1, BTC, p, bert_slice_stream(model, l, SITE_FCPROJ));
             layernorm_forward(la.x + BTC, la.ln2_mean, la.ln2_rstd, la.r2, LAYER_(w.ln2w, l, C),
                               LAYER_(w.ln2b, l, C), BT, C, cfg->eps, 0.0f, 0);
         }
     }
     pooler_forward(mm, a.pooled, a.cls, a.hs + L * BTC, w.poolw, w.poolb, B, T, C, starts);
-    dropout_forward(a.pooled_d, a.pooled, NULL, (size_t)B * C, p, site_stream_(model, L, 0));
+    dropout_forward(a.pooled_d, a.pooled, NULL, (size_t)B * C, p, bert_slice_stream(model, L, 0));
     matmul_forward(mm, a.logits, a.pooled_d, w.clsw, w.clsb, B, C, NC);
     if (labels != NULL) {
         if (labels != model->labels) { memcpy(model->labels, labels, B * sizeof(int)); }
@@ -498,7 +487,7 @@ void bert_backward(Bert* model) {
     cudaCheck(cudaMemset(s.dsmall, 0, 2 * (size_t)B * C * sizeof(float)));
     matmul_backward(mm, dpooled_d, gr.clsw, gr.clsb, s.dlogits, a.pooled_d, w.clsw, B, C, NC);
     // pooled_d = dropout(pooled), pooled = tanh(hs[L][:, 0] @ poolw^T + poolb)
-    dropout_backward(dpooled, dpooled_d, (size_t)B * C, p, site_stream_(model, L, 0));
+    dropout_backward(dpooled, dpooled_d, (size_t)B * C, p, bert_slice_stream(model, L, 0));
     cudaCheck(cudaMemset(s.dh, 0, NC_ * sizeof(float)));
     pooler_backward(mm, s.dh, gr.poolw, gr.poolb, s.dsmall + 2 * (size_t)B * C,
                     s.dsmall + 3 * (size_t)B * C, dpooled, a.pooled, a.cls, w.poolw, B, T, C,
@@ -509,14 +498,14 @@ void bert_backward(Bert* model) {
         if (g->kernels >= 2) { // dln1 = LN2'(dh), tmp = mask * dln1 in one pass
             residual_layernorm_backward(s.dln1, s.tmp, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2,
                                         LAYER_(w.ln2w, l, C), la.ln2_mean, la.ln2_rstd, N, C, p,
-                                        site_stream_(model, l, SITE_FCPROJ), rows);
+                                        bert_slice_stream(model, l, SITE_FCPROJ), rows);
         } else {
             cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
             layernorm_backward(s.dr, LAYER_(gr.ln2w, l, C), LAYER_(gr.ln2b, l, C), s.dh, la.r2, LAYER_(w.ln2w, l, C),
                                la.ln2_mean, la.ln2_rstd, BT, C);
             cudaCheck(cudaMemcpy(s.dln1, s.dr, BTC * sizeof(float), cudaMemcpyDeviceToDevice));
             cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
-            dropout_backward(s.tmp, s.dr, BTC, p, site_stream_(model, l, SITE_FCPROJ));
+            dropout_backward(s.tmp, s.dr, BTC, p, bert_slice_stream(model, l, SITE_FCPROJ));
         }
         cudaCheck(cudaMemset(s.dfch, 0, (size_t)N * FF * sizeof(float)));
         matmul_backward(mm, s.dfch, LAYER_(gr.fcprojw, l, C * FF), LAYER_(gr.fcprojb, l, C), s.tmp, la.fch_gelu,
@@ -529,14 +518,14 @@ void bert_backward(Bert* model) {
         if (g->kernels >= 2) { // dh = LN1'(dln1), tmp = mask * dh in one pass
             residual_layernorm_backward(s.dh, s.tmp, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1,
                                         LAYER_(w.ln1w, l, C), la.ln1_mean, la.ln1_rstd, N, C, p,
-                                        site_stream_(model, l, SITE_ATTPROJ), rows);
+                                        bert_slice_stream(model, l, SITE_ATTPROJ), rows);
         } else {
             cudaCheck(cudaMemset(s.dr, 0, BTC * sizeof(float)));
             layernorm_backward(s.dr, LAYER_(gr.ln1w, l, C), LAYER_(gr.ln1b, l, C), s.dln1, la.r1, LAYER_(w.ln1w, l, C),
                                la.ln1_mean, la.ln1_rstd, BT, C);
             cudaCheck(cudaMemcpy(s.dh, s.dr, BTC * sizeof(float), cudaMemcpyDeviceToDevice));
             cudaCheck(cudaMemset(s.tmp, 0, BTC * sizeof(float)));
-            dropout_backward(s.tmp, s.dr, BTC, p, site_stream_(model, l, SITE_ATTPROJ));
+            dropout_backward(s.tmp, s.dr, BTC, p, bert_slice_stream(model, l, SITE_ATTPROJ));
         }
         cudaCheck(cudaMemset(s.datty, 0, NC_ * sizeof(float)));
         matmul_backward(mm, s.datty, LAYER_(gr.attprojw, l, C * C), LAYER_(gr.attprojb, l, C),
@@ -545,10 +534,10 @@ void bert_backward(Bert* model) {
         cudaCheck(cudaMemset(s.dqkv, 0, NC_ * 3 * sizeof(float)));
         if (la.att == NULL) {
             attention_backward2(s.dqkv, s.datty, la.qkv, LAYER_(g->att_stats, l, BNT2), g->lengths,
-                                B, T, C, NH, p, site_stream_(model, l, SITE_ATT), starts);
+                                B, T, C, NH, p, bert_slice_stream(model, l, SITE_ATT), starts);
         } else {
             attention_backward(s.dqkv, g->datt, s.datty, la.qkv, la.att, g->lengths, B, T, C, NH, p,
-                               site_stream_(model, l, SITE_ATT));
+                               bert_slice_stream(model, l, SITE_ATT));
         }
         // qkv = x @ qkvw^T + qkvb (+ LoRA); below layer 0 only the full strategy needs d(x)
         float* dx = (l > 0 || model->strategy == STRATEGY_FULL) ? s.dh : NULL;
@@ -560,14 +549,14 @@ void bert_backward(Bert* model) {
                 lora_backward(mm, dx, g->lora_grads.lora_a + lj * r * C, g->lora_grads.lora_b + lj * C * r, s.du, s.xd,
                               s.dqkv + j * C, 3 * C, a.lora_u + lj * BT * r, la.x, g->lora.lora_a + lj * r * C,
                               g->lora.lora_b + lj * C * r, N, C, C, r, lora_scale, plora,
-                              site_stream_(model, l, SITE_LORA_Q + j), rows);
+                              bert_slice_stream(model, l, SITE_LORA_Q + j), rows);
             }
         }
     }
     if (model->strategy != STRATEGY_FULL) { return; }
     // hs[0] = dropout(LN(encoded)), encoded = wte[ids] + wpe[t] + wtt[types]
     cudaCheck(cudaMemset(s.dr, 0, NC_ * sizeof(float)));
-    dropout_backward(s.dr, s.dh, NC_, p, site_stream_(model, -1, 0), rows, C);
+    dropout_backward(s.dr, s.dh, NC_, p, bert_slice_stream(model, -1, 0), rows, C);
     cudaCheck(cudaMemset(s.tmp, 0, NC_ * sizeof(float)));
     layernorm_backward(s.tmp, gr.embln_w, gr.embln_b, s.dr, a.encoded, w.embln_w, a.emb_mean, a.emb_rstd, N, C);
     if (g->kernels >= 2) { // parallel over the ids present, from the host's sorted list of tokens

@@ -304,12 +304,15 @@ static inline uint64_t bert_stream(const Bert* model, int layer, int site) {
     return dropout_stream(model->seed, (uint64_t)model->step, where);
 }
 // A site's stream for this batch's slice of the global batch: a mask element is keyed by its index
-// in the global batch's padded layout, per_example elements to an example (T * C for a token's,
-// NH * T * T for attention's). dropout_uniform hashes stream + index, so the slice's offset, b0
-// examples, is an offset of the stream: a rank draws exactly the masks one process draws for the
-// same examples.
-static inline uint64_t bert_slice_stream(const Bert* model, int layer, int site,
-                                         uint64_t per_example) {
+// in the global batch's padded layout, an example's elements T * C for a token's mask, NH * T * T
+// for attention's (layer >= 0, SITE_ATT) and C for the classifier's (layer L). dropout_uniform
+// hashes stream + index, so the slice's offset, b0 examples, is an offset of the stream: a rank
+// draws exactly the masks one process draws for the same examples. Both back ends call this.
+static inline uint64_t bert_slice_stream(const Bert* model, int layer, int site) {
+    const BertConfig* cfg = &model->config;
+    uint64_t T = (uint64_t)model->T, per_example = T * cfg->C;
+    if (layer == cfg->L) { per_example = cfg->C; }
+    else if (layer >= 0 && site == SITE_ATT) { per_example = (uint64_t)cfg->NH * T * T; }
     return bert_stream(model, layer, site) + (uint64_t)model->b0 * per_example;
 }
 
