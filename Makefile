@@ -8,8 +8,9 @@
 #                     the other emulator orders, a fuzz run, cuda-check, check-headers, gpu-dry-run
 #   make train_bert   the CPU trainer            ./train_bert -h
 #   make train_bertcu the GPU trainer (nvcc)     ./train_bertcu -h
-#   make train_bert USE_MPI=1   with MPI: mpirun -np K ./train_bert splits each batch across K
-#   make train_bertcu USE_MPI=1 the same on K GPUs, one a rank, the gradients summed by NCCL
+#   make -B train_bert USE_MPI=1   with MPI: mpirun -np K ./train_bert splits each batch across K
+#   make -B train_bertcu USE_MPI=1 the same on K GPUs, one a rank, the gradients summed by NCCL
+#                     (-B: make does not see a flag change; train_bert_mpi, train_bertcu_mpi build beside)
 # Building needs a C compiler and stb_ds (libstb-dev); OpenMP and nvcc are used when found.
 
 CC ?= gcc
@@ -39,7 +40,7 @@ HEADERS = $(wildcard bertc/*.h) train_bert.h trainer.h tokenizer.h unicode_table
 $(CPU_TARGETS) dev/bench_step dev/bench_epoch dev/bench_matmul: %: %.c train_bert.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMP_FLAGS) -o $@ $< $(LDLIBS)
 
-include dev/mpi.mk # USE_MPI=1; train_bert_mpi, train_bertcu_mpi (NCCL): the builds for mpirun -np K
+include dev/mpi.mk # USE_MPI=1; train_bert_mpi, and the NCCL flags of train_bertcu_mpi: the builds for mpirun -np K
 MPI_BIN = $(if $(shell command -v $(MPICC) 2>/dev/null),train_bert_mpi \
 	$(if $(HAS_EMU),train_bertcu_emu_mpi),)
 test-mpi: train_bert $(MPI_BIN) data/ref_tiny_model.bin
@@ -105,9 +106,12 @@ data/ref_%_full.bin: data/ref_%_model.bin dev/reference.py data/model.bin
 	$(PYTHON) dev/reference.py --model-bin $< --name $* --data data
 data/ref_metrics.bin: dev/metrics_reference.py
 	$(PYTHON) dev/metrics_reference.py --out $@
-data/tokenizer_ref.bin: dev/tokenizer_reference.py
-	$(PYTHON) dev/tokenizer_reference.py --out $@ \
-		--vocab $(SHARED)/data/bert-base-uncased/vocab.txt --data $(SHARED)/data/emotion
+# the tokenizer's cases: shared/'s vocab and emotion texts where they are, else the vocab make data wrote
+# (beside data/model.bin) and dair-ai/emotion from the hub (cached by make setup's own fetch)
+TOKENIZER_VOCAB := $(or $(wildcard $(SHARED)/data/bert-base-uncased/vocab.txt),data/vocab.txt)
+data/tokenizer_ref.bin: dev/tokenizer_reference.py $(if $(filter data/%,$(TOKENIZER_VOCAB)),data/model.bin)
+	$(PYTHON) dev/tokenizer_reference.py --out $@ --vocab $(TOKENIZER_VOCAB) \
+		$(if $(DATA_FLAGS),--data $(SHARED)/data/emotion,--data-from-hub)
 
 # ---------------------------------------------------------------------------
 # tests
@@ -116,7 +120,7 @@ data/tokenizer_ref.bin: dev/tokenizer_reference.py
 # add time, not code, and take minutes to write), test_bertcu on the CUDA emulator in its default
 # thread order. make test-all (CI): every test; check-headers last.
 QUICK_REFS = data/ref_tiny_full.bin data/ref_metrics.bin data/tokenizer_ref.bin
-TOKENIZER_ARGS = $(SHARED)/data/bert-base-uncased/vocab.txt data/tokenizer_ref.bin
+TOKENIZER_ARGS = $(TOKENIZER_VOCAB) data/tokenizer_ref.bin
 test: test-python $(CPU_TARGETS) $(QUICK_REFS) $(if $(HAS_EMU),test_bertcu_emu)
 	./test_tokenizer $(TOKENIZER_ARGS)
 	./test_bert data tiny

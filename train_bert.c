@@ -23,7 +23,7 @@ only at its end, for main and the CPU back end. Nothing in bertc/ includes anyth
 without its own main, and train_bert.cu a second copy of the program's includes.)
 
 It is not a general transformer library: one architecture (post-LN BERT with absolute positions
-and exact GELU), one task (single-sentence classification).
+and exact GELU), one task (sequence classification of a text or a pair of texts).
 
 Run: make train_bert && ./train_bert -s full      (./train_bert -h lists every flag)
 */

@@ -229,8 +229,15 @@ static inline void usage_(const Backend* be, FILE* out) {
             snprintf(def, sizeof(def), "%s",
                      *(const char* const*)field ? *(const char* const*)field : "none");
         }
+        char range[64] = "";
+        if (f->type != 's') { // "; 1 to 4096", "; at least 1" where the top is a type's limit
+            int open = f->hi >= 1e9;
+            int n = open ? snprintf(range, sizeof(range), "; at least %g", f->lo)
+                         : snprintf(range, sizeof(range), "; %g to %g", f->lo, f->hi);
+            if (f->minus_one) { snprintf(range + n, sizeof(range) - n, ", or -1"); }
+        }
         const char* arg = f->type == 'i' ? "<int>   " : f->type == 'f' ? "<float> " : "<string>";
-        fprintf(out, "  -%c %s %s (default %s)\n", f->flag, arg, f->help, def);
+        fprintf(out, "  -%c %s %s (default %s%s)\n", f->flag, arg, f->help, def, range);
     }
     fprintf(out, "  -h           this help\n");
 }

@@ -6,12 +6,13 @@ and tokenizer are loaded, on both sides), the ratios, each side's peak resident 
 the CPU.
 
     python dev/bench_classify.py out/checkpoint_best.bin [--texts ../shared/data/emotion/test.txt] [--limit 500]
-        [--repeat 5]
+        [--repeat 5] [--load 1]
 
 Each side runs in a process of its own, so the peak memory is that side's. The two sides take turns, --repeat
 times at each batch size, and the table gives the medians, with the lowest and highest ratio of a single turn
 beside them: one run of each on a shared 2-core machine varied by a third. A benchmark, not a test: the numbers
-depend on the machine and on what else runs on it.
+depend on the machine and on what else runs on it. --load N runs N busy loops beside both sides throughout
+(what a server whose cores also do other work sees): each side's threads then wait for cores the OS shares out.
 """
 import argparse
 import json
@@ -78,6 +79,7 @@ def main():
     p.add_argument("--limit", type=int, default=0, help="the first LIMIT texts only")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeat", type=int, default=5, help="turns of each side at each batch size (medians)")
+    p.add_argument("--load", type=int, default=0, help="busy processes running beside both sides (0: none)")
     p.add_argument("--exe", default=os.path.join(REPO, "train_bert"))
     p.add_argument("--vocab", default=os.path.join(REPO, "data", "vocab.txt"))
     p.add_argument("--pipeline-worker", nargs=3, metavar=("MODEL_DIR", "BATCH", "TEXTS"), help=argparse.SUPPRESS)
@@ -99,7 +101,16 @@ def main():
     with open("/proc/cpuinfo") as f:
         cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
     print(f"bench_classify: {cpu}, {args.threads} threads both sides, {len(texts)} texts, {args.checkpoint}, "
-          f"medians of {args.repeat} turns each")
+          f"medians of {args.repeat} turns each, {args.load} busy processes beside")
+    load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    try:
+        compare(args, texts, texts_path, hf_dir)
+    finally:
+        for q in load:
+            q.kill()
+
+
+def compare(args, texts, texts_path, hf_dir):
     print(f"{'batch':>5} {'ours texts/s':>12} {'pipeline texts/s':>16} {'ours / pipeline':>15} {'(range)':>11} "
           f"{'ours peak MiB':>13} {'pipeline peak MiB':>17}")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

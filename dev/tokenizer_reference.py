@@ -2,7 +2,7 @@
 Writes data/tokenizer_ref.bin: texts and the ids Hugging Face gives them, for
 test_tokenizer.c to compare tokenizer.h against.
 
-    python dev/tokenizer_reference.py [--vocab PATH] [--data DIR] [--out PATH]
+    python dev/tokenizer_reference.py [--vocab PATH] [--data DIR | --data-from-hub] [--out PATH]
 
 Cases: every text of the emotion dataset ({train,validation,test}.txt, the
 text being each line up to its last ';'), then a hand-written list of awkward
@@ -45,7 +45,7 @@ from transformers import BertTokenizerFast
 from transformers.models.bert.tokenization_bert import load_vocab
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from prepro_emotion import TOKREF_MAGIC as MAGIC, TOKREF_VERSION as VERSION  # noqa: E402
+from prepro_emotion import SPLITS, TOKREF_MAGIC as MAGIC, TOKREF_VERSION as VERSION, load_emotion_hub  # noqa: E402
 
 MAX_LEN = 512
 
@@ -125,18 +125,29 @@ def fuzz_texts(n, seed=1337):
 def emotion_texts(data_dir):
     texts = []
     for split in ("train", "validation", "test"):
-        with open(os.path.join(data_dir, f"{split}.txt"), encoding="utf-8") as f:
+        path = os.path.join(data_dir, f"{split}.txt")
+        if not os.path.exists(path):
+            sys.exit(f"tokenizer_reference: no {path}; pass --data DIR (text;label files) or --data-from-hub")
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 line = line.rstrip("\n")
                 texts.append(line[:line.rindex(";")])
     return texts
+
+def hub_texts():
+    """the same texts, in the same order, from dair-ai/emotion on the hub (or the datasets cache)"""
+    data = load_emotion_hub()
+    return [t for split in SPLITS for t in data[split][0]]
 
 def main():
     ap = argparse.ArgumentParser()
     # relative to the repository, as the Makefile's SHARED (../shared)
     repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     ap.add_argument("--vocab", default=os.path.join(repo, "..", "shared", "data", "bert-base-uncased", "vocab.txt"))
-    ap.add_argument("--data", default=os.path.join(repo, "..", "shared", "data", "emotion"))
+    ap.add_argument("--data", default=os.path.join(repo, "..", "shared", "data", "emotion"),
+                    help="a folder with train.txt, validation.txt and test.txt (text;label lines)")
+    ap.add_argument("--data-from-hub", action="store_true",
+                    help="the texts of dair-ai/emotion through `datasets` instead (make setup's fetch caches them)")
     ap.add_argument("--out", default="data/tokenizer_ref.bin")
     ap.add_argument("--fuzz", type=int, default=2000, help="number of random strings")
     args = ap.parse_args()
@@ -147,7 +158,7 @@ def main():
     bare = BertWordPieceTokenizer(args.vocab, lowercase=True)
     bare.enable_truncation(MAX_LEN)
 
-    cases = [t.encode("utf-8") for t in emotion_texts(args.data)]
+    cases = [t.encode("utf-8") for t in (hub_texts() if args.data_from_hub else emotion_texts(args.data))]
     n_emotion = len(cases)
     cases += [t.encode("utf-8") for t in AWKWARD + fuzz_texts(args.fuzz)] + INVALID
     texts = [b.decode("utf-8", "replace") for b in cases]

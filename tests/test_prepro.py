@@ -447,3 +447,22 @@ def test_hf_dataset_path_offline(tmp_path, monkeypatch):
     assert [got[s]["N"] for s in prepro.SPLITS] == [48, 10, 12]
     assert got["validation"]["labels"].tolist() == [int(y == "joy") for _, y in rows[60:70]]
     assert got["train"]["types"].max() == 1
+
+
+def test_tokenizer_reference_hub_texts_equal_the_files(monkeypatch):
+    """make test on a machine without ../shared: dev/tokenizer_reference.py --data-from-hub reads
+    dair-ai/emotion through datasets (a stand-in here, from the offline files as the hub serves them:
+    text and label id) and must give the cases the files give, in the same order"""
+    import datasets
+    sys.path.insert(0, os.path.join(REPO, "dev"))
+    import tokenizer_reference as tokref
+
+    def split(name):
+        texts, labels = raw_split(name)
+        return datasets.Dataset.from_dict({"text": texts, "label": labels})
+
+    ds = datasets.DatasetDict({s: split(s) for s in prepro.SPLITS})
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: ds)
+    want = tokref.emotion_texts(DATA_DIR)
+    assert len(want) == 20000
+    assert tokref.hub_texts() == want

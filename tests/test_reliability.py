@@ -66,7 +66,10 @@ def test_plain_decimal_numbers_are_taken(tmp_path):
 
 def test_help_and_missing_values(exe):
     r = run(exe, ["-h"], check=False)
-    assert r.returncode == 0 and "-b <int>" in r.stdout and "(default 32)" in r.stdout and "500 steps" in r.stdout
+    assert r.returncode == 0 and "-b <int>" in r.stdout and "(default 32; 1 to 4096)" in r.stdout \
+        and "500 steps" in r.stdout
+    # every number's accepted range, as the hint after a bad value promises
+    assert "(default 5e-05; 1e-12 to 10)" in r.stdout and "(default -1; at least 1, or -1)" in r.stdout
     r = run(exe, ["-e"], check=False)
     assert r.returncode == 1 and "needs a value" in r.stderr
 
