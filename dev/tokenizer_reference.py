@@ -45,7 +45,8 @@ from transformers import BertTokenizerFast
 from transformers.models.bert.tokenization_bert import load_vocab
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from prepro_emotion import SPLITS, TOKREF_MAGIC as MAGIC, TOKREF_VERSION as VERSION, load_emotion_hub  # noqa: E402
+from prepro_emotion import (SPLITS, TOKREF_MAGIC as MAGIC, TOKREF_VERSION as VERSION,  # noqa: E402
+                            load_emotion_dir, load_emotion_hub)
 
 MAX_LEN = 512
 
@@ -122,21 +123,10 @@ def fuzz_texts(n, seed=1337):
         texts.append("".join(chars))
     return texts
 
-def emotion_texts(data_dir):
-    texts = []
-    for split in ("train", "validation", "test"):
-        path = os.path.join(data_dir, f"{split}.txt")
-        if not os.path.exists(path):
-            sys.exit(f"tokenizer_reference: no {path}; pass --data DIR (text;label files) or --data-from-hub")
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.rstrip("\n")
-                texts.append(line[:line.rindex(";")])
-    return texts
-
-def hub_texts():
-    """the same texts, in the same order, from dair-ai/emotion on the hub (or the datasets cache)"""
-    data = load_emotion_hub()
+def emotion_texts(data_dir=None):
+    """the emotion texts, train then validation then test, read as prepro reads them: from data_dir's
+    text;label files, or (None) from dair-ai/emotion on the hub (or the datasets cache)"""
+    data = load_emotion_dir(data_dir) if data_dir is not None else load_emotion_hub()
     return [t for split in SPLITS for t in data[split][0]]
 
 def main():
@@ -158,7 +148,7 @@ def main():
     bare = BertWordPieceTokenizer(args.vocab, lowercase=True)
     bare.enable_truncation(MAX_LEN)
 
-    cases = [t.encode("utf-8") for t in (hub_texts() if args.data_from_hub else emotion_texts(args.data))]
+    cases = [t.encode("utf-8") for t in emotion_texts(None if args.data_from_hub else args.data)]
     n_emotion = len(cases)
     cases += [t.encode("utf-8") for t in AWKWARD + fuzz_texts(args.fuzz)] + INVALID
     texts = [b.decode("utf-8", "replace") for b in cases]

@@ -463,6 +463,7 @@ def test_tokenizer_reference_hub_texts_equal_the_files(monkeypatch):
 
     ds = datasets.DatasetDict({s: split(s) for s in prepro.SPLITS})
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: ds)
-    want = tokref.emotion_texts(DATA_DIR)
+    want = [t for s in prepro.SPLITS for t in raw_split(s)[0]]
     assert len(want) == 20000
-    assert tokref.hub_texts() == want
+    assert tokref.emotion_texts(DATA_DIR) == want
+    assert tokref.emotion_texts(None) == want
